@@ -1,0 +1,289 @@
+// The coordinator's side of two-phase commit, as pure functions over the transaction log record.
+// No I/O and no clock: callers pass `now` in. Everything the Lambdas decide is decided here.
+import { z } from 'zod';
+import { serviceName, type Vote } from './messages';
+
+export const TX_STATUSES = ['PREPARING', 'COMMITTING', 'ABORTING', 'COMMITTED', 'ABORTED'] as const;
+export type TxStatus = (typeof TX_STATUSES)[number];
+export type Outcome = 'COMMIT' | 'ABORT';
+export type Phase = 'PREPARE' | 'COMMIT' | 'ABORT';
+
+/** Bounds on per-transaction timeouts. Out-of-bounds values are rejected (400), never clamped. */
+export const TIMEOUT_BOUNDS = {
+  prepareSeconds: { min: 1, max: 900, default: 10 },
+  commitSeconds: { min: 1, max: 3600, default: 30 },
+} as const;
+
+export const MAX_PARTICIPANTS = 25;
+export const MAX_BODY_BYTES = 256 * 1024;
+
+export interface ParticipantSpec {
+  service: string;
+  operation: unknown;
+}
+
+export interface VoteEntry {
+  vote: Vote;
+  reason?: string;
+  at: string;
+}
+
+export interface AckEntry {
+  phase: 'COMMIT' | 'ABORT';
+  at: string;
+}
+
+/** The durable log record of one transaction (one DynamoDB item, key `pk` = txId). */
+export interface TxRecord {
+  pk: string;
+  txId: string;
+  status: TxStatus;
+  participants: ParticipantSpec[];
+  votes: Record<string, VoteEntry>;
+  acks: Record<string, AckEntry>;
+  timeouts: { prepareSeconds: number; commitSeconds: number };
+  createdAt: string;
+  updatedAt: string;
+  /** Epoch ms: no vote is waited for after this. */
+  prepareDeadlineAt: number;
+  decision?: Outcome;
+  decisionReason?: string;
+  decidedAt?: string;
+  finishedAt?: string;
+  /** The current phase's Step Functions task token, and the phase it belongs to. */
+  taskToken?: string;
+  taskPhase?: Phase;
+  /** Constant partition of the listing index (`byCreated`). */
+  listPk: 'tx';
+  /** Present only while the transaction is open: the sparse index `open` holds open transactions. */
+  openPk?: 'open';
+  /** Epoch seconds; DynamoDB TTL removes finished records after retention. Garbage collection only. */
+  expiresAt: number;
+  idempotencyKey?: string;
+  requestHash: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start request
+
+const timeoutField = (bounds: { min: number; max: number; default: number }) =>
+  z
+    .number({ error: 'must be a number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(bounds.min, `must be at least ${bounds.min}`)
+    .max(bounds.max, `must be at most ${bounds.max}`)
+    .default(bounds.default);
+
+export const startRequestSchema = z.strictObject({
+  participants: z
+    .array(
+      z.strictObject({
+        service: serviceName,
+        operation: z.unknown().default({}),
+      }),
+    )
+    .min(1, 'must name at least one participant')
+    .max(MAX_PARTICIPANTS, `must name at most ${MAX_PARTICIPANTS} participants`),
+  timeouts: z
+    .strictObject({
+      prepareSeconds: timeoutField(TIMEOUT_BOUNDS.prepareSeconds),
+      commitSeconds: timeoutField(TIMEOUT_BOUNDS.commitSeconds),
+    })
+    .default({ prepareSeconds: TIMEOUT_BOUNDS.prepareSeconds.default, commitSeconds: TIMEOUT_BOUNDS.commitSeconds.default }),
+});
+export type StartRequest = z.infer<typeof startRequestSchema>;
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** Validate a parsed JSON body against the schema and the configured participant services. */
+export function validateStartRequest(
+  body: unknown,
+  knownServices: readonly string[],
+): { ok: true; value: StartRequest } | { ok: false; errors: FieldError[] } {
+  const parsed = startRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      errors: parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })),
+    };
+  }
+  const errors: FieldError[] = [];
+  const seen = new Set<string>();
+  parsed.data.participants.forEach((p, i) => {
+    if (!knownServices.includes(p.service)) {
+      errors.push({ field: `participants.${i}.service`, message: `unknown service '${p.service}' (known: ${knownServices.join(', ')})` });
+    }
+    if (seen.has(p.service)) {
+      errors.push({ field: `participants.${i}.service`, message: `service '${p.service}' is named twice` });
+    }
+    seen.add(p.service);
+  });
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, value: parsed.data };
+}
+
+export interface NewTxInput {
+  txId: string;
+  request: StartRequest;
+  nowMs: number;
+  retentionDays: number;
+  requestHash: string;
+  idempotencyKey?: string;
+}
+
+/** The first log record of a transaction, written with `attribute_not_exists(pk)`. */
+export function newTransaction({ txId, request, nowMs, retentionDays, requestHash, idempotencyKey }: NewTxInput): TxRecord {
+  const now = new Date(nowMs).toISOString();
+  // Retention counts from creation plus the longest the transaction may take to prepare; TTL only
+  // collects garbage, and never before a record is finished (the sweeper owns open records).
+  const expiresAt = Math.floor(nowMs / 1000) + retentionDays * 86_400 + request.timeouts.prepareSeconds;
+  return {
+    pk: txId,
+    txId,
+    status: 'PREPARING',
+    participants: request.participants.map((p) => ({ service: p.service, operation: p.operation })),
+    votes: {},
+    acks: {},
+    timeouts: request.timeouts,
+    createdAt: now,
+    updatedAt: now,
+    prepareDeadlineAt: nowMs + request.timeouts.prepareSeconds * 1000,
+    listPk: 'tx',
+    openPk: 'open',
+    expiresAt,
+    requestHash,
+    ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+  };
+}
+
+/** The state machine's input. Everything else is read from the log record by transaction id. */
+export interface ExecutionInput {
+  txId: string;
+  timeouts: { prepareSeconds: number; commitSeconds: number };
+}
+
+export function executionInput(tx: Pick<TxRecord, 'txId' | 'timeouts'>): ExecutionInput {
+  return { txId: tx.txId, timeouts: tx.timeouts };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase one: votes
+
+export interface PrepareResult {
+  outcome: Outcome;
+  /** The status the Decide step writes. */
+  status: 'COMMITTING' | 'ABORTING';
+  reason: string;
+}
+
+/** Tally the votes. Undecided until every participant voted YES/READ_ONLY, or any voted NO. */
+export function tally(tx: Pick<TxRecord, 'participants' | 'votes'>): PrepareResult | undefined {
+  const no = tx.participants.find((p) => tx.votes[p.service]?.vote === 'NO');
+  if (no) {
+    const reason = tx.votes[no.service]?.reason;
+    return { outcome: 'ABORT', status: 'ABORTING', reason: `${no.service} voted NO${reason ? `: ${reason}` : ''}` };
+  }
+  if (tx.participants.every((p) => tx.votes[p.service] !== undefined)) {
+    return { outcome: 'COMMIT', status: 'COMMITTING', reason: 'every participant voted YES' };
+  }
+  return undefined;
+}
+
+/**
+ * After `voter`'s vote was recorded (the conditional write succeeded), should this writer wake the
+ * execution, and with what? Exactly one vote write per transaction answers non-undefined: the first
+ * NO, or the last vote when there is no NO. That is what makes one callback per phase.
+ */
+export function signalAfterVote(after: Pick<TxRecord, 'participants' | 'votes'>, voter: string): PrepareResult | undefined {
+  const result = tally(after);
+  if (!result) return undefined;
+  const noVoters = after.participants.filter((p) => after.votes[p.service]?.vote === 'NO').map((p) => p.service);
+  if (result.outcome === 'ABORT') {
+    // First NO: the only NO so far is this voter's.
+    return noVoters.length === 1 && noVoters[0] === voter ? result : undefined;
+  }
+  return result; // COMMIT: this write completed the set (a set completes once).
+}
+
+/** Participants that have not voted yet: the ones PREPARE is (re)sent to. */
+export function awaitingVote(tx: Pick<TxRecord, 'participants' | 'votes'>): ParticipantSpec[] {
+  return tx.participants.filter((p) => tx.votes[p.service] === undefined);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase two: acknowledgements
+
+export interface PhaseTwoResult {
+  from: 'COMMITTING' | 'ABORTING';
+  final: 'COMMITTED' | 'ABORTED';
+}
+
+export const PHASE_OF_STATUS = { COMMITTING: 'COMMIT', ABORTING: 'ABORT' } as const;
+
+/**
+ * Participants whose acknowledgement phase two waits for: those that voted YES (they hold
+ * prepared state). READ_ONLY and NO voters hold nothing; under presumed abort, participants
+ * that never voted are sent ABORT (see `phaseTwoRecipients`) but not waited for.
+ */
+export function awaitingAck(tx: Pick<TxRecord, 'participants' | 'votes' | 'acks'>): string[] {
+  return tx.participants
+    .map((p) => p.service)
+    .filter((s) => tx.votes[s]?.vote === 'YES' && tx.acks[s] === undefined);
+}
+
+/** Who is sent the phase-two message now: un-acked YES voters; for ABORT also those that never voted. */
+export function phaseTwoRecipients(tx: Pick<TxRecord, 'participants' | 'votes' | 'acks'>, phase: 'COMMIT' | 'ABORT'): string[] {
+  const waiting = awaitingAck(tx);
+  if (phase === 'COMMIT') return waiting;
+  const silent = tx.participants.map((p) => p.service).filter((s) => tx.votes[s] === undefined);
+  return [...waiting, ...silent];
+}
+
+export function phaseTwoResult(status: 'COMMITTING' | 'ABORTING'): PhaseTwoResult {
+  return status === 'COMMITTING' ? { from: 'COMMITTING', final: 'COMMITTED' } : { from: 'ABORTING', final: 'ABORTED' };
+}
+
+/** After an ack was recorded: the write that leaves nobody waiting wakes the execution. */
+export function signalAfterAck(after: Pick<TxRecord, 'participants' | 'votes' | 'acks' | 'status'>): PhaseTwoResult | undefined {
+  if (after.status !== 'COMMITTING' && after.status !== 'ABORTING') return undefined;
+  return awaitingAck(after).length === 0 ? phaseTwoResult(after.status) : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+export interface TxView {
+  txId: string;
+  status: TxStatus;
+  decision?: { outcome: Outcome; reason?: string; at?: string };
+  participants: { service: string; vote?: Vote; reason?: string; votedAt?: string; ack?: 'COMMIT' | 'ABORT'; ackedAt?: string }[];
+  timeouts: { prepareSeconds: number; commitSeconds: number };
+  createdAt: string;
+  updatedAt: string;
+  decidedAt?: string;
+  finishedAt?: string;
+}
+
+export function toView(tx: TxRecord): TxView {
+  return {
+    txId: tx.txId,
+    status: tx.status,
+    ...(tx.decision ? { decision: { outcome: tx.decision, reason: tx.decisionReason, at: tx.decidedAt } } : {}),
+    participants: tx.participants.map((p) => {
+      const v = tx.votes[p.service];
+      const a = tx.acks[p.service];
+      return {
+        service: p.service,
+        ...(v ? { vote: v.vote, votedAt: v.at, ...(v.reason ? { reason: v.reason } : {}) } : {}),
+        ...(a ? { ack: a.phase, ackedAt: a.at } : {}),
+      };
+    }),
+    timeouts: tx.timeouts,
+    createdAt: tx.createdAt,
+    updatedAt: tx.updatedAt,
+    ...(tx.decidedAt ? { decidedAt: tx.decidedAt } : {}),
+    ...(tx.finishedAt ? { finishedAt: tx.finishedAt } : {}),
+  };
+}
