@@ -57,8 +57,9 @@ export interface TxRecord {
   listPk: 'tx';
   /** Present only while the transaction is open: the sparse index `open` holds open transactions. */
   openPk?: 'open';
-  /** Epoch seconds; DynamoDB TTL removes finished records after retention. Garbage collection only. */
-  expiresAt: number;
+  /** Epoch seconds, set by Finalize only: DynamoDB TTL removes finished records after retention.
+   *  Open records have none, so TTL can never remove a transaction that is still running. */
+  expiresAt?: number;
   idempotencyKey?: string;
   requestHash: string;
 }
@@ -128,17 +129,13 @@ export interface NewTxInput {
   txId: string;
   request: StartRequest;
   nowMs: number;
-  retentionDays: number;
   requestHash: string;
   idempotencyKey?: string;
 }
 
 /** The first log record of a transaction, written with `attribute_not_exists(pk)`. */
-export function newTransaction({ txId, request, nowMs, retentionDays, requestHash, idempotencyKey }: NewTxInput): TxRecord {
+export function newTransaction({ txId, request, nowMs, requestHash, idempotencyKey }: NewTxInput): TxRecord {
   const now = new Date(nowMs).toISOString();
-  // Retention counts from creation plus the longest the transaction may take to prepare; TTL only
-  // collects garbage, and never before a record is finished (the sweeper owns open records).
-  const expiresAt = Math.floor(nowMs / 1000) + retentionDays * 86_400 + request.timeouts.prepareSeconds;
   return {
     pk: txId,
     txId,
@@ -152,7 +149,6 @@ export function newTransaction({ txId, request, nowMs, retentionDays, requestHas
     prepareDeadlineAt: nowMs + request.timeouts.prepareSeconds * 1000,
     listPk: 'tx',
     openPk: 'open',
-    expiresAt,
     requestHash,
     ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
   };
@@ -218,6 +214,8 @@ export function awaitingVote(tx: Pick<TxRecord, 'participants' | 'votes'>): Part
 export interface PhaseTwoResult {
   from: 'COMMITTING' | 'ABORTING';
   final: 'COMMITTED' | 'ABORTED';
+  /** Epoch seconds for the TTL attribute, written by Finalize (finish time + retention). */
+  expiresAt: number;
 }
 
 export const PHASE_OF_STATUS = { COMMITTING: 'COMMIT', ABORTING: 'ABORT' } as const;
@@ -241,14 +239,21 @@ export function phaseTwoRecipients(tx: Pick<TxRecord, 'participants' | 'votes' |
   return [...waiting, ...silent];
 }
 
-export function phaseTwoResult(status: 'COMMITTING' | 'ABORTING'): PhaseTwoResult {
-  return status === 'COMMITTING' ? { from: 'COMMITTING', final: 'COMMITTED' } : { from: 'ABORTING', final: 'ABORTED' };
+export function phaseTwoResult(status: 'COMMITTING' | 'ABORTING', nowMs: number, retentionDays: number): PhaseTwoResult {
+  const expiresAt = Math.floor(nowMs / 1000) + retentionDays * 86_400;
+  return status === 'COMMITTING'
+    ? { from: 'COMMITTING', final: 'COMMITTED', expiresAt }
+    : { from: 'ABORTING', final: 'ABORTED', expiresAt };
 }
 
 /** After an ack was recorded: the write that leaves nobody waiting wakes the execution. */
-export function signalAfterAck(after: Pick<TxRecord, 'participants' | 'votes' | 'acks' | 'status'>): PhaseTwoResult | undefined {
+export function signalAfterAck(
+  after: Pick<TxRecord, 'participants' | 'votes' | 'acks' | 'status'>,
+  nowMs: number,
+  retentionDays: number,
+): PhaseTwoResult | undefined {
   if (after.status !== 'COMMITTING' && after.status !== 'ABORTING') return undefined;
-  return awaitingAck(after).length === 0 ? phaseTwoResult(after.status) : undefined;
+  return awaitingAck(after).length === 0 ? phaseTwoResult(after.status, nowMs, retentionDays) : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
