@@ -67,32 +67,44 @@ export interface TxRecord {
 // ---------------------------------------------------------------------------------------------
 // Start request
 
-const timeoutField = (bounds: { min: number; max: number; default: number }) =>
+const timeoutField = (bounds: { min: number; max: number }) =>
   z
     .number({ error: 'must be a number of seconds' })
     .int('must be a whole number of seconds')
     .min(bounds.min, `must be at least ${bounds.min}`)
-    .max(bounds.max, `must be at most ${bounds.max}`)
-    .default(bounds.default);
+    .max(bounds.max, `must be at most ${bounds.max}`);
 
-export const startRequestSchema = z.strictObject({
-  participants: z
-    .array(
-      z.strictObject({
-        service: serviceName,
-        operation: z.unknown().default({}),
-      }),
-    )
-    .min(1, 'must name at least one participant')
-    .max(MAX_PARTICIPANTS, `must name at most ${MAX_PARTICIPANTS} participants`),
-  timeouts: z
-    .strictObject({
-      prepareSeconds: timeoutField(TIMEOUT_BOUNDS.prepareSeconds),
-      commitSeconds: timeoutField(TIMEOUT_BOUNDS.commitSeconds),
-    })
-    .default({ prepareSeconds: TIMEOUT_BOUNDS.prepareSeconds.default, commitSeconds: TIMEOUT_BOUNDS.commitSeconds.default }),
-});
-export type StartRequest = z.infer<typeof startRequestSchema>;
+export interface TimeoutDefaults {
+  prepareSeconds: number;
+  commitSeconds: number;
+}
+
+export const DEFAULT_TIMEOUTS: TimeoutDefaults = {
+  prepareSeconds: TIMEOUT_BOUNDS.prepareSeconds.default,
+  commitSeconds: TIMEOUT_BOUNDS.commitSeconds.default,
+};
+
+/** The body of `POST /transactions`; omitted timeouts take the deployment's defaults. */
+export function startRequestSchema(defaults: TimeoutDefaults = DEFAULT_TIMEOUTS) {
+  return z.strictObject({
+    participants: z
+      .array(
+        z.strictObject({
+          service: serviceName,
+          operation: z.unknown().default({}),
+        }),
+      )
+      .min(1, 'must name at least one participant')
+      .max(MAX_PARTICIPANTS, `must name at most ${MAX_PARTICIPANTS} participants`),
+    timeouts: z
+      .strictObject({
+        prepareSeconds: timeoutField(TIMEOUT_BOUNDS.prepareSeconds).default(defaults.prepareSeconds),
+        commitSeconds: timeoutField(TIMEOUT_BOUNDS.commitSeconds).default(defaults.commitSeconds),
+      })
+      .default({ ...defaults }),
+  });
+}
+export type StartRequest = z.infer<ReturnType<typeof startRequestSchema>>;
 
 export interface FieldError {
   field: string;
@@ -103,8 +115,9 @@ export interface FieldError {
 export function validateStartRequest(
   body: unknown,
   knownServices: readonly string[],
+  defaults: TimeoutDefaults = DEFAULT_TIMEOUTS,
 ): { ok: true; value: StartRequest } | { ok: false; errors: FieldError[] } {
-  const parsed = startRequestSchema.safeParse(body);
+  const parsed = startRequestSchema(defaults).safeParse(body);
   if (!parsed.success) {
     return {
       ok: false,

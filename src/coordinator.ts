@@ -1,0 +1,234 @@
+// The coordinator's use cases: start a transaction, dispatch a phase, take a reply.
+// Decisions come from src/core; this module only sequences reads, conditional writes and sends.
+import { createHash, randomUUID } from 'node:crypto';
+import type { AckMessage, ParticipantMessage, ReplyMessage, VoteMessage } from './core/messages';
+import {
+  awaitingVote,
+  executionInput,
+  newTransaction,
+  phaseTwoRecipients,
+  phaseTwoResult,
+  signalAfterAck,
+  signalAfterVote,
+  tally,
+  validateStartRequest,
+  awaitingAck,
+  type FieldError,
+  type Phase,
+  type TxRecord,
+  type TxView,
+  toView,
+} from './core/transaction';
+import type { CoordinatorConfig } from './aws/config';
+import type { ListPage, TxLog } from './aws/log-store';
+import type { ParticipantQueues } from './aws/queues';
+import type { Workflow } from './aws/workflow';
+
+export interface CoordinatorDeps {
+  config: CoordinatorConfig;
+  log: TxLog;
+  queues: ParticipantQueues;
+  workflow: Workflow;
+  now?: () => number;
+  newId?: () => string;
+}
+
+export type StartOutcome =
+  | { kind: 'started'; txId: string; status: TxRecord['status']; replayed: boolean }
+  | { kind: 'invalid'; errors: FieldError[] }
+  | { kind: 'idempotency-conflict'; txId: string };
+
+export interface DispatchEvent {
+  txId: string;
+  phase: Phase;
+  taskToken: string;
+}
+
+export class Coordinator {
+  private readonly now: () => number;
+  private readonly newId: () => string;
+
+  constructor(private readonly deps: CoordinatorDeps) {
+    this.now = deps.now ?? Date.now;
+    this.newId = deps.newId ?? randomUUID;
+  }
+
+  /**
+   * POST /transactions. Validation writes nothing. With an idempotency key, the key is claimed
+   * first (pointing at the new id), so a retry after any crash finds and finishes the same
+   * transaction: the record write and the execution start are both idempotent by id.
+   */
+  async start(body: unknown, idempotencyKey?: string): Promise<StartOutcome> {
+    const { config, log } = this.deps;
+    const valid = validateStartRequest(body, Object.keys(config.participantQueues), config.defaults);
+    if (!valid.ok) return { kind: 'invalid', errors: valid.errors };
+    const requestHash = hashRequest(valid.value);
+    let txId = this.newId();
+    let replayed = false;
+    if (idempotencyKey !== undefined) {
+      const claim = await log.claimIdempotencyKey(idempotencyKey, txId, requestHash, this.isoNow());
+      if (claim.requestHash !== requestHash) return { kind: 'idempotency-conflict', txId: claim.txId };
+      replayed = claim.txId !== txId;
+      txId = claim.txId;
+    }
+    const record = newTransaction({
+      txId,
+      request: valid.value,
+      nowMs: this.now(),
+      requestHash,
+      ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+    });
+    const created = await log.create(record);
+    const current = created ? record : await log.get(txId);
+    if (!current) throw new Error(`transaction ${txId} is neither creatable nor readable`);
+    if (current.requestHash !== requestHash) throw new Error(`transaction id ${txId} collides with another request`);
+    // Start only while nothing can have been sent yet; a replay of a decided transaction is
+    // answered from the record. Same-name starts are idempotent, so a replay may start again.
+    if (current.status === 'PREPARING') await this.startExecution(current, created);
+    return { kind: 'started', txId, status: current.status, replayed };
+  }
+
+  async get(txId: string): Promise<TxView | undefined> {
+    const record = await this.deps.log.get(txId);
+    return record ? toView(record) : undefined;
+  }
+
+  list(limit: number, cursor?: string): Promise<ListPage> {
+    return this.deps.log.list(limit, cursor);
+  }
+
+  /**
+   * The body of every waitForTaskToken task: remember the token, send the phase's messages to
+   * whoever has not answered, and complete the task at once if nobody is left to wait for
+   * (a retried attempt after the last reply, or a decision someone else already made).
+   */
+  async dispatch({ txId, phase, taskToken }: DispatchEvent): Promise<void> {
+    const { log, workflow } = this.deps;
+    const stored = await log.storeTaskToken(txId, phase, taskToken, this.isoNow());
+    const record = stored.record;
+    if (!record) throw new Error(`dispatch ${phase}: transaction ${txId} does not exist`);
+    if (!stored.applied) {
+      // The record moved past this phase: answer with what it is now so the state machine routes on.
+      await workflow.signal(taskToken, this.resultFor(phase, record));
+      return;
+    }
+    const attempt = (record[`${phase.toLowerCase()}Attempts` as keyof TxRecord] as number | undefined) ?? 1;
+    if (phase === 'PREPARE') {
+      const result = tally(record);
+      if (result) {
+        await workflow.signal(taskToken, result);
+        return;
+      }
+      await this.deps.queues.send(
+        awaitingVote(record).map((p) => this.message('PREPARE', record, p.service, record.prepareDeadlineAt, attempt, p.operation)),
+      );
+      return;
+    }
+    const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
+    const recipients = phaseTwoRecipients(record, phase);
+    await this.deps.queues.send(recipients.map((service) => this.message(phase, record, service, deadlineAt, attempt)));
+    const done = signalAfterAck(record, this.now(), this.deps.config.retentionDays);
+    if (done) await workflow.signal(taskToken, done);
+  }
+
+  /** One message from the reply queue. Duplicates and late replies are expected and harmless. */
+  async onReply(message: ReplyMessage): Promise<void> {
+    if (message.type === 'VOTE') await this.onVote(message);
+    else await this.onAck(message);
+  }
+
+  private async onVote(message: VoteMessage): Promise<void> {
+    const { log, workflow } = this.deps;
+    const entry = { vote: message.vote, at: this.isoNow(), ...(message.reason ? { reason: message.reason } : {}) };
+    const { applied, record } = await log.recordVote(message.txId, message.participant, entry);
+    if (!record) {
+      // Presumed abort: no record means no commit can ever happen; release a YES voter now.
+      if (message.vote === 'YES') await this.sendAbort(message.txId, message.participant);
+      return;
+    }
+    if (record.status === 'PREPARING') {
+      // The writer that decided the tally wakes the execution. A redelivered vote re-signals
+      // when the tally is decided, in case the first writer crashed between write and signal:
+      // the task token makes a second SendTaskSuccess a harmless TaskDoesNotExist.
+      const signal = applied ? signalAfterVote(record, message.participant) : tally(record);
+      if (signal && record.taskToken && record.taskPhase === 'PREPARE') await workflow.signal(record.taskToken, signal);
+      return;
+    }
+    // A YES that was never recorded arrived after an abort decision (say, after the prepare
+    // timeout): the participant holds resources for a transaction that will never commit.
+    const aborting = record.status === 'ABORTING' || record.status === 'ABORTED';
+    if (aborting && message.vote === 'YES' && record.votes[message.participant] === undefined) {
+      await this.sendAbort(record.txId, message.participant);
+    }
+  }
+
+  private async onAck(message: AckMessage): Promise<void> {
+    const { log, workflow, config } = this.deps;
+    const { applied, record } = await log.recordAck(message.txId, message.participant, { phase: message.phase, at: this.isoNow() });
+    if (!record || (!applied && record.acks[message.participant] === undefined)) return;
+    const done = signalAfterAck(record, this.now(), config.retentionDays);
+    if (done && record.taskToken && record.taskPhase === message.phase) await workflow.signal(record.taskToken, done);
+  }
+
+  private resultFor(phase: Phase, record: TxRecord): unknown {
+    if (phase === 'PREPARE') {
+      const status = record.status === 'COMMITTING' || record.status === 'COMMITTED' ? 'COMMITTING' : 'ABORTING';
+      return {
+        outcome: status === 'COMMITTING' ? 'COMMIT' : 'ABORT',
+        status,
+        reason: record.decisionReason ?? `decided elsewhere (${record.status})`,
+      };
+    }
+    const from = record.status === 'COMMITTING' || record.status === 'COMMITTED' ? 'COMMITTING' : 'ABORTING';
+    return phaseTwoResult(from, this.now(), this.deps.config.retentionDays);
+  }
+
+  private async startExecution(record: TxRecord, createdNow: boolean): Promise<void> {
+    const arn = this.deps.config.stateMachineArn;
+    if (!arn) throw new Error('STATE_MACHINE_ARN is not set for this function');
+    try {
+      await this.deps.workflow.start(arn, record.txId, executionInput(record));
+    } catch (err) {
+      // The client gets an error; the transaction must still end. Decide ABORT with the same
+      // conditional write as the state machine's Decide: if the start did happen after all, that
+      // execution reads this decision and runs the abort phase; if not, recovery does.
+      if (createdNow) await this.deps.log.decideAbort(record.txId, `the workflow could not start: ${(err as Error).name}`, this.isoNow());
+      throw err;
+    }
+  }
+
+  private async sendAbort(txId: string, participant: string): Promise<void> {
+    await this.deps.queues.send([this.message('ABORT', { txId }, participant, this.now(), 1)]);
+  }
+
+  private message(
+    type: ParticipantMessage['type'],
+    record: Pick<TxRecord, 'txId'>,
+    participant: string,
+    deadlineAt: number,
+    attempt: number,
+    operation?: unknown,
+  ): ParticipantMessage {
+    return { v: 1, type, txId: record.txId, participant, deadlineAt, attempt, ...(type === 'PREPARE' ? { operation } : {}) };
+  }
+
+  private isoNow(): string {
+    return new Date(this.now()).toISOString();
+  }
+}
+
+/** A stable hash of the validated request: key order in the client's JSON does not matter. */
+export function hashRequest(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}

@@ -1,0 +1,200 @@
+// Lambda on loopback: handlers imported and invoked in this process with the event shapes AWS
+// uses, and SQS event source mappings as pollers. One process means one environment: the
+// provisioner merges the functions' environments and refuses conflicting values.
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient, type Message } from '@aws-sdk/client-sqs';
+
+type Handler = (event: unknown, context: Context) => Promise<unknown>;
+
+export interface LocalFunction {
+  name: string;
+  arn: string;
+  entry: string;
+  timeoutSeconds: number;
+  handler?: Handler;
+}
+
+export class LambdaError extends Error {
+  constructor(name: string, message: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+export interface LambdaStats {
+  invocations: number;
+  errors: number;
+}
+
+export class LocalLambda {
+  private readonly functions = new Map<string, LocalFunction>();
+  private readonly pollers: Poller[] = [];
+  readonly stats: LambdaStats = { invocations: 0, errors: 0 };
+
+  constructor(private readonly root: string) {}
+
+  register(fn: LocalFunction): void {
+    this.functions.set(fn.name, fn);
+    this.functions.set(fn.arn, fn);
+  }
+
+  /** Import every handler; call after the merged environment is in place. */
+  async load(): Promise<void> {
+    for (const fn of new Set(this.functions.values())) {
+      const [file, exportName] = splitEntry(fn.entry);
+      const mod = (await import(pathToFileURL(path.resolve(this.root, file)).href)) as Record<string, unknown>;
+      const handler = mod[exportName];
+      if (typeof handler !== 'function') throw new Error(`${fn.entry}: no exported function '${exportName}'`);
+      fn.handler = handler as Handler;
+    }
+  }
+
+  /** Invoke synchronously, as RequestResponse. A function error surfaces with its error type as name. */
+  async invoke(nameOrArn: string, payload: unknown): Promise<unknown> {
+    const fn = this.functions.get(nameOrArn) ?? this.functions.get(nameOrArn.split(':function:')[1]?.split(':')[0] ?? '');
+    if (!fn?.handler) throw new LambdaError('Lambda.ResourceNotFoundException', `function ${nameOrArn} does not exist`);
+    this.stats.invocations++;
+    const started = Date.now();
+    const deadline = started + fn.timeoutSeconds * 1000;
+    const context = lambdaContext(fn, deadline);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new LambdaError('Sandbox.Timedout', `Task timed out after ${fn.timeoutSeconds.toFixed(2)} seconds`)),
+        fn.timeoutSeconds * 1000,
+      );
+    });
+    try {
+      // Round-trip through JSON: a real invocation never shares objects with the caller.
+      const event = JSON.parse(JSON.stringify(payload ?? {})) as unknown;
+      const result = await Promise.race([fn.handler(event, context), timeout]);
+      return result === undefined ? null : (JSON.parse(JSON.stringify(result)) as unknown);
+    } catch (err) {
+      this.stats.errors++;
+      throw err instanceof Error ? err : new LambdaError('Error', String(err));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** An SQS event source mapping: pollers that receive batches and invoke the function. */
+  addSqsMapping(options: { functionName: string; queueUrl: string; queueArn: string; batchSize: number; reportBatchItemFailures: boolean; sqs: SQSClient; pollers?: number }): void {
+    for (let i = 0; i < (options.pollers ?? 4); i++) {
+      const poller = new Poller(this, options);
+      this.pollers.push(poller);
+      poller.start();
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.pollers.map((p) => p.stop()));
+  }
+}
+
+class Poller {
+  private readonly abort = new AbortController();
+  private loop?: Promise<void>;
+
+  constructor(
+    private readonly lambda: LocalLambda,
+    private readonly o: { functionName: string; queueUrl: string; queueArn: string; batchSize: number; reportBatchItemFailures: boolean; sqs: SQSClient },
+  ) {}
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      try {
+        const out = await this.o.sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: this.o.queueUrl,
+            MaxNumberOfMessages: this.o.batchSize,
+            WaitTimeSeconds: 20,
+            MessageSystemAttributeNames: ['All'],
+            MessageAttributeNames: ['All'],
+          }),
+          { abortSignal: this.abort.signal },
+        );
+        if (out.Messages?.length) await this.deliver(out.Messages);
+      } catch (err) {
+        if (this.abort.signal.aborted) return;
+        // The queue service hiccupped: back off briefly, as Lambda's pollers do.
+        console.error(`[lambda] poller for ${this.o.functionName}: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private async deliver(messages: Message[]): Promise<void> {
+    const event: SQSEvent = { Records: messages.map((m) => sqsRecord(m, this.o.queueArn)) };
+    let failed: Set<string>;
+    try {
+      const result = (await this.lambda.invoke(this.o.functionName, event)) as { batchItemFailures?: { itemIdentifier: string }[] } | null;
+      failed = new Set(this.o.reportBatchItemFailures ? (result?.batchItemFailures ?? []).map((f) => f.itemIdentifier) : []);
+    } catch (err) {
+      // A failed invocation leaves the whole batch to reappear after its visibility timeout.
+      console.error(`[lambda] ${this.o.functionName} failed on a batch of ${messages.length}: ${(err as Error).message}`);
+      return;
+    }
+    const done = messages.filter((m) => !failed.has(m.MessageId!));
+    if (done.length === 0) return;
+    await this.o.sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: this.o.queueUrl,
+        Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })),
+      }),
+    );
+  }
+}
+
+function sqsRecord(m: Message, queueArn: string): SQSRecord {
+  const a = m.Attributes ?? {};
+  return {
+    messageId: m.MessageId!,
+    receiptHandle: m.ReceiptHandle!,
+    body: m.Body ?? '',
+    attributes: {
+      ApproximateReceiveCount: a.ApproximateReceiveCount ?? '1',
+      SentTimestamp: a.SentTimestamp ?? String(Date.now()),
+      SenderId: a.SenderId ?? 'local',
+      ApproximateFirstReceiveTimestamp: a.ApproximateFirstReceiveTimestamp ?? String(Date.now()),
+    },
+    messageAttributes: {},
+    md5OfBody: m.MD5OfBody ?? '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: queueArn,
+    awsRegion: queueArn.split(':')[3] ?? 'us-east-1',
+  };
+}
+
+function lambdaContext(fn: LocalFunction, deadline: number): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: fn.name,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: fn.arn,
+    memoryLimitInMB: '512',
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/${fn.name}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+function splitEntry(entry: string): [string, string] {
+  const i = entry.lastIndexOf('#');
+  return i < 0 ? [entry, 'handler'] : [entry.slice(0, i), entry.slice(i + 1)];
+}

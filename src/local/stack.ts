@@ -1,0 +1,129 @@
+// The embedded local stack: AWS on loopback, built from real parts and provisioned from the
+// synthesized CDK app, so what runs here is what `cdk deploy` creates.
+import './polyfills';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { buildApp, loadCdkContext } from '../../cdk/build';
+import { LocalApiGateway } from './apigateway';
+import { LOCAL_ACCOUNT, LOCAL_REGION, useLocalAws } from './aws-env';
+import { startDynamo } from './dynamodb';
+import { LocalLambda } from './lambda';
+import { provision, type StackTemplate } from './provision';
+import { startSqs } from './sqs';
+import { LocalStepFunctions } from './stepfunctions';
+import type { CfnTemplate } from './template';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface LocalStackOptions {
+  /** Data directory; DynamoDB keeps its data under it. Omit to keep everything in memory (tests). */
+  home?: string;
+  /** Port of the API; 0 picks a free one. */
+  port?: number;
+  /** CDK context overrides (participants, timeouts...), on top of cdk.json's context. */
+  context?: Record<string, unknown>;
+}
+
+export interface LocalStackOutputs {
+  apiUrl: string;
+  endpoints: { dynamodb: string; sqs: string; stepfunctions: string };
+  stacks: Record<string, Record<string, string>>;
+  tables: string[];
+  queues: Record<string, string>;
+  /** Participant service -> its request queue URL (from PARTICIPANT_QUEUES). */
+  participantQueues: Record<string, string>;
+  replyQueueUrl: string;
+  txTable: string;
+  stateMachineArn: string;
+}
+
+export interface LocalStack {
+  outputs: LocalStackOutputs;
+  api: LocalApiGateway;
+  stepFunctions: LocalStepFunctions;
+  lambda: LocalLambda;
+  dynamodb: DynamoDBClient;
+  sqs: SQSClient;
+  stop(): Promise<void>;
+}
+
+/** Synthesize the CDK app in process (no bundling: handlers run from source here). */
+export function synthesize(context?: Record<string, unknown>): StackTemplate[] {
+  const { app } = buildApp({ bundle: false, context: loadCdkContext(context ?? {}), outdir: undefined });
+  const assembly = app.synth();
+  const ordered: StackTemplate[] = [];
+  const seen = new Set<string>();
+  const visit = (name: string) => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const stack = assembly.getStackByName(name);
+    for (const dep of stack.dependencies) if ('stackName' in dep) visit((dep as { stackName: string }).stackName);
+    ordered.push({ stackName: stack.stackName, template: stack.template as CfnTemplate });
+  };
+  for (const s of assembly.stacks) visit(s.stackName);
+  return ordered;
+}
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const stoppers: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stoppers.reverse()) await s().catch((err: unknown) => console.error(`[local] stop: ${(err as Error).message}`));
+  };
+  try {
+    if (options.home) await mkdir(options.home, { recursive: true });
+    const dynamo = await startDynamo(options.home ? { path: path.join(options.home, 'dynamodb') } : {});
+    stoppers.push(dynamo.stop);
+    const sqsServer = await startSqs();
+    stoppers.push(sqsServer.stop);
+    const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+    const dynamodb = new DynamoDBClient({ endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials });
+    const sqs = new SQSClient({ endpoint: sqsServer.endpoint, region: LOCAL_REGION, credentials });
+    const lambda = new LocalLambda(REPO_ROOT);
+    const stepFunctions = new LocalStepFunctions({
+      invokeLambda: (fn, payload) => lambda.invoke(fn, payload),
+      dynamodb,
+      region: LOCAL_REGION,
+      accountId: LOCAL_ACCOUNT,
+    });
+    const { endpoint: sfnEndpoint } = await stepFunctions.listen({});
+    stoppers.push(() => stepFunctions.close());
+    const endpoints = { dynamodb: dynamo.endpoint, sqs: sqsServer.endpoint, stepfunctions: sfnEndpoint };
+    useLocalAws(endpoints);
+
+    const api = new LocalApiGateway();
+    const result = await provision(synthesize(options.context), {
+      region: LOCAL_REGION,
+      accountId: LOCAL_ACCOUNT,
+      dynamodb,
+      sqs,
+      lambda,
+      api,
+      createStateMachine: (name, definition) => stepFunctions.createStateMachine(name, definition),
+    });
+    await lambda.load();
+    result.startMappings();
+    stoppers.push(() => lambda.stop());
+    const apiUrl = await api.listen(options.port ?? 0);
+    stoppers.push(() => api.stop());
+
+    const env = result.environment;
+    const outputs: LocalStackOutputs = {
+      apiUrl,
+      endpoints,
+      stacks: result.outputs,
+      tables: result.tables,
+      queues: result.queues,
+      participantQueues: JSON.parse(env.PARTICIPANT_QUEUES ?? '{}') as Record<string, string>,
+      replyQueueUrl: env.REPLY_QUEUE_URL ?? '',
+      txTable: env.TX_TABLE ?? '',
+      stateMachineArn: env.STATE_MACHINE_ARN ?? result.stateMachines[0] ?? '',
+    };
+    return { outputs, api, stepFunctions, lambda, dynamodb, sqs, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
