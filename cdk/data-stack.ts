@@ -1,0 +1,30 @@
+import { Stack, type StackProps } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import type { DtcConfig } from './build';
+import { LogTable } from './log-table';
+import { Queues } from './queues';
+
+export interface DataStackProps extends StackProps {
+  config: DtcConfig;
+}
+
+/**
+ * The stateful half, in its own stack so the stateless coordinator can be replaced, renamed or
+ * destroyed without touching the log or messages in flight. Everything here is RETAIN.
+ */
+export class DataStack extends Stack {
+  readonly txTable: dynamodb.Table;
+  readonly replyQueue: sqs.Queue;
+  /** Participant service -> its request queue. */
+  readonly participantQueues: Readonly<Record<string, sqs.Queue>>;
+
+  constructor(scope: Construct, id: string, props: DataStackProps) {
+    super(scope, id, props);
+    this.txTable = new LogTable(this, 'Log').table;
+    const queues = new Queues(this, 'Queues', { prefix: props.config.prefix, participants: props.config.participants });
+    this.replyQueue = queues.replyQueue;
+    this.participantQueues = queues.participantQueues;
+  }
+}

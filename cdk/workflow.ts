@@ -1,0 +1,198 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+
+export interface WorkflowProps {
+  txTable: dynamodb.ITable;
+  dispatch: lambda.IFunction;
+}
+
+const Attr = tasks.DynamoAttributeValue;
+const { JsonPath } = sfn;
+
+const LAMBDA_ERRORS = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+];
+
+/** Transient DynamoDB failures; a retried conditional write is safe (it can only win once). */
+const DYNAMO_RETRY: sfn.RetryProps = {
+  errors: [
+    'DynamoDB.ProvisionedThroughputExceededException',
+    'DynamoDB.ThrottlingException',
+    'DynamoDB.InternalServerErrorException',
+    'DynamoDB.RequestLimitExceeded',
+    'States.Timeout',
+  ],
+  interval: Duration.seconds(1),
+  backoffRate: 2,
+  maxAttempts: 6,
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
+const DYNAMO_TIMEOUT = sfn.Timeout.duration(Duration.seconds(10));
+
+const txKey = () => ({ pk: Attr.fromString(JsonPath.stringAt('$.txId')) });
+const now = () => Attr.fromString(JsonPath.stringAt('$$.State.EnteredTime'));
+
+/**
+ * One Standard execution per transaction: Prepare -> Decide (the commit point) -> Commit|Abort ->
+ * Finalize. State names are a contract: tests and the embedded local stack refer to them.
+ * JSONPath only, because the local interpreter ignores JSONata.
+ */
+export class Workflow extends Construct {
+  readonly stateMachine: sfn.StateMachine;
+
+  constructor(scope: Construct, id: string, props: WorkflowProps) {
+    super(scope, id);
+    const { txTable: table, dispatch } = props;
+
+    // One callback per phase: dispatch stores the token and sends the messages; the reply function
+    // completes the task when the last vote (or the first NO) or the last ACK is recorded.
+    const callback = (name: string, phase: string, timeoutPath: string, resultPath: string) => {
+      return new tasks.LambdaInvoke(this, name, {
+        lambdaFunction: dispatch,
+        integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+        payload: sfn.TaskInput.fromObject({ txId: JsonPath.stringAt('$.txId'), phase, taskToken: JsonPath.taskToken }),
+        taskTimeout: sfn.Timeout.at(timeoutPath),
+        resultPath,
+        // Replaced by the retries each caller adds, which the state names' contract fixes.
+        retryOnServiceExceptions: false,
+      });
+    };
+    const lambdaRetry: sfn.RetryProps = {
+      errors: LAMBDA_ERRORS,
+      interval: Duration.seconds(1),
+      backoffRate: 2,
+      maxAttempts: 3,
+    };
+
+    const done = new sfn.Succeed(this, 'Done');
+
+    const finalize = new tasks.DynamoUpdateItem(this, 'Finalize', {
+      table,
+      key: txKey(),
+      updateExpression:
+        'SET #status = :final, finishedAt = :now, updatedAt = :now, expiresAt = :expiresAt REMOVE openPk, taskToken, taskPhase',
+      conditionExpression: '#status = :from',
+      expressionAttributeNames: { '#status': 'status' },
+      expressionAttributeValues: {
+        ':final': Attr.fromString(JsonPath.stringAt('$.phaseTwo.final')),
+        ':from': Attr.fromString(JsonPath.stringAt('$.phaseTwo.from')),
+        // DynamoDB takes numbers as strings; the callback output carries epoch seconds as a number.
+        ':expiresAt': Attr.numberFromString(JsonPath.jsonToString(JsonPath.objectAt('$.phaseTwo.expiresAt'))),
+        ':now': now(),
+      },
+      resultPath: JsonPath.DISCARD,
+      taskTimeout: DYNAMO_TIMEOUT,
+    });
+    finalize.addRetry(DYNAMO_RETRY);
+    // Another execution (a recovery run) finalized it first: nothing left to do.
+    finalize.addCatch(done, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.error' });
+    finalize.next(done);
+
+    // Phase two never gives up: a participant that voted YES holds prepared state until it hears
+    // the decision, so the only way out is to deliver it. Timeouts re-send to the un-acked only.
+    const phaseTwo = (name: 'Commit' | 'Abort', phase: 'COMMIT' | 'ABORT') => {
+      const task = callback(name, phase, '$.timeouts.commitSeconds', '$.phaseTwo');
+      task.addRetry({
+        errors: ['States.Timeout'],
+        interval: Duration.seconds(1),
+        backoffRate: 2,
+        maxDelay: Duration.seconds(60),
+        jitterStrategy: sfn.JitterType.FULL,
+        maxAttempts: 10,
+      });
+      task.addRetry(lambdaRetry);
+      const backoff = new sfn.Wait(this, `${name}Backoff`, { time: sfn.WaitTime.duration(Duration.seconds(60)) });
+      task.addCatch(backoff, { errors: ['States.ALL'], resultPath: '$.error' });
+      backoff.next(task);
+      task.next(finalize);
+      return task;
+    };
+    const commit = phaseTwo('Commit', 'COMMIT');
+    const abort = phaseTwo('Abort', 'ABORT');
+
+    const decide = new tasks.DynamoUpdateItem(this, 'Decide', {
+      table,
+      key: txKey(),
+      updateExpression:
+        'SET #status = :to, decision = :outcome, decisionReason = :reason, decidedAt = :now, updatedAt = :now REMOVE taskToken, taskPhase',
+      // Exactly one decision: whoever else aborts (client, deadlock detector, sweeper) uses the same
+      // condition, and the loser reads the winner's decision instead of writing its own.
+      conditionExpression: '#status = :preparing',
+      expressionAttributeNames: { '#status': 'status' },
+      expressionAttributeValues: {
+        ':to': Attr.fromString(JsonPath.stringAt('$.prepare.status')),
+        ':outcome': Attr.fromString(JsonPath.stringAt('$.prepare.outcome')),
+        ':reason': Attr.fromString(JsonPath.stringAt('$.prepare.reason')),
+        ':now': now(),
+        ':preparing': Attr.fromString('PREPARING'),
+      },
+      resultPath: JsonPath.DISCARD,
+      taskTimeout: DYNAMO_TIMEOUT,
+    });
+    decide.addRetry(DYNAMO_RETRY);
+
+    const readDecision = new tasks.DynamoGetItem(this, 'ReadDecision', {
+      table,
+      key: txKey(),
+      consistentRead: true,
+      resultSelector: { status: JsonPath.stringAt('$.Item.status.S') },
+      resultPath: '$.current',
+      taskTimeout: DYNAMO_TIMEOUT,
+    });
+    readDecision.addRetry(DYNAMO_RETRY);
+    // A write that timed out may still have won: the record, not the error, says what happened.
+    decide.addCatch(readDecision, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.error' });
+    decide.addCatch(readDecision, { errors: ['States.ALL'], resultPath: '$.error' });
+    const status = (value: string) => sfn.Condition.stringEquals('$.current.status', value);
+    readDecision.next(
+      new sfn.Choice(this, 'RouteByStatus')
+        .when(status('COMMITTING'), commit)
+        .when(status('ABORTING'), abort)
+        .when(sfn.Condition.or(status('COMMITTED'), status('ABORTED')), done)
+        .when(status('PREPARING'), decide)
+        .otherwise(new sfn.Fail(this, 'UnknownStatus', { error: 'UnknownStatus', cause: 'the log record has an unknown status' })),
+    );
+    decide.next(
+      new sfn.Choice(this, 'Decided')
+        .when(sfn.Condition.stringEquals('$.prepare.outcome', 'COMMIT'), commit)
+        .otherwise(abort),
+    );
+
+    const prepare = callback('Prepare', 'PREPARE', '$.timeouts.prepareSeconds', '$.prepare');
+    prepare.addRetry(lambdaRetry);
+    // Presumed abort: a prepare that cannot finish (timeout, dispatch failure) decides ABORT.
+    const prepareFailed = new sfn.Pass(this, 'PrepareFailed', {
+      parameters: {
+        outcome: 'ABORT',
+        status: 'ABORTING',
+        reason: JsonPath.format('prepare did not complete: {}', JsonPath.stringAt('$.error.Error')),
+      },
+      resultPath: '$.prepare',
+    });
+    prepare.addCatch(prepareFailed, { errors: ['States.ALL'], resultPath: '$.error' });
+    prepareFailed.next(decide);
+    prepare.next(decide);
+
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromChainable(prepare),
+      tracingEnabled: true,
+      logs: {
+        destination: new logs.LogGroup(this, 'Logs', {
+          retention: logs.RetentionDays.ONE_MONTH,
+          removalPolicy: RemovalPolicy.DESTROY,
+        }),
+        level: sfn.LogLevel.ERROR,
+      },
+    });
+  }
+}
