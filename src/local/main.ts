@@ -1,0 +1,43 @@
+// `npm start`: the coordinator with the demo shop on the embedded local stack.
+// Settings: DTC_PORT (API port, default 4000), DTC_HOME (data directory, default .dtc).
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { startLocalStack } from './stack';
+import { startDemo } from './demo-routes';
+
+const port = Number(process.env.DTC_PORT ?? 4000);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`DTC_PORT must be a port number, got '${process.env.DTC_PORT}'`);
+  process.exit(2);
+}
+const home = path.resolve(process.env.DTC_HOME ?? '.dtc');
+
+const started = Date.now();
+console.log(`[dtc] starting the embedded local stack (data in ${home}) ...`);
+const stack = await startLocalStack({ home, port });
+const demo = await startDemo(stack);
+const outputsFile = path.join(home, 'outputs.json');
+await writeFile(outputsFile, `${JSON.stringify({ ...stack.outputs, demo: demo.tables }, null, 2)}\n`);
+
+console.log(`[dtc] ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(`[dtc] API            ${stack.outputs.apiUrl}`);
+console.log(`[dtc] DynamoDB       ${stack.outputs.endpoints.dynamodb}`);
+console.log(`[dtc] SQS            ${stack.outputs.endpoints.sqs}`);
+console.log(`[dtc] Step Functions ${stack.outputs.endpoints.stepfunctions}`);
+console.log(`[dtc] participants   ${Object.keys(stack.outputs.participantQueues).join(', ')} (demo shop running)`);
+console.log(`[dtc] outputs        ${outputsFile}`);
+console.log(`[dtc] try: curl -s -X POST ${stack.outputs.apiUrl}/transactions -H 'content-type: application/json' -d @examples/order.json`);
+console.log('[dtc] Ctrl-C to stop');
+
+let stopping = false;
+const shutdown = async (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  console.log(`[dtc] ${signal}: stopping ...`);
+  await demo.stop();
+  await stack.stop();
+  console.log('[dtc] stopped');
+  process.exit(0);
+};
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
