@@ -1,0 +1,132 @@
+// The end-to-end target: the embedded stack with the demo shop, in memory, on free ports.
+// Not a test file itself.
+import { randomUUID } from 'node:crypto';
+import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import type { TxView } from '../../src/core/transaction';
+import { startDemo, type RunningDemo } from '../../src/local/demo-routes';
+import { startLocalStack, type LocalStack } from '../../src/local/stack';
+
+export interface Harness {
+  stack: LocalStack;
+  demo: RunningDemo;
+  apiUrl: string;
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  startOrder(spec: OrderSpec, timeouts?: { prepareSeconds?: number; commitSeconds?: number }): Promise<string>;
+  waitForEnd(txId: string, timeoutMs?: number): Promise<TxView>;
+  /** Wait until every queue of the app is empty (nothing visible, nothing in flight), except `ignore`d ones. */
+  waitForQuiet(timeoutMs?: number, ignore?: RegExp): Promise<void>;
+  /** Messages (visible + in flight) per queue name. */
+  queueDepths(): Promise<Record<string, number>>;
+  sendRaw(queueUrl: string, body: unknown): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface OrderSpec {
+  orderId?: string;
+  items: { sku: string; quantity: number }[];
+  account: string;
+  amount: number;
+  /** Extra participants (e.g. a service that never answers). */
+  extra?: { service: string; operation: unknown }[];
+}
+
+export function orderBody(spec: OrderSpec, timeouts?: { prepareSeconds?: number; commitSeconds?: number }) {
+  const orderId = spec.orderId ?? `o-${randomUUID().slice(0, 8)}`;
+  return {
+    orderId,
+    body: {
+      participants: [
+        { service: 'inventory', operation: { items: spec.items } },
+        { service: 'payment', operation: { account: spec.account, amount: spec.amount } },
+        { service: 'shipping', operation: { orderId, address: '1 Main St' } },
+        { service: 'order', operation: { orderId, items: spec.items, total: spec.amount } },
+        ...(spec.extra ?? []),
+      ],
+      ...(timeouts ? { timeouts } : {}),
+    },
+  };
+}
+
+export async function startHarness(options: { context?: Record<string, unknown> } = {}): Promise<Harness> {
+  const stack = await startLocalStack({ port: 0, ...(options.context ? { context: options.context } : {}) });
+  const demo = await startDemo(stack);
+  const apiUrl = stack.outputs.apiUrl;
+  // Executions are named after transactions: waiting on their end, rather than polling the API,
+  // keeps the tests from loading the one process that runs the whole stack.
+  const ended = new Set<string>();
+  const waiters = new Map<string, () => void>();
+  stack.stepFunctions.onExecutionEnd((e) => {
+    ended.add(e.name);
+    waiters.get(e.name)?.();
+  });
+  const executionEnd = (name: string, timeoutMs: number) =>
+    ended.has(name)
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          waiters.set(name, () => {
+            clearTimeout(timer);
+            waiters.delete(name);
+            resolve();
+          });
+        });
+  const request: Harness['request'] = async (method, path, body, headers = {}) => {
+    const res = await fetch(`${apiUrl}${path}`, {
+      method,
+      headers: { 'content-type': 'application/json', ...headers },
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const queueDepths = async () => {
+    const entries = await Promise.all(
+      Object.entries(stack.outputs.queues).map(async ([name, QueueUrl]) => {
+        const out = await stack.sqs.send(
+          new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+        );
+        return [name, Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)] as const;
+      }),
+    );
+    return Object.fromEntries(entries);
+  };
+  return {
+    stack,
+    demo,
+    apiUrl,
+    request,
+    async startOrder(spec, timeouts) {
+      const { body } = orderBody(spec, timeouts);
+      const res = await request('POST', '/transactions', body);
+      if (res.status !== 202) throw new Error(`POST /transactions answered ${res.status}: ${JSON.stringify(res.body)}`);
+      return res.body.txId as string;
+    },
+    async waitForEnd(txId, timeoutMs = 30_000) {
+      const until = Date.now() + timeoutMs;
+      await executionEnd(txId, timeoutMs);
+      for (;;) {
+        const res = await request('GET', `/transactions/${txId}`);
+        if (res.status === 200 && (res.body.status === 'COMMITTED' || res.body.status === 'ABORTED')) return res.body as TxView;
+        if (Date.now() > until) throw new Error(`transaction ${txId} did not end within ${timeoutMs} ms: ${JSON.stringify(res.body)}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    },
+    queueDepths,
+    async waitForQuiet(timeoutMs = 15_000, ignore = /silent/) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const busy = Object.entries(await queueDepths()).filter(([name, depth]) => depth > 0 && !ignore.test(name));
+        if (busy.length === 0) return;
+        if (Date.now() > until) throw new Error(`queues not quiet after ${timeoutMs} ms: ${JSON.stringify(Object.fromEntries(busy))}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    async sendRaw(QueueUrl, body) {
+      await stack.sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: JSON.stringify(body) }));
+    },
+    async stop() {
+      await demo.stop();
+      await stack.stop();
+    },
+  };
+}
