@@ -1,0 +1,87 @@
+// What a participant service writes: its name, the shape of its operation, and three handlers.
+// The barrier (see src/core/barrier.ts) decides when each handler runs; the handlers only touch
+// the service's own data, keyed by txId so that running one twice changes nothing.
+import type { z } from 'zod';
+import type { PrepareResult } from '../core/barrier';
+import { type Vote, serviceName, vote as voteSchema } from '../core/messages';
+
+/** A vote reason travels in the VOTE message, which caps it at 1000 characters. */
+const MAX_REASON_CHARS = 1000;
+
+export interface PrepareInput<Op> {
+  txId: string;
+  operation: Op;
+  /** Epoch ms after which the coordinator no longer waits for this vote. */
+  deadlineAt: number;
+}
+
+export interface PhaseInput<Op> {
+  txId: string;
+  operation: Op;
+}
+
+export interface ParticipantDefinition<Op> {
+  service: string;
+  /** Validates the operation; one that fails is voted NO with the schema error, and no handler runs. */
+  operation?: z.ZodType<Op>;
+  /**
+   * Places the transaction's effect as a hold keyed by txId and votes. Must be idempotent per txId:
+   * a redelivery after a crash runs it again. Vote NO may leave a partial hold: abort follows.
+   */
+  prepare(input: PrepareInput<Op>): Promise<{ vote: Vote; reason?: string }>;
+  /** Turns the txId's hold into the final effect; a second call finds nothing to do. */
+  commit(input: PhaseInput<Op>): Promise<void>;
+  /**
+   * Releases whatever is still held for txId and nothing else: it may run when nothing was held, more
+   * than once, and after a finished commit (to release a hold that a late prepare re-created).
+   */
+  abort(input: PhaseInput<Op>): Promise<void>;
+}
+
+/** The untyped face the runner drives: the operation arrives as JSON from the queue. */
+export interface Participant {
+  readonly service: string;
+  prepare(input: PrepareInput<unknown>): Promise<PrepareResult>;
+  commit(input: PhaseInput<unknown>): Promise<void>;
+  abort(input: PhaseInput<unknown>): Promise<void>;
+}
+
+export function defineParticipant<Op = unknown>(definition: ParticipantDefinition<Op>): Participant {
+  const name = serviceName.safeParse(definition.service);
+  if (!name.success) throw new Error(`participant service '${definition.service}' ${name.error.issues[0]?.message ?? 'is invalid'}`);
+  const parse = (operation: unknown): { ok: true; value: Op } | { ok: false; reason: string } => {
+    if (!definition.operation) return { ok: true, value: operation as Op };
+    const result = definition.operation.safeParse(operation);
+    if (result.success) return { ok: true, value: result.data };
+    return { ok: false, reason: result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') };
+  };
+
+  return {
+    service: definition.service,
+    async prepare({ txId, operation, deadlineAt }) {
+      const parsed = parse(operation);
+      if (!parsed.ok) return { vote: 'NO', reason: clip(`invalid operation: ${parsed.reason}`) };
+      const result = await definition.prepare({ txId, operation: parsed.value, deadlineAt });
+      // User code is JavaScript at runtime: a vote outside the protocol must not reach the barrier.
+      const checked = voteSchema.safeParse(result?.vote);
+      if (!checked.success) throw new Error(`${definition.service}.prepare returned vote ${JSON.stringify(result?.vote)}; expected YES, NO or READ_ONLY`);
+      return { vote: checked.data, ...(result.reason === undefined ? {} : { reason: clip(result.reason) }) };
+    },
+    async commit({ txId, operation }) {
+      const parsed = parse(operation);
+      // Only a YES vote leads to COMMIT, and an invalid operation always votes NO.
+      if (!parsed.ok) throw new Error(`${definition.service}: COMMIT for ${txId} carries an invalid operation: ${parsed.reason}`);
+      await definition.commit({ txId, operation: parsed.value });
+    },
+    async abort({ txId, operation }) {
+      const parsed = parse(operation);
+      // An invalid operation was voted NO before any handler ran: there is nothing to release.
+      if (!parsed.ok) return;
+      await definition.abort({ txId, operation: parsed.value });
+    },
+  };
+}
+
+function clip(reason: string): string {
+  return reason.length <= MAX_REASON_CHARS ? reason : `${reason.slice(0, MAX_REASON_CHARS - 1)}…`;
+}

@@ -1,0 +1,16 @@
+// The participant SDK: define a participant, then run it as a consumer or as a Lambda handler.
+export { defineParticipant, type Participant, type ParticipantDefinition, type PhaseInput, type PrepareInput } from './define';
+export { BarrierStore, barrierKey } from './barrier-store';
+export {
+  DEFAULT_BUSY_WAIT_MS,
+  DEFAULT_LEASE_MS,
+  MalformedMessageError,
+  type ParticipantLogger,
+  type ParticipantRunner,
+  type RunnerOptions,
+  createRunner,
+  documentClient,
+} from './runner';
+export { type Consumer, type ConsumerOptions, startConsumer } from './consumer';
+export { sqsHandler } from './lambda';
+export { BarrierBusyError, ProtocolViolationError } from '../core/barrier';

@@ -1,0 +1,217 @@
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { ABORTED_REASON, BarrierBusyError, ProtocolViolationError } from '../../src/core/barrier';
+import type { Vote } from '../../src/core/messages';
+import { barrierKey } from '../../src/participant/barrier-store';
+import { defineParticipant } from '../../src/participant/define';
+import { MalformedMessageError, createRunner, documentClient } from '../../src/participant/runner';
+import { type Local, memoryLogger, message, newTxId, startLocal } from './local';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A participant whose effect is a hold per txId, kept in memory so tests can see every call. */
+function recorder(options: { failFirstPrepareAfterEffect?: boolean } = {}) {
+  const calls: string[] = [];
+  const held = new Set<string>();
+  const committed: string[] = [];
+  let failNext = options.failFirstPrepareAfterEffect ?? false;
+  const participant = defineParticipant({
+    service: 'tester',
+    operation: z.object({ vote: z.enum(['YES', 'NO', 'READ_ONLY']), slowMs: z.number().int().optional() }),
+    async prepare({ txId, operation }) {
+      calls.push(`prepare:${txId}`);
+      if (operation.slowMs) await sleep(operation.slowMs);
+      if (operation.vote !== 'READ_ONLY') held.add(txId);
+      if (failNext) {
+        failNext = false;
+        throw new Error('crashed after the effect, before the barrier write');
+      }
+      return operation.vote === 'NO' ? { vote: 'NO', reason: 'nope' } : { vote: operation.vote };
+    },
+    async commit({ txId }) {
+      calls.push(`commit:${txId}`);
+      if (held.delete(txId)) committed.push(txId);
+    },
+    async abort({ txId }) {
+      calls.push(`abort:${txId}`);
+      held.delete(txId);
+    },
+  });
+  return { participant, calls, held, committed };
+}
+
+let local: Local;
+let table: string;
+let replyQueueUrl: string;
+
+beforeAll(async () => {
+  local = await startLocal();
+  table = await local.createTable('tester');
+  replyQueueUrl = await local.createQueue('replies');
+});
+afterAll(async () => {
+  await local.stop();
+});
+
+function runnerFor(participant: ReturnType<typeof recorder>['participant'], extra: { leaseMs?: number; busyWaitMs?: number; nowMs?: () => number } = {}) {
+  return createRunner({ participant, replyQueueUrl, table, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger(), ...extra });
+}
+
+async function barrier(txId: string): Promise<Record<string, unknown> | undefined> {
+  const out = await documentClient(local.dynamodb).send(new GetCommand({ TableName: table, Key: { pk: barrierKey(txId) }, ConsistentRead: true }));
+  return out.Item;
+}
+
+const yes = (txId: string, vote: Vote = 'YES', slowMs?: number) => message('PREPARE', txId, 'tester', { vote, ...(slowMs ? { slowMs } : {}) });
+
+describe('runner', () => {
+  it('runs prepare and commit once under duplicates and re-sends the same replies', async () => {
+    const r = recorder();
+    const runner = runnerFor(r.participant);
+    const txId = newTxId();
+    await runner.handle(yes(txId));
+    await runner.handle(yes(txId));
+    await runner.handle(message('COMMIT', txId, 'tester'));
+    await runner.handle(message('COMMIT', txId, 'tester'));
+
+    expect(r.calls).toEqual([`prepare:${txId}`, `commit:${txId}`]);
+    expect(r.committed).toEqual([txId]);
+    const replies = await local.replies(replyQueueUrl);
+    expect(replies.map((m) => (m.type === 'VOTE' ? m.vote : `ACK ${m.phase}`))).toEqual(['YES', 'YES', 'ACK COMMIT', 'ACK COMMIT']);
+    expect(replies.every((m) => m.txId === txId && m.participant === 'tester')).toBe(true);
+    expect(await barrier(txId)).toMatchObject({ state: 'COMMITTED', participant: 'tester', operationJson: JSON.stringify({ vote: 'YES' }) });
+  });
+
+  it('records an ABORT before any PREPARE and then votes NO without running user code', async () => {
+    const r = recorder();
+    const runner = runnerFor(r.participant);
+    const txId = newTxId();
+    await runner.handle(message('ABORT', txId, 'tester'));
+    await runner.handle(yes(txId));
+    await runner.handle(yes(txId));
+
+    expect(r.calls).toEqual([]);
+    expect(await local.replies(replyQueueUrl)).toEqual([
+      { v: 1, type: 'ACK', txId, participant: 'tester', phase: 'ABORT' },
+      { v: 1, type: 'VOTE', txId, participant: 'tester', vote: 'NO', reason: ABORTED_REASON },
+      { v: 1, type: 'VOTE', txId, participant: 'tester', vote: 'NO', reason: ABORTED_REASON },
+    ]);
+    expect(await barrier(txId)).toMatchObject({ state: 'ABORTED', prepareStarted: false });
+  });
+
+  it('cleans up after a NO vote and refuses a COMMIT for it', async () => {
+    const r = recorder();
+    const runner = runnerFor(r.participant);
+    const txId = newTxId();
+    await runner.handle(yes(txId, 'NO'));
+    await expect(runner.handle(message('COMMIT', txId, 'tester'))).rejects.toBeInstanceOf(ProtocolViolationError);
+    await runner.handle(message('ABORT', txId, 'tester'));
+
+    expect(r.held.has(txId)).toBe(false);
+    expect(r.calls.slice(0, 2)).toEqual([`prepare:${txId}`, `abort:${txId}`]);
+    expect(r.calls.filter((c) => c.startsWith('prepare'))).toHaveLength(1);
+    const replies = await local.replies(replyQueueUrl);
+    expect(replies).toEqual([
+      { v: 1, type: 'VOTE', txId, participant: 'tester', vote: 'NO', reason: 'nope' },
+      { v: 1, type: 'ACK', txId, participant: 'tester', phase: 'ABORT' },
+    ]);
+  });
+
+  it('votes NO with the schema error for an invalid operation and runs no user code', async () => {
+    const r = recorder();
+    const runner = runnerFor(r.participant);
+    const txId = newTxId();
+    await runner.handle(message('PREPARE', txId, 'tester', { vote: 'MAYBE' }));
+
+    expect(r.calls).toEqual([]);
+    const [reply] = await local.replies(replyQueueUrl);
+    expect(reply).toMatchObject({ type: 'VOTE', vote: 'NO' });
+    expect(reply?.type === 'VOTE' && reply.reason).toMatch(/^invalid operation: vote:/);
+  });
+
+  it('lets one of several concurrent duplicates run prepare; the others wait for it and re-send its vote', async () => {
+    const r = recorder();
+    const runner = runnerFor(r.participant);
+    const txId = newTxId();
+    const outcomes = await Promise.all([runner.handle(yes(txId, 'YES', 300)), runner.handle(yes(txId, 'YES', 300)), runner.handle(yes(txId, 'YES', 300))]);
+
+    expect(outcomes).toEqual(Array(3).fill({ kind: 'vote', vote: 'YES' }));
+    expect(r.calls).toEqual([`prepare:${txId}`]);
+    expect((await local.replies(replyQueueUrl)).map((m) => m.type === 'VOTE' && m.vote)).toEqual(['YES', 'YES', 'YES']);
+  });
+
+  it('hands a duplicate back as busy when the owner outlasts the wait', async () => {
+    const r = recorder();
+    const runner = runnerFor(r.participant, { busyWaitMs: 100 });
+    const txId = newTxId();
+    const results = await Promise.allSettled([runner.handle(yes(txId, 'YES', 600)), runner.handle(yes(txId, 'YES', 600)), runner.handle(yes(txId, 'YES', 600))]);
+
+    expect(results.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.filter((x): x is PromiseRejectedResult => x.status === 'rejected');
+    expect(rejected.map((x) => x.reason instanceof BarrierBusyError)).toEqual([true, true]);
+    expect(r.calls).toEqual([`prepare:${txId}`]);
+    expect((await local.replies(replyQueueUrl)).map((m) => m.type === 'VOTE' && m.vote)).toEqual(['YES']);
+  });
+
+  it('renews the claim of a slow prepare, so a duplicate arriving after one lease still waits', async () => {
+    const r = recorder();
+    const runner = runnerFor(r.participant, { leaseMs: 300, busyWaitMs: 0 });
+    const txId = newTxId();
+    const slow = runner.handle(yes(txId, 'YES', 1_500));
+    await sleep(900);
+    await expect(runner.handle(yes(txId))).rejects.toBeInstanceOf(BarrierBusyError);
+    await slow;
+    expect(r.calls).toEqual([`prepare:${txId}`]);
+    expect((await local.replies(replyQueueUrl)).map((m) => m.type === 'VOTE' && m.vote)).toEqual(['YES']);
+  });
+
+  it('re-runs an idempotent prepare after a crash between the user effect and the barrier write', async () => {
+    const r = recorder({ failFirstPrepareAfterEffect: true });
+    let nowMs = 1_000_000;
+    const runner = runnerFor(r.participant, { leaseMs: 10_000, busyWaitMs: 0, nowMs: () => nowMs });
+    const txId = newTxId();
+    await expect(runner.handle(yes(txId))).rejects.toThrow(/crashed after the effect/);
+    expect(await barrier(txId)).toMatchObject({ state: 'PREPARING' });
+    expect(r.held.has(txId)).toBe(true);
+
+    // The redelivery arrives within the crashed run's lease: it waits; after the lease it takes over.
+    await expect(runner.handle(yes(txId))).rejects.toBeInstanceOf(BarrierBusyError);
+    nowMs += 10_001;
+    await runner.handle(yes(txId));
+    await runner.handle(message('COMMIT', txId, 'tester'));
+
+    expect(r.calls).toEqual([`prepare:${txId}`, `prepare:${txId}`, `commit:${txId}`]);
+    expect(r.committed).toEqual([txId]);
+    expect((await local.replies(replyQueueUrl)).map((m) => (m.type === 'VOTE' ? m.vote : m.phase))).toEqual(['YES', 'COMMIT']);
+  });
+
+  it('compensates a prepare that was still running when ABORT arrived, and votes NO', async () => {
+    const r = recorder();
+    const runner = runnerFor(r.participant);
+    const txId = newTxId();
+    const prepare = runner.handle(yes(txId, 'YES', 600));
+    await sleep(150);
+    await runner.handle(message('ABORT', txId, 'tester'));
+    await prepare;
+
+    expect(r.held.has(txId)).toBe(false);
+    expect(r.calls).toEqual([`prepare:${txId}`, `abort:${txId}`, `abort:${txId}`]);
+    expect(await local.replies(replyQueueUrl)).toEqual([
+      { v: 1, type: 'ACK', txId, participant: 'tester', phase: 'ABORT' },
+      { v: 1, type: 'VOTE', txId, participant: 'tester', vote: 'NO', reason: ABORTED_REASON },
+    ]);
+    // The late prepare never runs again once ABORT is recorded.
+    await runner.handle(yes(txId));
+    expect(r.calls.filter((c) => c.startsWith('prepare'))).toHaveLength(1);
+    await local.replies(replyQueueUrl);
+  });
+
+  it('rejects a body that is not a protocol message, or one addressed to another participant', async () => {
+    const runner = runnerFor(recorder().participant);
+    await expect(runner.handleBody('not json')).rejects.toBeInstanceOf(MalformedMessageError);
+    await expect(runner.handleBody(JSON.stringify({ v: 1, type: 'PREPARE' }))).rejects.toThrow(/txId/);
+    await expect(runner.handle(message('PREPARE', newTxId(), 'someone-else', { vote: 'YES' }))).rejects.toBeInstanceOf(MalformedMessageError);
+    expect(await local.replies(replyQueueUrl)).toEqual([]);
+  });
+});
