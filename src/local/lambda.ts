@@ -32,6 +32,7 @@ export interface LambdaStats {
 export class LocalLambda {
   private readonly functions = new Map<string, LocalFunction>();
   private readonly pollers: Poller[] = [];
+  private readonly schedules: NodeJS.Timeout[] = [];
   readonly stats: LambdaStats = { invocations: 0, errors: 0 };
 
   constructor(private readonly root: string) {}
@@ -89,7 +90,24 @@ export class LocalLambda {
     }
   }
 
+  /**
+   * An EventBridge schedule: invoke every `periodSeconds`, never overlapping itself (a run that
+   * outlasts the period delays the next one, as a single-concurrency target would).
+   */
+  addSchedule(options: { functionName: string; periodSeconds: number; event: unknown; name: string }): void {
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      this.invoke(options.functionName, { ...(options.event as object), time: new Date().toISOString() })
+        .catch((err: unknown) => console.error(`[events] ${options.name} -> ${options.functionName}: ${(err as Error).message}`))
+        .finally(() => (running = false));
+    }, options.periodSeconds * 1000);
+    this.schedules.push(timer);
+  }
+
   async stop(): Promise<void> {
+    for (const timer of this.schedules) clearInterval(timer);
     await Promise.all(this.pollers.map((p) => p.stop()));
   }
 }

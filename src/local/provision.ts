@@ -31,8 +31,22 @@ export interface ProvisionResult {
   tables: string[];
   queues: Record<string, string>;
   stateMachines: string[];
-  /** Event source mappings to start once the handlers are loaded. */
+  /** Event source mappings and schedules to start once the handlers are loaded. */
   startMappings(): void;
+}
+
+/**
+ * The period of a schedule on the embedded stack: the rule's `dtc:localRateSeconds` metadata if
+ * set (EventBridge's 1-minute floor is too slow for a laptop demo or a test), else its rate().
+ */
+export function localPeriodSeconds(res: CfnResource): number {
+  const override = Number(res.Metadata?.['dtc:localRateSeconds']);
+  if (Number.isFinite(override) && override > 0) return override;
+  const expr = String(res.Properties?.ScheduleExpression ?? '');
+  const m = /^rate\((\d+) (second|minute|minutes|hour|hours|day|days)\)$/.exec(expr);
+  if (!m) throw new Error(`schedule '${expr}' is not a rate() the embedded stack understands; set dtc:localRateSeconds metadata`);
+  const unit = { second: 1, minute: 60, minutes: 60, hour: 3600, hours: 3600, day: 86_400, days: 86_400 }[m[2] as 'second'];
+  return Number(m[1]) * unit;
 }
 
 /** Resource types that exist for AWS only (permissions, logs, metadata): accepted, not emulated. */
@@ -57,6 +71,7 @@ const EMULATED = new Set([
   'AWS::ApiGateway::Resource',
   'AWS::ApiGateway::Method',
   'AWS::ApiGateway::Stage',
+  'AWS::Events::Rule',
 ]);
 
 /** Every resource the embedded stack cannot run, as messages naming it. Empty means runnable. */
@@ -73,6 +88,11 @@ export function unsupportedResources(stacks: StackTemplate[]): string[] {
         if (type !== 'AWS_PROXY' && type !== 'MOCK') {
           problems.push(`${stackName}/${id}: API integration type ${String(type)} is not supported (only Lambda proxy and MOCK)`);
         }
+      } else if (res.Type === 'AWS::Events::Rule') {
+        const p = res.Properties ?? {};
+        if (typeof p.ScheduleExpression !== 'string') problems.push(`${stackName}/${id}: only scheduled EventBridge rules are supported`);
+        const targets = JSON.stringify(p.Targets ?? []);
+        if (!/Function|lambda/i.test(targets)) problems.push(`${stackName}/${id}: only Lambda targets are supported`);
       } else if (res.Type === 'AWS::Lambda::EventSourceMapping') {
         const source = JSON.stringify(res.Properties?.EventSourceArn ?? '');
         if (!/Queue|sqs/i.test(source)) problems.push(`${stackName}/${id}: only SQS event sources are supported`);
@@ -169,6 +189,24 @@ export async function provision(stacks: StackTemplate[], t: ProvisionTargets): P
           const smArn = t.createStateMachine(name, definition);
           stateMachines.push(smArn);
           r.set(id, { ref: smArn, attributes: { Arn: smArn, Name: name } });
+          break;
+        }
+        case 'AWS::Events::Rule': {
+          const p = props(res);
+          const periodSeconds = localPeriodSeconds(res);
+          const enabled = p.State === undefined || p.State === 'ENABLED';
+          const targets = (p.Targets as { Arn: string; Input?: string }[] | undefined) ?? [];
+          if (enabled) {
+            mappings.push(() => {
+              for (const target of targets) {
+                const event = target.Input
+                  ? (JSON.parse(target.Input) as unknown)
+                  : { version: '0', id: id, 'detail-type': 'Scheduled Event', source: 'aws.events', account: t.accountId, region: t.region, resources: [arn('events', `rule/${id}`)], detail: {} };
+                t.lambda.addSchedule({ functionName: target.Arn, periodSeconds, event, name: `${stackName}/${id}` });
+              }
+            });
+          }
+          r.set(id, { ref: id, attributes: { Arn: arn('events', `rule/${id}`) } });
           break;
         }
         case 'AWS::ApiGateway::RestApi': {
