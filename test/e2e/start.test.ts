@@ -1,0 +1,51 @@
+// `npm start` as a user runs it: a child process on a free port with its own DTC_HOME; it writes
+// outputs.json when ready, serves a demo order, and stops cleanly on Ctrl-C (SIGINT).
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect, it } from 'vitest';
+import { REPO_ROOT } from '../../src/local/stack';
+
+it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
+  const home = mkdtempSync(path.join(tmpdir(), 'dtc-start-'));
+  const port = 40_000 + Math.floor(Math.random() * 20_000);
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs'), 'src/local/main.ts'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, DTC_HOME: home, DTC_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    const outputsFile = path.join(home, 'outputs.json');
+    for (let i = 0; i < 600 && !existsSync(outputsFile); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(existsSync(outputsFile), output).toBe(true);
+    const outputs = JSON.parse(readFileSync(outputsFile, 'utf8'));
+    expect(outputs.apiUrl).toBe(`http://127.0.0.1:${port}`);
+    expect(Object.keys(outputs.participantQueues)).toEqual(['inventory', 'payment', 'shipping', 'order']);
+    expect(outputs.endpoints).toMatchObject({ dynamodb: expect.stringMatching(/^http:\/\/127\.0\.0\.1:/), sqs: expect.any(String), stepfunctions: expect.any(String) });
+
+    const body = readFileSync(path.join(REPO_ROOT, 'examples/order.json'), 'utf8');
+    const started = await fetch(`${outputs.apiUrl}/transactions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(started.status).toBe(202);
+    const { txId } = (await started.json()) as { txId: string };
+    let status = '';
+    for (let i = 0; i < 100 && status !== 'COMMITTED'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = ((await (await fetch(`${outputs.apiUrl}/transactions/${txId}`)).json()) as { status: string }).status;
+    }
+    expect(status).toBe('COMMITTED');
+    expect(await (await fetch(`${outputs.apiUrl}/demo/orders/o-1`)).json()).toEqual({ orderId: 'o-1', status: 'CONFIRMED' });
+
+    child.kill('SIGINT');
+    const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 15_000))]);
+    expect(code, output).toBe(0);
+    expect(output).toContain('[dtc] stopped');
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(home, { recursive: true, force: true });
+  }
+}, 120_000);
