@@ -70,7 +70,7 @@ async function client(): Promise<void> {
   }
 }
 
-const before = () => ({ sfn: stack.stepFunctions.stats() });
+const before = () => ({ sfn: stack.stepFunctions.stats(), meter: stack.meter.snapshot() });
 console.log(`warming up ${warmup} s with ${clients} clients ...`);
 stopAt = Date.now() + warmup * 1000;
 await Promise.all(Array.from({ length: clients }, client));
@@ -81,6 +81,7 @@ stopAt = t0 + seconds * 1000;
 await Promise.all(Array.from({ length: clients }, client));
 const elapsed = (Date.now() - t0) / 1000;
 const sfn = stack.stepFunctions.stats();
+const meterAfter = stack.meter.snapshot();
 
 const pct = (xs: number[], p: number) => {
   const sorted = [...xs].sort((x, y) => x - y);
@@ -88,6 +89,28 @@ const pct = (xs: number[], p: number) => {
 };
 const n = samples.length;
 const per = (k: keyof typeof sfn) => ((sfn[k] - b.sfn[k]) / n).toFixed(2);
+// Emulator requests per transaction, by who pays for them: the coordinator (its log table, its reply
+// queue's consumer, its sends to participant queues) or the participants (their tables, their
+// queues' consumers, their replies).
+const replyQueue = stack.outputs.replyQueueUrl.split('/').pop()!;
+const kind = (service: string, op: string, resource: string): string => {
+  if (service === 'dynamodb') return resource === stack.outputs.txTable ? 'coordinator' : 'participants';
+  if (resource === replyQueue) return op === 'SendMessage' ? 'participants' : 'coordinator';
+  return op === 'SendMessage' ? 'coordinator' : 'participants';
+};
+const calls: Record<string, Record<string, number>> = { coordinator: {}, participants: {} };
+for (const row of meterAfter) {
+  const prev = b.meter.find((r) => r.service === row.service && r.operation === row.operation && r.resource === row.resource)?.count ?? 0;
+  const delta = row.count - prev;
+  if (delta <= 0) continue;
+  const bucket = calls[kind(row.service, row.operation, row.resource)]!;
+  const key = `${row.service}.${row.operation}`;
+  bucket[key] = (bucket[key] ?? 0) + delta;
+}
+const perTx = (bucket: Record<string, number>) => Object.fromEntries(Object.entries(bucket).sort().map(([k, v]) => [k, +(v / n).toFixed(2)]));
+const WRITES = ['PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem'];
+const writes = (bucket: Record<string, number>) => +(Object.entries(bucket).filter(([k]) => WRITES.some((w) => k.endsWith(`.${w}`))).reduce((a, [, v]) => a + v, 0) / n).toFixed(2);
+const sqsRequests = (bucket: Record<string, number>) => +(Object.entries(bucket).filter(([k]) => k.startsWith('sqs.')).reduce((a, [, v]) => a + v, 0) / n).toFixed(2);
 console.log(JSON.stringify({
   clients,
   seconds: elapsed,
@@ -96,7 +119,13 @@ console.log(JSON.stringify({
   tps: +(n / elapsed).toFixed(1),
   decisionMs: { p50: pct(samples.map((s) => s.decisionMs), 50), p99: pct(samples.map((s) => s.decisionMs), 99) },
   endMs: { p50: pct(samples.map((s) => s.endMs), 50), p99: pct(samples.map((s) => s.endMs), 99) },
-  perTransaction: { stateTransitions: per('stateTransitions'), callbacks: per('callbacks'), lambdaInvocations: per('lambdaInvocations'), dynamodbTaskCalls: per('dynamodbCalls') },
+  perTransaction: {
+    stateTransitions: per('stateTransitions'),
+    callbacks: per('callbacks'),
+    lambdaInvocationsByStateMachine: per('lambdaInvocations'),
+    coordinator: { dynamodbWrites: writes(calls.coordinator!), sqsRequests: sqsRequests(calls.coordinator!), calls: perTx(calls.coordinator!) },
+    participants: { dynamodbWrites: writes(calls.participants!), sqsRequests: sqsRequests(calls.participants!), calls: perTx(calls.participants!) },
+  },
 }, null, 2));
 await demo.stop();
 await stack.stop();

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildApp } from 'fauxqs';
+import type { Meter } from './meter';
 
 export interface LocalSqs {
   endpoint: string;
@@ -30,9 +31,17 @@ async function stores(): Promise<{ sqsStore: Store; snsStore: unknown; s3Store: 
   return { sqsStore, snsStore: new (await load('sns/snsStore.js', 'SnsStore'))(), s3Store: new (await load('s3/s3Store.js', 'S3Store'))() };
 }
 
-export async function startSqs(options: { port?: number } = {}): Promise<LocalSqs> {
+export async function startSqs(options: { port?: number; meter?: Meter } = {}): Promise<LocalSqs> {
   // fauxqs' own start helpers bind 0.0.0.0; build the app and bind loopback ourselves.
   const app = buildApp({ logger: false, defaultRegion: 'us-east-1', stores: (await stores()) as never });
+  const meter = options.meter;
+  if (meter) {
+    app.addHook('preHandler', async (request: { headers: Record<string, string | string[] | undefined>; body: unknown }) => {
+      const operation = String(request.headers['x-amz-target'] ?? '').split('.')[1] ?? 'unknown';
+      const queueUrl = (request.body as { QueueUrl?: string } | undefined)?.QueueUrl;
+      meter.count('sqs', operation, queueUrl?.split('/').pop());
+    });
+  }
   const address = await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
   return { endpoint: address.replace('localhost', '127.0.0.1'), stop: () => app.close() };
 }

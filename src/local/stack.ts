@@ -11,6 +11,7 @@ import { LocalApiGateway } from './apigateway';
 import { LOCAL_ACCOUNT, LOCAL_REGION, useLocalAws } from './aws-env';
 import { startDynamo } from './dynamodb';
 import { LocalLambda } from './lambda';
+import { Meter } from './meter';
 import { provision, type StackTemplate } from './provision';
 import { startSqs } from './sqs';
 import { LocalStepFunctions } from './stepfunctions';
@@ -47,6 +48,8 @@ export interface LocalStack {
   lambda: LocalLambda;
   dynamodb: DynamoDBClient;
   sqs: SQSClient;
+  /** Requests served by the DynamoDB and SQS emulators, by operation and resource. */
+  meter: Meter;
   stop(): Promise<void>;
 }
 
@@ -74,9 +77,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   };
   try {
     if (options.home) await mkdir(options.home, { recursive: true });
-    const dynamo = await startDynamo(options.home ? { path: path.join(options.home, 'dynamodb') } : {});
+    const meter = new Meter();
+    const dynamo = await startDynamo({ meter, ...(options.home ? { path: path.join(options.home, 'dynamodb') } : {}) });
     stoppers.push(dynamo.stop);
-    const sqsServer = await startSqs();
+    const sqsServer = await startSqs({ meter });
     stoppers.push(sqsServer.stop);
     const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
     const dynamodb = new DynamoDBClient({ endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials });
@@ -121,7 +125,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       txTable: env.TX_TABLE ?? '',
       stateMachineArn: env.STATE_MACHINE_ARN ?? result.stateMachines[0] ?? '',
     };
-    return { outputs, api, stepFunctions, lambda, dynamodb, sqs, stop };
+    return { outputs, api, stepFunctions, lambda, dynamodb, sqs, meter, stop };
   } catch (err) {
     await stop();
     throw err;
