@@ -3,6 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startLocalStack } from './stack';
+import { addDashboard } from './dashboard';
 import { startDemo } from './demo-routes';
 
 const port = Number(process.env.DTC_PORT ?? 4000);
@@ -16,6 +17,7 @@ const started = Date.now();
 console.log(`[dtc] starting the embedded local stack (data in ${home}) ...`);
 const stack = await startLocalStack({ home, port });
 const demo = await startDemo(stack);
+await addDashboard(stack);
 const outputsFile = path.join(home, 'outputs.json');
 await writeFile(outputsFile, `${JSON.stringify({ ...stack.outputs, demo: demo.tables }, null, 2)}\n`);
 
@@ -25,6 +27,7 @@ console.log(`[dtc] DynamoDB       ${stack.outputs.endpoints.dynamodb}`);
 console.log(`[dtc] SQS            ${stack.outputs.endpoints.sqs}`);
 console.log(`[dtc] Step Functions ${stack.outputs.endpoints.stepfunctions}`);
 console.log(`[dtc] participants   ${Object.keys(stack.outputs.participantQueues).join(', ')} (demo shop running)`);
+console.log(`[dtc] dashboard      ${stack.outputs.apiUrl}/dashboard`);
 console.log(`[dtc] outputs        ${outputsFile}`);
 console.log(`[dtc] try: curl -s -X POST ${stack.outputs.apiUrl}/transactions -H 'content-type: application/json' -d @examples/order.json`);
 console.log('[dtc] Ctrl-C to stop');

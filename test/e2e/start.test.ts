@@ -40,6 +40,12 @@ it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
     expect(status).toBe('COMMITTED');
     expect(await (await fetch(`${outputs.apiUrl}/demo/orders/o-1`)).json()).toEqual({ orderId: 'o-1', status: 'CONFIRMED' });
 
+    const dashboard = await fetch(`${outputs.apiUrl}/dashboard`);
+    expect(dashboard.headers.get('content-type')).toContain('text/html');
+    expect(await dashboard.text()).toContain('<h1>dtc</h1>');
+    const stats = (await (await fetch(`${outputs.apiUrl}/local/stats`)).json()) as { stepFunctions: { executionsStarted: number } };
+    expect(stats.stepFunctions.executionsStarted).toBe(1);
+
     child.kill('SIGINT');
     const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 15_000))]);
     expect(code, output).toBe(0);
