@@ -16,6 +16,25 @@ export interface DtcConfig {
   defaultCommitSeconds: number;
   retentionDays: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** Days CloudWatch keeps the functions' and the API's logs; one of CloudWatch's retention values. */
+  logRetentionDays: number;
+  /** X-Ray active tracing on the functions and the API stage (LocalStack's community image has no X-Ray). */
+  tracing: boolean;
+  /** Stage-wide API throttle, requests/s and burst; POST /transactions gets the smaller start* pair. */
+  apiRateLimit: number;
+  apiBurstLimit: number;
+  startRateLimit: number;
+  startBurstLimit: number;
+  /** Create the regional API Gateway -> CloudWatch Logs role; false if the account already sets one. */
+  apiGatewayCloudWatchRole: boolean;
+  /** Alarm when more than this percentage of decisions in 15 minutes are ABORT. */
+  abortRateAlarmPercent: number;
+  /** An existing SNS topic every alarm notifies (ALARM and OK); none if absent. */
+  alarmTopicArn?: string;
+  /** The recovery sweeper looks at open transactions that have not moved for this long (default 30). */
+  recoveryStaleSeconds: number;
+  /** The sweeper's period on the embedded local stack (EventBridge's floor on AWS is 1 minute; default 2). */
+  sweeperLocalRateSeconds: number;
 }
 
 /** The `context` object of cdk.json, with `overrides` laid over it. */
@@ -35,8 +54,33 @@ function positiveInteger(key: string, value: unknown): number {
   return value;
 }
 
+/** CloudWatch Logs accepts only these retention periods (days). */
+const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+/**
+ * `cdk deploy -c key=value` hands every value over as a string: read numbers, booleans and JSON
+ * arrays from it, and a comma-separated participant list, so the CLI and cdk.json say the same.
+ */
+function fromCli(key: string, value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    const parsed = JSON.parse(value) as unknown;
+    if (typeof parsed === 'number' || typeof parsed === 'boolean' || Array.isArray(parsed)) return parsed;
+  } catch {
+    // not JSON: a plain string
+  }
+  return key === 'participants' ? value.split(',').map((p) => p.trim()) : value;
+}
+
+function booleanOf(key: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new Error(`context '${key}' must be true or false, got ${show(value)}`);
+  return value;
+}
+
 /** Reads the context the app was given; throws before any construct exists, showing the bad value. */
-export function readConfig(get: (key: string) => unknown): DtcConfig {
+export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
+  const get = (key: string) => fromCli(key, getRaw(key));
   const participants = get('participants');
   if (!Array.isArray(participants) || participants.length === 0) {
     throw new Error(`context 'participants' must be a non-empty array of service names, got ${show(participants)}`);
@@ -58,6 +102,18 @@ export function readConfig(get: (key: string) => unknown): DtcConfig {
   if (!LOG_LEVELS.includes(logLevel as DtcConfig['logLevel'])) {
     throw new Error(`context 'logLevel' must be one of ${LOG_LEVELS.join(', ')}, got ${show(logLevel)}`);
   }
+  const logRetentionDays = get('logRetentionDays') ?? 30;
+  if (typeof logRetentionDays !== 'number' || !LOG_RETENTION_DAYS.includes(logRetentionDays)) {
+    throw new Error(`context 'logRetentionDays' must be one of ${LOG_RETENTION_DAYS.join(', ')}, got ${show(logRetentionDays)}`);
+  }
+  const abortRateAlarmPercent = get('abortRateAlarmPercent') ?? 25;
+  if (typeof abortRateAlarmPercent !== 'number' || !(abortRateAlarmPercent > 0 && abortRateAlarmPercent <= 100)) {
+    throw new Error(`context 'abortRateAlarmPercent' must be a number above 0 and at most 100, got ${show(abortRateAlarmPercent)}`);
+  }
+  const alarmTopicArn = get('alarmTopicArn');
+  if (alarmTopicArn !== undefined && (typeof alarmTopicArn !== 'string' || !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$/.test(alarmTopicArn))) {
+    throw new Error(`context 'alarmTopicArn' must be an SNS topic ARN, got ${show(alarmTopicArn)}`);
+  }
   return {
     prefix,
     participants: participants as string[],
@@ -65,6 +121,19 @@ export function readConfig(get: (key: string) => unknown): DtcConfig {
     defaultCommitSeconds: positiveInteger('defaultCommitSeconds', get('defaultCommitSeconds')),
     retentionDays: positiveInteger('retentionDays', get('retentionDays')),
     logLevel: logLevel as DtcConfig['logLevel'],
+    logRetentionDays,
+    tracing: booleanOf('tracing', get('tracing'), true),
+    // Defaults: the stage allows a busy fleet of callers; starts are held under Step Functions'
+    // smallest regional StartExecution refill (150/s), leaving room for recovery executions.
+    apiRateLimit: positiveInteger('apiRateLimit', get('apiRateLimit') ?? 1000),
+    apiBurstLimit: positiveInteger('apiBurstLimit', get('apiBurstLimit') ?? 2000),
+    startRateLimit: positiveInteger('startRateLimit', get('startRateLimit') ?? 100),
+    startBurstLimit: positiveInteger('startBurstLimit', get('startBurstLimit') ?? 200),
+    apiGatewayCloudWatchRole: booleanOf('apiGatewayCloudWatchRole', get('apiGatewayCloudWatchRole'), true),
+    abortRateAlarmPercent,
+    ...(alarmTopicArn === undefined ? {} : { alarmTopicArn }),
+    recoveryStaleSeconds: positiveInteger('recoveryStaleSeconds', get('recoveryStaleSeconds') ?? 30),
+    sweeperLocalRateSeconds: positiveInteger('sweeperLocalRateSeconds', get('sweeperLocalRateSeconds') ?? 2),
   };
 }
 

@@ -3,6 +3,7 @@ import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import type { DtcConfig } from './build';
+import { LockTable } from './locks';
 import { LogTable } from './log-table';
 import { Queues } from './queues';
 
@@ -16,6 +17,7 @@ export interface DataStackProps extends StackProps {
  */
 export class DataStack extends Stack {
   readonly txTable: dynamodb.Table;
+  readonly lockTable: dynamodb.Table;
   readonly replyQueue: sqs.Queue;
   /** Participant service -> its request queue. */
   readonly participantQueues: Readonly<Record<string, sqs.Queue>>;
@@ -23,6 +25,7 @@ export class DataStack extends Stack {
   constructor(scope: Construct, id: string, props: DataStackProps) {
     super(scope, id, props);
     this.txTable = new LogTable(this, 'Log').table;
+    this.lockTable = new LockTable(this, 'Locks').table;
     const queues = new Queues(this, 'Queues', { prefix: props.config.prefix, participants: props.config.participants });
     this.replyQueue = queues.replyQueue;
     this.participantQueues = queues.participantQueues;

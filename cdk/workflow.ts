@@ -95,7 +95,21 @@ export class Workflow extends Construct {
     finalize.addRetry(DYNAMO_RETRY);
     // Another execution (a recovery run) finalized it first: nothing left to do.
     finalize.addCatch(done, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.error' });
-    finalize.next(done);
+
+    // Releases the locks the coordinator took for the request's declared resources (src/locks).
+    // If it cannot, nothing is stuck: the transaction is finished, so once their leases run out
+    // anyone may take those locks over.
+    const releaseLocks = new tasks.LambdaInvoke(this, 'ReleaseLocks', {
+      lambdaFunction: dispatch,
+      payload: sfn.TaskInput.fromObject({ txId: JsonPath.stringAt('$.txId'), phase: 'RELEASE' }),
+      resultPath: JsonPath.DISCARD,
+      taskTimeout: sfn.Timeout.duration(Duration.seconds(30)),
+      retryOnServiceExceptions: false,
+    });
+    releaseLocks.addRetry({ errors: [...LAMBDA_ERRORS, 'States.TaskFailed'], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
+    releaseLocks.addCatch(done, { errors: ['States.ALL'], resultPath: '$.error' });
+    finalize.next(releaseLocks);
+    releaseLocks.next(done);
 
     // Phase two never gives up: a participant that voted YES holds prepared state until it hears
     // the decision, so the only way out is to deliver it. Timeouts re-send to the un-acked only.
@@ -109,7 +123,16 @@ export class Workflow extends Construct {
         jitterStrategy: sfn.JitterType.FULL,
         maxAttempts: 10,
       });
-      task.addRetry(lambdaRetry);
+      // A failed dispatch (a table or queue throttled past the SDK's own retries) is re-sent on the
+      // same kind of capped, jittered backoff rather than only after the 60 s wait below.
+      task.addRetry({
+        errors: ['States.TaskFailed'],
+        interval: Duration.seconds(1),
+        backoffRate: 2,
+        maxDelay: Duration.seconds(30),
+        jitterStrategy: sfn.JitterType.FULL,
+        maxAttempts: 6,
+      });
       const backoff = new sfn.Wait(this, `${name}Backoff`, { time: sfn.WaitTime.duration(Duration.seconds(60)) });
       task.addCatch(backoff, { errors: ['States.ALL'], resultPath: '$.error' });
       backoff.next(task);
@@ -169,6 +192,12 @@ export class Workflow extends Construct {
 
     const prepare = callback('Prepare', 'PREPARE', '$.timeouts.prepareSeconds', '$.prepare');
     prepare.addRetry(lambdaRetry);
+    // dispatch could not get a declared resource's lock within one invocation: try again while the
+    // prepare deadline allows (dispatch decides ABORT itself once it has passed).
+    prepare.addRetry({ errors: ['LockWaitTimeoutError'], interval: Duration.seconds(1), backoffRate: 1.5, maxDelay: Duration.seconds(5), maxAttempts: 50 });
+    // A dispatch that failed on a transient fault is tried again (it re-sends only to those that
+    // have not voted) before the failure turns into an abort.
+    prepare.addRetry({ errors: ['States.TaskFailed'], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 2 });
     // Presumed abort: a prepare that cannot finish (timeout, dispatch failure) decides ABORT.
     const prepareFailed = new sfn.Pass(this, 'PrepareFailed', {
       parameters: {
@@ -182,9 +211,17 @@ export class Workflow extends Construct {
     prepareFailed.next(decide);
     prepare.next(decide);
 
+    // A recovery execution (src/recovery.ts) starts in the phase the log records; a new one in Prepare.
+    const resumingAt = (phase: string) =>
+      sfn.Condition.and(sfn.Condition.isPresent('$.resumeFrom'), sfn.Condition.stringEquals('$.resumeFrom', phase));
+    const resumeFrom = new sfn.Choice(this, 'ResumeFrom')
+      .when(resumingAt('COMMIT'), commit)
+      .when(resumingAt('ABORT'), abort)
+      .otherwise(prepare);
+
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromChainable(prepare),
+      definitionBody: sfn.DefinitionBody.fromChainable(resumeFrom),
       tracingEnabled: true,
       logs: {
         destination: new logs.LogGroup(this, 'Logs', {

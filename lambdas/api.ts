@@ -1,7 +1,9 @@
 // The REST API (API Gateway, Lambda proxy integration): start, inspect and list transactions.
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { BadCursorError } from '../src/aws/log-store';
-import { getCoordinator, logger } from '../src/aws/runtime';
+import { getCoordinator, getLocks, logger } from '../src/aws/runtime';
+import { LockApi } from '../src/locks/api';
+import { withTelemetry } from '../src/aws/telemetry';
 import { txId as txIdSchema } from '../src/core/messages';
 import { MAX_BODY_BYTES, type FieldError } from '../src/core/transaction';
 
@@ -14,7 +16,7 @@ const json = (statusCode: number, body: unknown, headers: Record<string, string>
 const problem = (statusCode: number, code: string, message: string, fields?: FieldError[]) =>
   json(statusCode, { error: { code, message, ...(fields ? { fields } : {}) } });
 
-export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
+export const handler = withTelemetry('api', async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
   try {
     const route = `${event.httpMethod} ${event.resource}`;
     switch (route) {
@@ -24,6 +26,12 @@ export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayPr
         return await listTransactions(event);
       case 'GET /transactions/{id}':
         return await getTransaction(event);
+      case 'POST /locks/{resource}':
+      case 'PUT /locks/{resource}':
+      case 'DELETE /locks/{resource}':
+      case 'GET /locks/{resource}':
+      case 'GET /deadlocks':
+        return await lockRoute(route, event);
       default:
         return problem(404, 'NotFound', `no route ${route}`);
     }
@@ -31,7 +39,7 @@ export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayPr
     logger.error('request failed', { error: err as Error, path: event.path });
     return problem(500, 'InternalError', 'the request could not be completed; it is safe to retry with the same Idempotency-Key');
   }
-};
+});
 
 async function startTransaction(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
   const raw = event.body === null ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
@@ -89,6 +97,37 @@ async function listTransactions(event: APIGatewayProxyEvent): Promise<APIGateway
     if (err instanceof BadCursorError) return problem(400, 'InvalidRequest', err.message, [{ field: 'cursor', message: err.message }]);
     throw err;
   }
+}
+
+let lockApi: LockApi | undefined;
+
+/** The standalone lock service and the deadlock records (src/locks/api.ts). */
+async function lockRoute(route: string, event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  const { locks } = getLocks();
+  lockApi ??= new LockApi(locks, locks.store);
+  const resource = event.pathParameters?.resource ?? '';
+  const q = event.queryStringParameters ?? {};
+  const raw = event.body === null ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  if (Buffer.byteLength(raw, 'utf8') > MAX_BODY_BYTES) return problem(413, 'PayloadTooLarge', `the body must be at most ${MAX_BODY_BYTES} bytes`);
+  let body: unknown;
+  if (route !== 'GET /locks/{resource}' && route !== 'GET /deadlocks' && raw !== '') {
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      return problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]);
+    }
+  }
+  const answer =
+    route === 'POST /locks/{resource}'
+      ? await lockApi.acquire(resource, body)
+      : route === 'PUT /locks/{resource}'
+        ? await lockApi.renew(resource, body)
+        : route === 'DELETE /locks/{resource}'
+          ? await lockApi.release(resource, q.owner ?? undefined, body)
+          : route === 'GET /locks/{resource}'
+            ? await lockApi.inspect(resource)
+            : await lockApi.deadlocks(q.limit ?? undefined, q.cursor ?? undefined);
+  return json(answer.status, answer.body);
 }
 
 function header(event: APIGatewayProxyEvent, name: string): string | undefined {

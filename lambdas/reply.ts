@@ -2,8 +2,9 @@
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { parseMessage, replyMessage } from '../src/core/messages';
 import { getCoordinator, logger } from '../src/aws/runtime';
+import { withTelemetry } from '../src/aws/telemetry';
 
-export const handler = async (event: SQSEvent): Promise<SQSBatchResponse> => {
+export const handler = withTelemetry('reply', async (event: SQSEvent): Promise<SQSBatchResponse> => {
   const coordinator = getCoordinator();
   const failures: SQSBatchResponse['batchItemFailures'] = [];
   await Promise.all(
@@ -24,4 +25,4 @@ export const handler = async (event: SQSEvent): Promise<SQSBatchResponse> => {
     }),
   );
   return { batchItemFailures: failures };
-};
+});

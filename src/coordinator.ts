@@ -13,6 +13,7 @@ import {
   tally,
   validateStartRequest,
   awaitingAck,
+  declaredResources,
   type FieldError,
   type Phase,
   type TxRecord,
@@ -23,12 +24,26 @@ import type { CoordinatorConfig } from './aws/config';
 import type { ListPage, TxLog } from './aws/log-store';
 import type { ParticipantQueues } from './aws/queues';
 import type { Workflow } from './aws/workflow';
+import { METRIC, noMetrics, type MetricsPort } from './metrics';
+import { LOCK_LIMITS, type OwnerRef } from './core/locks';
+import { type LockService, LockWaitTimeoutError, TransactionAbortedError } from './locks/service';
+
+/** How long one dispatch waits for a declared resource's lock: well inside the function's 10 s timeout. */
+const DISPATCH_LOCK_WAIT_MS = 6_000;
+/** Coordinator-held locks outlive the prepare deadline by this much (clock skew, the Decide write). */
+const LOCK_DEADLINE_GRACE_MS = 5_000;
+/** The lock scope of resources the coordinator holds for a transaction (released after Finalize). */
+export const COORDINATOR_LOCK_SCOPE = 'coordinator';
 
 export interface CoordinatorDeps {
   config: CoordinatorConfig;
   log: TxLog;
   queues: ParticipantQueues;
   workflow: Workflow;
+  /** Business metrics (transactions, votes, decision latency); none by default. */
+  metrics?: MetricsPort;
+  /** Locks the resources a request declares (`participants[].resources`), before PREPARE is sent. */
+  locks?: LockService;
   now?: () => number;
   newId?: () => string;
 }
@@ -47,10 +62,12 @@ export interface DispatchEvent {
 export class Coordinator {
   private readonly now: () => number;
   private readonly newId: () => string;
+  private readonly metrics: MetricsPort;
 
   constructor(private readonly deps: CoordinatorDeps) {
     this.now = deps.now ?? Date.now;
     this.newId = deps.newId ?? randomUUID;
+    this.metrics = deps.metrics ?? noMetrics;
   }
 
   /**
@@ -79,6 +96,7 @@ export class Coordinator {
       ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
     });
     const created = await log.create(record);
+    if (created) this.metrics.count(METRIC.TransactionsStarted);
     const current = created ? record : await log.get(txId);
     if (!current) throw new Error(`transaction ${txId} is neither creatable nor readable`);
     if (current.requestHash !== requestHash) throw new Error(`transaction id ${txId} collides with another request`);
@@ -119,16 +137,62 @@ export class Coordinator {
         await workflow.signal(taskToken, result);
         return;
       }
-      await this.deps.queues.send(
-        awaitingVote(record).map((p) => this.message('PREPARE', record, p.service, record.prepareDeadlineAt, attempt, p.operation)),
-      );
+      if (!(await this.lockDeclared(record, taskToken))) return;
+      const prepares = awaitingVote(record).map((p) => this.message('PREPARE', record, p.service, record.prepareDeadlineAt, attempt, p.operation));
+      await this.deps.queues.send(prepares);
+      this.metrics.count(METRIC.MessagesSent, prepares.length);
       return;
     }
+    // The first dispatch of phase two is where a Lambda first sees the decision (the state
+    // machine's Decide writes it directly): count each decision here, once per transaction.
+    if (attempt === 1) this.countDecision(phase, record);
     const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
     const recipients = phaseTwoRecipients(record, phase);
     await this.deps.queues.send(recipients.map((service) => this.message(phase, record, service, deadlineAt, attempt)));
+    this.metrics.count(METRIC.MessagesSent, recipients.length);
     const done = signalAfterAck(record, this.now(), this.deps.config.retentionDays);
     if (done) await workflow.signal(taskToken, done);
+  }
+
+  /**
+   * Take the declared resources' locks, exclusively, in one canonical (sorted) order, so that
+   * transactions that declare their resources never deadlock among themselves. Re-entrant, so a
+   * retried dispatch passes through the ones it holds. False when the transaction ends instead
+   * (aborted while waiting, or the prepare deadline passed): the task was completed with ABORT.
+   */
+  private async lockDeclared(record: TxRecord, taskToken: string): Promise<boolean> {
+    const resources = declaredResources(record);
+    if (resources.length === 0) return true;
+    const locks = this.deps.locks;
+    if (!locks) throw new Error(`transaction ${record.txId} declares resources, but this coordinator has no lock service (LOCK_TABLE)`);
+    const owner: OwnerRef = { kind: 'tx', id: record.txId };
+    // The lease covers the undecided window; after the decision the log protects a COMMITTING owner,
+    // and an aborted or finished one may lose its locks once the lease has run out.
+    const leaseMs = Math.min(LOCK_LIMITS.maxLeaseMs, Math.max(LOCK_LIMITS.minLeaseMs, record.prepareDeadlineAt - this.now() + LOCK_DEADLINE_GRACE_MS));
+    for (const resource of resources) {
+      const waitMs = Math.max(0, Math.min(DISPATCH_LOCK_WAIT_MS, record.prepareDeadlineAt - this.now()));
+      try {
+        await locks.acquire({ resource, owner, mode: 'X', scope: COORDINATOR_LOCK_SCOPE, leaseMs, waitMs });
+      } catch (err) {
+        if (err instanceof TransactionAbortedError) {
+          const current = await this.deps.log.get(record.txId);
+          if (current) await this.deps.workflow.signal(taskToken, this.resultFor('PREPARE', current));
+          return false;
+        }
+        if (!(err instanceof LockWaitTimeoutError)) throw err;
+        // Before the deadline the state machine retries Prepare (a new dispatch waits again).
+        if (this.now() < record.prepareDeadlineAt - 1_000) throw err;
+        await this.deps.workflow.signal(taskToken, { outcome: 'ABORT', status: 'ABORTING', reason: `could not lock ${resource} before the prepare deadline` });
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** The ReleaseLocks step after Finalize: free what the coordinator locked for the transaction. */
+  async releaseLocks(txId: string): Promise<string[]> {
+    if (!this.deps.locks) return [];
+    return this.deps.locks.releaseAll({ kind: 'tx', id: txId }, COORDINATOR_LOCK_SCOPE);
   }
 
   /** One message from the reply queue. Duplicates and late replies are expected and harmless. */
@@ -141,6 +205,7 @@ export class Coordinator {
     const { log, workflow } = this.deps;
     const entry = { vote: message.vote, at: this.isoNow(), ...(message.reason ? { reason: message.reason } : {}) };
     const { applied, record } = await log.recordVote(message.txId, message.participant, entry);
+    if (applied) this.metrics.count(METRIC.VotesRecorded);
     if (!record) {
       // Presumed abort: no record means no commit can ever happen; release a YES voter now.
       if (message.vote === 'YES') await this.sendAbort(message.txId, message.participant);
@@ -154,6 +219,12 @@ export class Coordinator {
       if (signal && record.taskToken && record.taskPhase === 'PREPARE') await workflow.signal(record.taskToken, signal);
       return;
     }
+    // Aborted from outside the state machine (deadlock detector, an expired lock lease, the
+    // sweeper) while the execution still waits in Prepare: wake it now rather than at the prepare
+    // timeout. A token that no longer waits answers TaskDoesNotExist, which signal() ignores.
+    if (record.status === 'ABORTING' && record.taskPhase === 'PREPARE' && record.taskToken) {
+      await workflow.signal(record.taskToken, this.resultFor('PREPARE', record));
+    }
     // A YES that was never recorded arrived after an abort decision (say, after the prepare
     // timeout): the participant holds resources for a transaction that will never commit.
     const aborting = record.status === 'ABORTING' || record.status === 'ABORTED';
@@ -165,6 +236,7 @@ export class Coordinator {
   private async onAck(message: AckMessage): Promise<void> {
     const { log, workflow, config } = this.deps;
     const { applied, record } = await log.recordAck(message.txId, message.participant, { phase: message.phase, at: this.isoNow() });
+    if (applied) this.metrics.count(METRIC.AcksRecorded);
     if (!record || (!applied && record.acks[message.participant] === undefined)) return;
     const done = signalAfterAck(record, this.now(), config.retentionDays);
     if (done && record.taskToken && record.taskPhase === message.phase) await workflow.signal(record.taskToken, done);
@@ -187,7 +259,9 @@ export class Coordinator {
     const arn = this.deps.config.stateMachineArn;
     if (!arn) throw new Error('STATE_MACHINE_ARN is not set for this function');
     try {
-      await this.deps.workflow.start(arn, record.txId, executionInput(record));
+      // The record names its execution: the txId, or `<txId>-r<n>` once recovery replaced it (a
+      // replayed start then finds that execution, or ExecutionAlreadyExists, and starts nothing new).
+      await this.deps.workflow.start(arn, record.executionName ?? record.txId, executionInput(record));
     } catch (err) {
       // The client gets an error; the transaction must still end. Decide ABORT with the same
       // conditional write as the state machine's Decide: if the start did happen after all, that
@@ -199,6 +273,13 @@ export class Coordinator {
 
   private async sendAbort(txId: string, participant: string): Promise<void> {
     await this.deps.queues.send([this.message('ABORT', { txId }, participant, this.now(), 1)]);
+    this.metrics.count(METRIC.MessagesSent);
+  }
+
+  private countDecision(phase: 'COMMIT' | 'ABORT', record: TxRecord): void {
+    this.metrics.count(phase === 'COMMIT' ? METRIC.TransactionsCommitted : METRIC.TransactionsAborted);
+    const latencyMs = Date.parse(record.decidedAt ?? '') - Date.parse(record.createdAt);
+    if (Number.isFinite(latencyMs) && latencyMs >= 0) this.metrics.milliseconds(METRIC.DecisionLatency, latencyMs);
   }
 
   private message(

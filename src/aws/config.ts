@@ -4,6 +4,7 @@ import { TIMEOUT_BOUNDS, type TimeoutDefaults } from '../core/transaction';
 
 const envSchema = z.object({
   TX_TABLE: z.string().min(1),
+  LOCK_TABLE: z.string().min(1),
   REPLY_QUEUE_URL: z.string().min(1),
   PARTICIPANT_QUEUES: z.string().transform((raw, ctx) => {
     try {
@@ -31,6 +32,8 @@ const envSchema = z.object({
 
 export interface CoordinatorConfig {
   txTable: string;
+  /** The lock table (src/aws/lock-store.ts); always set from the environment, optional for tests that build a config by hand. */
+  lockTable?: string;
   replyQueueUrl: string;
   participantQueues: Record<string, string>;
   stateMachineArn?: string;
@@ -48,6 +51,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
   const e = parsed.data;
   return {
     txTable: e.TX_TABLE,
+    lockTable: e.LOCK_TABLE,
     replyQueueUrl: e.REPLY_QUEUE_URL,
     participantQueues: e.PARTICIPANT_QUEUES,
     ...(e.STATE_MACHINE_ARN ? { stateMachineArn: e.STATE_MACHINE_ARN } : {}),

@@ -28,6 +28,11 @@ export interface ListPage {
   nextCursor?: string;
 }
 
+export interface StalePage {
+  items: Pick<TxRecord, 'txId' | 'status' | 'updatedAt' | 'prepareDeadlineAt'>[];
+  nextKey?: Record<string, unknown>;
+}
+
 const EXPECTED_STATUS: Record<Phase, TxStatus> = { PREPARE: 'PREPARING', COMMIT: 'COMMITTING', ABORT: 'ABORTING' };
 
 export class TxLog {
@@ -96,6 +101,52 @@ export class TxLog {
       ConditionExpression: '#status = :preparing',
       ExpressionAttributeNames: { '#status': 'status' },
       ExpressionAttributeValues: { ':aborting': 'ABORTING', ':abort': 'ABORT', ':reason': reason, ':at': at, ':preparing': 'PREPARING' },
+    });
+  }
+
+  /**
+   * Open transactions whose `updatedAt` is at or before `beforeIso`, oldest first, through the sparse
+   * `open` index (eventually consistent: callers re-read each record before acting on it).
+   */
+  async listStale(beforeIso: string, limit: number, startKey?: Record<string, unknown>): Promise<StalePage> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.table,
+        IndexName: 'open',
+        KeyConditionExpression: 'openPk = :open AND updatedAt <= :before',
+        ExpressionAttributeValues: { ':open': 'open', ':before': beforeIso },
+        ScanIndexForward: true,
+        Limit: limit,
+        ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+      }),
+    );
+    const items = (out.Items ?? []).map((i) => ({
+      txId: i.txId as string,
+      status: i.status as TxStatus,
+      updatedAt: i.updatedAt as string,
+      prepareDeadlineAt: i.prepareDeadlineAt as number,
+    }));
+    return { items, ...(out.LastEvaluatedKey ? { nextKey: out.LastEvaluatedKey } : {}) };
+  }
+
+  /**
+   * Claim the next recovery of a transaction whose execution `seenExecution` is gone: only one
+   * claimant per recovery number wins, so two sweepers never both start one. Fails if the record
+   * finished, or someone else recovered it since it was read.
+   */
+  claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult> {
+    const seenName = seen.executionName === txId ? '(executionName = :seenName OR attribute_not_exists(executionName))' : 'executionName = :seenName';
+    const seenCount = seen.recoveries === 0 ? 'attribute_not_exists(recoveries)' : 'recoveries = :seenCount';
+    return this.conditionalUpdate(txId, {
+      UpdateExpression: 'SET executionName = :next, recoveries = :count, updatedAt = :at',
+      ConditionExpression: `attribute_exists(openPk) AND ${seenName} AND ${seenCount}`,
+      ExpressionAttributeValues: {
+        ':next': next.executionName,
+        ':count': seen.recoveries + 1,
+        ':at': next.at,
+        ':seenName': seen.executionName,
+        ...(seen.recoveries === 0 ? {} : { ':seenCount': seen.recoveries }),
+      },
     });
   }
 

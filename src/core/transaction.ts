@@ -1,6 +1,7 @@
 // The coordinator's side of two-phase commit, as pure functions over the transaction log record.
 // No I/O and no clock: callers pass `now` in. Everything the Lambdas decide is decided here.
 import { z } from 'zod';
+import { resourceName } from './locks';
 import { serviceName, type Vote } from './messages';
 
 export const TX_STATUSES = ['PREPARING', 'COMMITTING', 'ABORTING', 'COMMITTED', 'ABORTED'] as const;
@@ -15,11 +16,20 @@ export const TIMEOUT_BOUNDS = {
 } as const;
 
 export const MAX_PARTICIPANTS = 25;
+/** Resources one participant may declare for the coordinator to lock (each lock is ~3 requests in dispatch). */
+export const MAX_DECLARED_RESOURCES = 25;
+
+/** The declared resources of every participant, deduplicated and sorted: the one order all coordinators lock in. */
+export function declaredResources(tx: Pick<TxRecord, 'participants'>): string[] {
+  return [...new Set(tx.participants.flatMap((p) => p.resources ?? []))].sort();
+}
 export const MAX_BODY_BYTES = 256 * 1024;
 
 export interface ParticipantSpec {
   service: string;
   operation: unknown;
+  /** Resources the coordinator locks (exclusively, in sorted order) for the transaction before PREPARE. */
+  resources?: string[];
 }
 
 export interface VoteEntry {
@@ -62,6 +72,14 @@ export interface TxRecord {
   expiresAt?: number;
   idempotencyKey?: string;
   requestHash: string;
+  /** The execution driving the record now: the txId at first, `<txId>-r<n>` after the n-th recovery. */
+  executionName?: string;
+  /** How many recovery executions were started; the sweeper's claim is conditional on it. */
+  recoveries?: number;
+  /** Dispatch attempts per phase (every task attempt, recoveries included). */
+  prepareAttempts?: number;
+  commitAttempts?: number;
+  abortAttempts?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -92,6 +110,7 @@ export function startRequestSchema(defaults: TimeoutDefaults = DEFAULT_TIMEOUTS)
         z.strictObject({
           service: serviceName,
           operation: z.unknown().default({}),
+          resources: z.array(resourceName).max(MAX_DECLARED_RESOURCES, `must name at most ${MAX_DECLARED_RESOURCES} resources`).optional(),
         }),
       )
       .min(1, 'must name at least one participant')
@@ -153,7 +172,11 @@ export function newTransaction({ txId, request, nowMs, requestHash, idempotencyK
     pk: txId,
     txId,
     status: 'PREPARING',
-    participants: request.participants.map((p) => ({ service: p.service, operation: p.operation })),
+    participants: request.participants.map((p) => ({
+      service: p.service,
+      operation: p.operation,
+      ...(p.resources && p.resources.length > 0 ? { resources: p.resources } : {}),
+    })),
     votes: {},
     acks: {},
     timeouts: request.timeouts,
@@ -163,6 +186,7 @@ export function newTransaction({ txId, request, nowMs, requestHash, idempotencyK
     listPk: 'tx',
     openPk: 'open',
     requestHash,
+    executionName: txId,
     ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
   };
 }
@@ -171,6 +195,8 @@ export function newTransaction({ txId, request, nowMs, requestHash, idempotencyK
 export interface ExecutionInput {
   txId: string;
   timeouts: { prepareSeconds: number; commitSeconds: number };
+  /** Set by recovery only: the phase a recovery execution starts in (absent: Prepare). */
+  resumeFrom?: Phase;
 }
 
 export function executionInput(tx: Pick<TxRecord, 'txId' | 'timeouts'>): ExecutionInput {
@@ -282,12 +308,29 @@ export interface TxView {
   updatedAt: string;
   decidedAt?: string;
   finishedAt?: string;
+  /** Participants phase two has been re-sent to IN_DOUBT_AFTER_ATTEMPTS times without an ACK. */
+  inDoubt?: string[];
+}
+
+/**
+ * Phase-two dispatch attempts after which the participants still not acknowledging are shown as in
+ * doubt: the decision exists, but they have not confirmed applying it (they may be down or failing).
+ */
+export const IN_DOUBT_AFTER_ATTEMPTS = 3;
+
+/** YES voters that have not acknowledged phase two after IN_DOUBT_AFTER_ATTEMPTS sends. */
+export function inDoubt(tx: Pick<TxRecord, 'status' | 'participants' | 'votes' | 'acks' | 'commitAttempts' | 'abortAttempts'>): string[] {
+  const attempts = tx.status === 'COMMITTING' ? tx.commitAttempts : tx.status === 'ABORTING' ? tx.abortAttempts : undefined;
+  if (attempts === undefined || attempts < IN_DOUBT_AFTER_ATTEMPTS) return [];
+  return awaitingAck(tx);
 }
 
 export function toView(tx: TxRecord): TxView {
+  const doubtful = inDoubt(tx);
   return {
     txId: tx.txId,
     status: tx.status,
+    ...(doubtful.length > 0 ? { inDoubt: doubtful } : {}),
     ...(tx.decision ? { decision: { outcome: tx.decision, reason: tx.decisionReason, at: tx.decidedAt } } : {}),
     participants: tx.participants.map((p) => {
       const v = tx.votes[p.service];

@@ -17,23 +17,47 @@ export const INVENTORY_FIELDS: HoldFields = { free: 'available', held: 'held', d
 
 export const skuKey = (sku: string): string => `sku#${sku}`;
 
-/** One hold per SKU: the same SKU twice in an order is one hold of the summed quantity. */
+/**
+ * One hold per SKU: the same SKU twice in an order is one hold of the summed quantity. In the order
+ * the order lists them (first mention), deliberately not sorted: two orders that list the same SKUs
+ * in opposite orders lock them in opposite orders and can deadlock, which the detector resolves.
+ */
 export function quantitiesBySku(operation: InventoryOperation): [string, number][] {
   const totals = new Map<string, number>();
   for (const { sku, quantity } of operation.items) totals.set(sku, (totals.get(sku) ?? 0) + quantity);
-  return [...totals.entries()].sort(([a], [b]) => a.localeCompare(b));
+  return [...totals.entries()];
 }
 
-export function inventoryParticipant(table: DemoTable): Participant {
+/** The lock table resource of a SKU. */
+export const skuLock = (sku: string): string => `inventory/sku/${sku}`;
+
+export interface InventoryOptions {
+  /**
+   * A demo knob: pause this long after each SKU but the last, with its lock held. Widens the window
+   * in which two orders with opposite SKU orders deadlock, so the detection demo (and its test)
+   * does not depend on how closely the two PREPAREs arrive. Default 0; at most 10 s.
+   */
+  pauseBetweenLocksMs?: number;
+}
+
+export function inventoryParticipant(table: DemoTable, options: InventoryOptions = {}): Participant {
+  const pauseMs = options.pauseBetweenLocksMs ?? 0;
+  if (!Number.isInteger(pauseMs) || pauseMs < 0 || pauseMs > 10_000) throw new Error(`pauseBetweenLocksMs must be an integer from 0 to 10000, got ${pauseMs}`);
   return defineParticipant<InventoryOperation>({
     service: 'inventory',
     operation: inventoryOperation,
-    async prepare({ txId, operation }) {
-      for (const [sku, quantity] of quantitiesBySku(operation)) {
-        const result = await table.placeHold(skuKey(sku), txId, quantity, INVENTORY_FIELDS);
+    async prepare({ txId, operation, lock }) {
+      const skus = quantitiesBySku(operation);
+      for (const [i, [sku, quantity]] of skus.entries()) {
+        if (i > 0 && pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+        // Exclusive: the check (enough stock?) and the hold happen under the lock, and the hold
+        // carries the lock's fencing token. Without a lock service the escrow hold alone keeps stock.
+        const token = lock ? (await lock(skuLock(sku), 'X')).token : undefined;
+        const result = await table.placeHold(skuKey(sku), txId, quantity, INVENTORY_FIELDS, token);
         // Holds placed for earlier SKUs stay: the SDK records NO and then runs abort, which releases them.
         if (result.kind === 'unknown') return { vote: 'NO', reason: `unknown sku ${sku}` };
         if (result.kind === 'short') return { vote: 'NO', reason: `insufficient stock for ${sku}: ${result.free} available, ${quantity} requested` };
+        if (result.kind === 'fenced') return { vote: 'NO', reason: `stale fencing token for ${sku}: ${token} is older than ${result.lastToken}` };
       }
       return { vote: 'YES' };
     },

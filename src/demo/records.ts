@@ -10,7 +10,7 @@ export interface HoldFields {
   done: string;
 }
 
-export type HoldResult = { kind: 'placed' } | { kind: 'unknown' } | { kind: 'short'; free: number };
+export type HoldResult = { kind: 'placed' } | { kind: 'unknown' } | { kind: 'short'; free: number } | { kind: 'fenced'; lastToken: number };
 
 export class DemoTable {
   constructor(
@@ -23,19 +23,27 @@ export class DemoTable {
     return out.Item;
   }
 
-  /** Moves `quantity` from free to held and records holds.<txId>; a hold already there counts as placed. */
-  async placeHold(pk: string, txId: string, quantity: number, f: HoldFields): Promise<HoldResult> {
+  /**
+   * Moves `quantity` from free to held and records holds.<txId>; a hold already there counts as placed.
+   * With a fencing `token` (from the lock service), the write is refused if the item has seen a
+   * newer token: its writer lost the lock (lease taken over) and must not act on what it read.
+   * Consuming and releasing a hold are not fenced: they touch only the txId's own hold, and a
+   * release must still happen after the lock passed on, or the stock would leak.
+   */
+  async placeHold(pk: string, txId: string, quantity: number, f: HoldFields, token?: number): Promise<HoldResult> {
+    const fenced = token !== undefined;
     const placed = await this.conditionalUpdate({
       Key: { pk },
-      UpdateExpression: 'SET #free = #free - :q, #held = #held + :q, holds.#tx = :q',
-      ConditionExpression: 'attribute_exists(pk) AND #free >= :q AND attribute_not_exists(holds.#tx)',
+      UpdateExpression: `SET #free = #free - :q, #held = #held + :q, holds.#tx = :q${fenced ? ', lastToken = :token' : ''}`,
+      ConditionExpression: `attribute_exists(pk) AND #free >= :q AND attribute_not_exists(holds.#tx)${fenced ? ' AND (attribute_not_exists(lastToken) OR lastToken <= :token)' : ''}`,
       ExpressionAttributeNames: { '#free': f.free, '#held': f.held, '#tx': txId },
-      ExpressionAttributeValues: { ':q': quantity },
+      ExpressionAttributeValues: { ':q': quantity, ...(fenced ? { ':token': token } : {}) },
     });
     if (placed) return { kind: 'placed' };
     const item = await this.get(pk);
     if (!item) return { kind: 'unknown' };
     if (holdOf(item, txId) !== undefined) return { kind: 'placed' };
+    if (fenced && typeof item.lastToken === 'number' && item.lastToken > token) return { kind: 'fenced', lastToken: item.lastToken };
     return { kind: 'short', free: Number(item[f.free]) };
   }
 

@@ -8,10 +8,12 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { type DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import type { LockService } from '../locks/service';
 import { type Consumer, startConsumer } from '../participant/consumer';
+import type { DecisionSource } from '../participant/decisions';
 import type { Participant } from '../participant/define';
 import { type ParticipantLogger, documentClient } from '../participant/runner';
-import { INVENTORY_FIELDS, inventoryParticipant, skuKey } from './inventory';
+import { INVENTORY_FIELDS, type InventoryOptions, inventoryParticipant, skuKey } from './inventory';
 import { orderKey, orderParticipant } from './order';
 import { PAYMENT_FIELDS, accountKey, paymentParticipant } from './payment';
 import { DemoTable } from './records';
@@ -29,6 +31,9 @@ export const DEMO_TABLES: Readonly<Record<DemoService, string>> = {
 
 export const DEMO_SEED = { skus: 100, stock: 1000, accounts: 100, balance: 100_000 } as const;
 
+/** The services that call lock() in prepare; only they are given the lock service (see startDemoShop). */
+export const LOCKING_SERVICES: readonly DemoService[] = ['inventory'];
+
 export interface DemoTableOptions {
   /** Prepended to every table name, so that tests and runs can share one DynamoDB. */
   prefix?: string;
@@ -43,10 +48,10 @@ export function demoTableNames(prefix = ''): Record<DemoService, string> {
   };
 }
 
-export function demoParticipants(doc: DynamoDBDocumentClient, prefix = ''): Record<DemoService, Participant> {
+export function demoParticipants(doc: DynamoDBDocumentClient, prefix = '', inventory: InventoryOptions = {}): Record<DemoService, Participant> {
   const names = demoTableNames(prefix);
   return {
-    inventory: inventoryParticipant(new DemoTable(doc, names.inventory)),
+    inventory: inventoryParticipant(new DemoTable(doc, names.inventory), inventory),
     payment: paymentParticipant(new DemoTable(doc, names.payment)),
     shipping: shippingParticipant(new DemoTable(doc, names.shipping)),
     order: orderParticipant(new DemoTable(doc, names.order)),
@@ -191,6 +196,16 @@ export interface DemoShopOptions extends DemoTableOptions {
   visibilityTimeoutSeconds?: number;
   leaseMs?: number;
   busyWaitMs?: number;
+  /** The lock service for the services that lock (inventory locks each SKU exclusively). */
+  locks?: LockService;
+  lockLeaseMs?: number;
+  /** See InventoryOptions.pauseBetweenLocksMs (a demo knob for the deadlock demo). */
+  inventoryPauseBetweenLocksMs?: number;
+  /** In-doubt inquiry: where a service that voted YES and heard nothing reads the decision. */
+  decisions?: DecisionSource;
+  inquireAfterMs?: number;
+  /** Wraps each service's handlers (fault injection: src/local/faults.ts). */
+  wrapParticipant?: (participant: Participant) => Participant;
 }
 
 export interface DemoShop extends DemoViews {
@@ -205,12 +220,16 @@ export function startDemoShop(options: DemoShopOptions): DemoShop {
   const unknown = wanted.filter((s) => !(DEMO_SERVICES as readonly string[]).includes(s));
   if (unknown.length > 0) throw new Error(`unknown demo services: ${unknown.join(', ')} (known: ${DEMO_SERVICES.join(', ')})`);
   const dynamodb = options.dynamodb ?? new DynamoDBClient({});
-  const participants = demoParticipants(documentClient(dynamodb), options.prefix);
+  const participants = demoParticipants(
+    documentClient(dynamodb),
+    options.prefix,
+    options.inventoryPauseBetweenLocksMs === undefined ? {} : { pauseBetweenLocksMs: options.inventoryPauseBetweenLocksMs },
+  );
   const tables = demoTableNames(options.prefix);
   const services = DEMO_SERVICES.filter((s) => wanted.includes(s) && options.queueUrls[s] !== undefined);
   const consumers: Consumer[] = services.map((service) =>
     startConsumer({
-      participant: participants[service],
+      participant: options.wrapParticipant ? options.wrapParticipant(participants[service]) : participants[service],
       queueUrl: options.queueUrls[service]!,
       replyQueueUrl: options.replyQueueUrl,
       table: tables[service],
@@ -222,6 +241,11 @@ export function startDemoShop(options: DemoShopOptions): DemoShop {
       ...(options.visibilityTimeoutSeconds === undefined ? {} : { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
       ...(options.busyWaitMs === undefined ? {} : { busyWaitMs: options.busyWaitMs }),
+      // Only services that lock get the service: releasing after commit/abort reads the release index.
+      ...(options.locks && LOCKING_SERVICES.includes(service) ? { locks: options.locks } : {}),
+      ...(options.lockLeaseMs === undefined ? {} : { lockLeaseMs: options.lockLeaseMs }),
+      ...(options.decisions ? { decisions: options.decisions } : {}),
+      ...(options.inquireAfterMs === undefined ? {} : { inquireAfterMs: options.inquireAfterMs }),
     }),
   );
   return {

@@ -4,6 +4,8 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION } from './aws-env';
+import { verifySigV4, type Credentials } from './sigv4';
 
 /** API Gateway's own payload limit; the function applies the product's smaller one. */
 const MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
@@ -12,13 +14,44 @@ export interface Route {
   method: string;
   /** The resource path with `{param}` segments, as in the template, e.g. `/transactions/{id}`. */
   resource: string;
+  /** The template method's AuthorizationType; AWS_IAM routes are signature-checked when auth is on. */
+  authorizationType?: string;
   invoke(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult>;
+}
+
+/** Signature checking for AWS_IAM routes: the one set of credentials the local stack knows. */
+export interface LocalAuth {
+  credentials: Credentials;
+  region: string;
+  now?: () => number;
+}
+
+/**
+ * Like other local emulators, the gateway does not demand credentials unless told to:
+ * DTC_REQUIRE_AUTH=1 (or true) makes AWS_IAM routes answer 403 to a request without a valid
+ * SigV4 signature for the local dummy credentials, as the deployed API does for any bad signature.
+ */
+export function authFromEnv(env: NodeJS.ProcessEnv): LocalAuth | undefined {
+  const flag = (env.DTC_REQUIRE_AUTH ?? '').toLowerCase();
+  if (flag === '' || flag === '0' || flag === 'false') return undefined;
+  if (flag !== '1' && flag !== 'true') throw new Error(`DTC_REQUIRE_AUTH must be 1/true or 0/false, got '${env.DTC_REQUIRE_AUTH}'`);
+  return { credentials: LOCAL_CREDENTIALS, region: LOCAL_REGION };
+}
+
+export interface LocalApiGatewayOptions {
+  /** Signature checking; default from the environment (`authFromEnv`), `false` for none. */
+  auth?: LocalAuth | false;
 }
 
 export class LocalApiGateway {
   private readonly routes: Route[] = [];
   private server?: http.Server;
   private stage = 'local';
+  readonly auth: LocalAuth | undefined;
+
+  constructor(options: LocalApiGatewayOptions = {}) {
+    this.auth = options.auth === undefined ? authFromEnv(process.env) : options.auth || undefined;
+  }
 
   addRoute(route: Route): void {
     const clash = this.routes.find((r) => r.method === route.method && r.resource === route.resource);
@@ -71,7 +104,21 @@ export class LocalApiGateway {
       send(res, 413, { 'content-type': 'application/json' }, JSON.stringify({ message: 'Request Entity Too Large' }));
       return;
     }
-    const event = proxyEvent(req, url, pathname, matched.route.resource, matched.params, body, this.stage);
+    let caller: string | undefined;
+    if (this.auth && matched.route.authorizationType === 'AWS_IAM') {
+      const verdict = await verifySigV4(
+        { method, rawPath: (req.url ?? '/').split('?')[0]!, query: url.searchParams, headers: singleValued(req.headers), body },
+        this.auth.credentials,
+        this.auth.region,
+        (this.auth.now ?? Date.now)(),
+      );
+      if (!verdict.ok) {
+        send(res, 403, { 'content-type': 'application/json', 'x-amzn-errortype': verdict.errorType }, JSON.stringify({ message: verdict.message }));
+        return;
+      }
+      caller = verdict.accessKeyId;
+    }
+    const event = proxyEvent(req, url, pathname, matched.route.resource, matched.params, body, this.stage, caller);
     const result = await matched.route.invoke(event);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(result.headers ?? {})) headers[k] = String(v);
@@ -122,6 +169,7 @@ function proxyEvent(
   pathParameters: Record<string, string>,
   body: Buffer,
   stage: string,
+  caller?: string,
 ): APIGatewayProxyEvent {
   const headers: Record<string, string> = {};
   const multiValueHeaders: Record<string, string[]> = {};
@@ -157,11 +205,11 @@ function proxyEvent(
       protocol: `HTTP/${req.httpVersion}`,
       httpMethod: req.method ?? 'GET',
       identity: {
-        accessKey: null,
-        accountId: null,
+        accessKey: caller ?? null,
+        accountId: caller ? LOCAL_ACCOUNT : null,
         apiKey: null,
         apiKeyId: null,
-        caller: null,
+        caller: caller ?? null,
         clientCert: null,
         cognitoAuthenticationProvider: null,
         cognitoAuthenticationType: null,
@@ -169,9 +217,9 @@ function proxyEvent(
         cognitoIdentityPoolId: null,
         principalOrgId: null,
         sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
-        user: null,
+        user: caller ?? null,
         userAgent: req.headers['user-agent'] ?? null,
-        userArn: null,
+        userArn: caller ? `arn:aws:iam::${LOCAL_ACCOUNT}:user/${caller}` : null,
       },
       path: `/${stage}${pathname}`,
       stage,
@@ -181,6 +229,11 @@ function proxyEvent(
       resourcePath: resource,
     },
   };
+}
+
+/** Node joins repeated headers with ", " (set-cookie aside, which requests do not sign). */
+function singleValued(headers: http.IncomingHttpHeaders): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
 }
 
 function send(res: http.ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {

@@ -3,25 +3,69 @@
 // stands for the users' own services, which live outside it.
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { createDemoTables, seedDemo, startDemoShop, type DemoShop } from '../demo';
+import { type LockSetup, createLocks } from '../locks';
+import type { Participant } from '../participant/define';
+import { logTableDecisions } from '../participant/decisions';
 import type { LocalStack } from './stack';
+
+export interface DemoLockOptions {
+  /** Lease of a SKU lock while inventory's prepare runs (default: the SDK's). */
+  lockLeaseMs?: number;
+  /** A lock wait longer than this runs deadlock detection in process (default: the service's). */
+  detectAfterMs?: number;
+  /** InventoryOptions.pauseBetweenLocksMs: makes the opposite-order deadlock demo deterministic. */
+  pauseBetweenLocksMs?: number;
+}
 
 export interface RunningDemo {
   shop: DemoShop;
   tables: Record<string, string>;
+  /** The lock service the shop's inventory locks SKUs with (on the stack's lock table). */
+  locks?: LockSetup;
   stop(): Promise<void>;
 }
 
-export async function startDemo(stack: LocalStack, options: { prefix?: string; services?: string[] } = {}): Promise<RunningDemo> {
+export async function startDemo(
+  stack: LocalStack,
+  options: {
+    prefix?: string;
+    services?: string[];
+    locks?: DemoLockOptions | false;
+    /** A service that voted YES and heard nothing asks for the decision this long after the prepare deadline. */
+    inquireAfterMs?: number;
+    /** Wraps each service's handlers (fault injection: src/local/faults.ts). */
+    wrapParticipant?: (participant: Participant) => Participant;
+    /** How long a received message stays invisible before SQS redelivers it (default: the SDK's 60 s). */
+    visibilityTimeoutSeconds?: number;
+  } = {},
+): Promise<RunningDemo> {
   const tableOptions = options.prefix === undefined ? {} : { prefix: options.prefix };
   await createDemoTables(stack.dynamodb, tableOptions);
   await seedDemo(stack.dynamodb, tableOptions);
+  const lockOptions = options.locks === false || !stack.outputs.lockTable ? undefined : (options.locks ?? {});
+  const locks = lockOptions
+    ? createLocks({
+        lockTable: stack.outputs.lockTable,
+        txTable: stack.outputs.txTable,
+        dynamodb: stack.dynamodb,
+        ...(lockOptions.detectAfterMs === undefined ? {} : { detectAfterMs: lockOptions.detectAfterMs }),
+      })
+    : undefined;
   const shop = startDemoShop({
+    ...(locks ? { locks: locks.locks } : {}),
+    ...(lockOptions?.lockLeaseMs === undefined ? {} : { lockLeaseMs: lockOptions.lockLeaseMs }),
+    ...(lockOptions?.pauseBetweenLocksMs === undefined ? {} : { inventoryPauseBetweenLocksMs: lockOptions.pauseBetweenLocksMs }),
     ...tableOptions,
     queueUrls: stack.outputs.participantQueues,
     replyQueueUrl: stack.outputs.replyQueueUrl,
     dynamodb: stack.dynamodb,
     sqs: stack.sqs,
     ...(options.services ? { services: options.services } : {}),
+    // In doubt, the shop's services read the decision from the log table itself (one GetItem).
+    decisions: logTableDecisions({ table: stack.outputs.txTable, dynamodb: stack.dynamodb }),
+    ...(options.inquireAfterMs === undefined ? {} : { inquireAfterMs: options.inquireAfterMs }),
+    ...(options.wrapParticipant ? { wrapParticipant: options.wrapParticipant } : {}),
+    ...(options.visibilityTimeoutSeconds === undefined ? {} : { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }),
   });
   const view = (read: (id: string) => Promise<unknown>) => async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
     const id = event.pathParameters?.id ?? '';
@@ -39,5 +83,5 @@ export async function startDemo(stack: LocalStack, options: { prefix?: string; s
     resource: '/demo/totals',
     invoke: async () => ({ statusCode: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(await shop.demoTotals()) }),
   });
-  return { shop, tables: shop.tables, stop: () => shop.stop() };
+  return { shop, tables: shop.tables, ...(locks ? { locks } : {}), stop: () => shop.stop() };
 }

@@ -1,10 +1,12 @@
 // `npm start`: the coordinator with the demo shop on the embedded local stack.
-// Settings: DTC_PORT (API port, default 4000), DTC_HOME (data directory, default .dtc).
+// Settings: DTC_PORT (API port, default 4000), DTC_HOME (data directory, default .dtc),
+// DTC_FAULTS (fault injection, JSON: see src/local/faults.ts and docs/fault-tolerance.md).
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startLocalStack } from './stack';
 import { addDashboard } from './dashboard';
 import { startDemo } from './demo-routes';
+import { installFaultsFromEnv } from './faults';
 
 const port = Number(process.env.DTC_PORT ?? 4000);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -13,10 +15,12 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const home = path.resolve(process.env.DTC_HOME ?? '.dtc');
 
+// Installed before anything builds a client; injecting starts once the stack is up.
+const faults = installFaultsFromEnv();
 const started = Date.now();
 console.log(`[dtc] starting the embedded local stack (data in ${home}) ...`);
 const stack = await startLocalStack({ home, port });
-const demo = await startDemo(stack);
+const demo = await startDemo(stack, faults ? { wrapParticipant: faults.wrapParticipant } : {});
 await addDashboard(stack);
 const outputsFile = path.join(home, 'outputs.json');
 await writeFile(outputsFile, `${JSON.stringify({ ...stack.outputs, demo: demo.tables }, null, 2)}\n`);
@@ -30,6 +34,10 @@ console.log(`[dtc] participants   ${Object.keys(stack.outputs.participantQueues)
 console.log(`[dtc] dashboard      ${stack.outputs.apiUrl}/dashboard`);
 console.log(`[dtc] outputs        ${outputsFile}`);
 console.log(`[dtc] try: curl -s -X POST ${stack.outputs.apiUrl}/transactions -H 'content-type: application/json' -d @examples/order.json`);
+if (faults) {
+  faults.enabled = true;
+  console.log(`[dtc] FAULTS         ${JSON.stringify(faults.config)}`);
+}
 console.log('[dtc] Ctrl-C to stop');
 
 let stopping = false;

@@ -4,8 +4,9 @@
 import { CreateTableCommand, DynamoDBClient, ResourceInUseException, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { LocalApiGateway } from './apigateway';
+import { repairIndexes } from './index-repair';
 import type { LocalLambda } from './lambda';
-import { dependencyOrder, Resolver, type CfnResource, type CfnTemplate } from './template';
+import { dependencyOrder, referencedIds, Resolver, type CfnResource, type CfnTemplate } from './template';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 
 export interface StackTemplate {
@@ -59,6 +60,13 @@ const ACCEPTED_NOT_EMULATED = new Set([
   'AWS::Logs::LogGroup',
   'AWS::ApiGateway::Account',
   'AWS::ApiGateway::Deployment',
+  // Request validation: the api function validates every body with the same (zod) schema.
+  'AWS::ApiGateway::RequestValidator',
+  'AWS::ApiGateway::Model',
+  'AWS::ApiGateway::GatewayResponse',
+  // Observability: nothing here collects metrics.
+  'AWS::CloudWatch::Alarm',
+  'AWS::CloudWatch::Dashboard',
 ]);
 
 const EMULATED = new Set([
@@ -91,8 +99,12 @@ export function unsupportedResources(stacks: StackTemplate[]): string[] {
       } else if (res.Type === 'AWS::Events::Rule') {
         const p = res.Properties ?? {};
         if (typeof p.ScheduleExpression !== 'string') problems.push(`${stackName}/${id}: only scheduled EventBridge rules are supported`);
-        const targets = JSON.stringify(p.Targets ?? []);
-        if (!/Function|lambda/i.test(targets)) problems.push(`${stackName}/${id}: only Lambda targets are supported`);
+        // Each target's Arn must name a Lambda function of this template (GetAtt/Ref) or a function ARN.
+        const targets = (p.Targets as { Arn?: unknown }[] | undefined) ?? [];
+        const isFunction = (arn: unknown): boolean =>
+          (typeof arn === 'string' && /:lambda:.*:function:/.test(arn)) ||
+          [...referencedIds(arn)].some((ref) => template.Resources?.[ref]?.Type === 'AWS::Lambda::Function');
+        if (targets.length === 0 || !targets.every((t) => isFunction(t.Arn))) problems.push(`${stackName}/${id}: only Lambda targets are supported`);
       } else if (res.Type === 'AWS::Lambda::EventSourceMapping') {
         const source = JSON.stringify(res.Properties?.EventSourceArn ?? '');
         if (!/Queue|sqs/i.test(source)) problems.push(`${stackName}/${id}: only SQS event sources are supported`);
@@ -235,6 +247,8 @@ export async function provision(stacks: StackTemplate[], t: ProvisionTargets): P
           t.api.addRoute({
             method,
             resource,
+            // AWS_IAM routes check SigV4 when the local gateway is told to (DTC_REQUIRE_AUTH=1).
+            authorizationType: String(p.AuthorizationType ?? 'NONE'),
             invoke: async (event: APIGatewayProxyEvent) => {
               try {
                 return (await t.lambda.invoke(fn, event)) as APIGatewayProxyResult;
@@ -291,6 +305,11 @@ async function createTable(dynamodb: DynamoDBClient, name: string, p: Record<str
   } catch (err) {
     // A restart with the same data directory finds its tables: keep them and their data.
     if (!(err instanceof ResourceInUseException)) throw err;
+    // ... and mend the indexes a kill -9 may have left inconsistent (see index-repair.ts).
+    const repaired = await repairIndexes(dynamodb, name);
+    if (repaired.staleRemoved + repaired.missingRestored > 0) {
+      console.error(`[local] ${name}: repaired its indexes after an unclean stop (${repaired.staleRemoved} stale entries removed, ${repaired.missingRestored} restored)`);
+    }
   }
 }
 

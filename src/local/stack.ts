@@ -22,6 +22,8 @@ export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export interface LocalStackOptions {
   /** Data directory; DynamoDB keeps its data under it. Omit to keep everything in memory (tests). */
   home?: string;
+  /** Templates synthesized earlier (by `synthesize`) with the same context: skips the synth (seconds) on a restart. */
+  templates?: StackTemplate[];
   /** Port of the API; 0 picks a free one. */
   port?: number;
   /** CDK context overrides (participants, timeouts...), on top of cdk.json's context. */
@@ -38,6 +40,8 @@ export interface LocalStackOutputs {
   participantQueues: Record<string, string>;
   replyQueueUrl: string;
   txTable: string;
+  /** The lock table (LOCK_TABLE). */
+  lockTable: string;
   stateMachineArn: string;
 }
 
@@ -98,7 +102,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     useLocalAws(endpoints);
 
     const api = new LocalApiGateway();
-    const result = await provision(synthesize(options.context), {
+    const result = await provision(options.templates ?? synthesize(options.context), {
       region: LOCAL_REGION,
       accountId: LOCAL_ACCOUNT,
       dynamodb,
@@ -123,6 +127,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       participantQueues: JSON.parse(env.PARTICIPANT_QUEUES ?? '{}') as Record<string, string>,
       replyQueueUrl: env.REPLY_QUEUE_URL ?? '',
       txTable: env.TX_TABLE ?? '',
+      lockTable: env.LOCK_TABLE ?? '',
       stateMachineArn: env.STATE_MACHINE_ARN ?? result.stateMachines[0] ?? '',
     };
     return { outputs, api, stepFunctions, lambda, dynamodb, sqs, meter, stop };

@@ -2,12 +2,19 @@
 // Every write is a full Put conditioned on the revision that was read, so a write based on a stale
 // read fails and the caller re-reads (dynalite ignores ReturnValuesOnConditionCheckFailure anyway).
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ABSENT, type BarrierRecord, type StoredBarrier } from '../core/barrier';
 import { vote } from '../core/messages';
 
 export const BARRIER_KEY_PREFIX = 'barrier#';
+
+export interface UnsettledBarrier {
+  txId: string;
+  state: 'PREPARING' | 'PREPARED' | 'ABORTED';
+  vote?: 'YES' | 'NO' | 'READ_ONLY';
+  updatedAtMs: number;
+}
 
 export function barrierKey(txId: string): string {
   return `${BARRIER_KEY_PREFIX}${txId}`;
@@ -44,6 +51,49 @@ export class BarrierStore {
     const item = parsed.data;
     const operation = item.operationJson === undefined ? undefined : (JSON.parse(item.operationJson) as unknown);
     return { rev: item.rev, record: toRecord(item, operation) };
+  }
+
+  /**
+   * Barrier records a crash may have left half done, for the restart scan: undecided ones
+   * (PREPARING, PREPARED with YES) and, updated at or after `sinceMs`, ones whose cleanup may not
+   * have run (ABORTED after a prepare started, PREPARED with NO or READ_ONLY). A Scan of the
+   * participant's table, so bounded by `maxPages`.
+   */
+  async scanUnsettled(sinceMs: number, maxPages = 100): Promise<UnsettledBarrier[]> {
+    const found: UnsettledBarrier[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    for (let page = 0; page < maxPages; page++) {
+      const out = await this.doc.send(
+        new ScanCommand({
+          TableName: this.table,
+          ConsistentRead: true,
+          FilterExpression:
+            'begins_with(pk, :prefix) AND (#state IN (:preparing, :prepared) OR (#state = :aborted AND prepareStarted = :true AND updatedAtMs >= :since))',
+          ProjectionExpression: 'txId, #state, #vote, updatedAtMs',
+          ExpressionAttributeNames: { '#state': 'state', '#vote': 'vote' },
+          ExpressionAttributeValues: {
+            ':prefix': BARRIER_KEY_PREFIX,
+            ':preparing': 'PREPARING',
+            ':prepared': 'PREPARED',
+            ':aborted': 'ABORTED',
+            ':true': true,
+            ':since': sinceMs,
+          },
+          ...(ExclusiveStartKey ? { ExclusiveStartKey } : {}),
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        if (typeof item.txId !== 'string') continue;
+        const updatedAtMs = Number(item.updatedAtMs ?? 0);
+        const state = item.state as UnsettledBarrier['state'];
+        // PREPARED with NO/READ_ONLY only within the window: older ones were cleaned up long ago.
+        if (state === 'PREPARED' && item.vote !== 'YES' && updatedAtMs < sinceMs) continue;
+        found.push({ txId: item.txId, state, ...(typeof item.vote === 'string' ? { vote: item.vote as UnsettledBarrier['vote'] } : {}), updatedAtMs });
+      }
+      ExclusiveStartKey = out.LastEvaluatedKey;
+      if (!ExclusiveStartKey) break;
+    }
+    return found;
   }
 
   /** Writes `next` if the stored revision is still `expectedRev` (0: no record yet); false if it moved on. */

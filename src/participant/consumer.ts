@@ -2,9 +2,18 @@
 // runs each message through the barrier with bounded concurrency. A message is deleted only after
 // its reply was sent; anything else leaves it for SQS to redeliver and, in the end, dead-letter.
 import { Logger } from '@aws-lambda-powertools/logger';
-import { ChangeMessageVisibilityCommand, DeleteMessageCommand, type Message, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  ChangeMessageVisibilityCommand,
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SQSClient,
+  SendMessageCommand,
+} from '@aws-sdk/client-sqs';
 import { BarrierBusyError, ProtocolViolationError } from '../core/barrier';
-import { MalformedMessageError, type ParticipantLogger, type RunnerOptions, createRunner } from './runner';
+import { type InDoubtInquiry, MalformedMessageError, type ParticipantLogger, type RunnerOptions, createRunner } from './runner';
 
 export interface ConsumerOptions extends RunnerOptions {
   queueUrl: string;
@@ -13,6 +22,8 @@ export interface ConsumerOptions extends RunnerOptions {
   visibilityTimeoutSeconds?: number;
   /** Visibility is extended for a slow handler up to this long; then SQS may redeliver it. */
   maxHandlerSeconds?: number;
+  /** How often watched in-doubt transactions are checked (default 1 s; needs `decisions`). */
+  inquiryIntervalMs?: number;
 }
 
 export interface Consumer {
@@ -23,6 +34,9 @@ export interface Consumer {
 /** SQS returns at most 10 messages per receive. */
 const MAX_BATCH = 10;
 const RECEIVE_RETRY_MS = 1_000;
+/** In-doubt questions asked per inquiry tick, at most. */
+const INQUIRIES_PER_TICK = 16;
+const MAX_REASON_CHARS = 1_000;
 
 export function startConsumer(options: ConsumerOptions): Consumer {
   const { queueUrl } = options;
@@ -36,10 +50,64 @@ export function startConsumer(options: ConsumerOptions): Consumer {
   }
   const sqs = options.sqs ?? new SQSClient({});
   const logger: ParticipantLogger = options.logger ?? new Logger({ serviceName: options.participant.service });
-  const runner = createRunner({ ...options, sqs, logger });
+  // Messages whose prepare waits for a lock do not count against the concurrency (up to a bound):
+  // otherwise waiting prepares could fill every slot, and the COMMIT/ABORT messages that would
+  // release the locks they wait for would never be received.
+  const maxParked = concurrency * 4;
+  let parked = 0;
+  let capacityChanged: () => void = () => undefined;
+  const onLockWait = (waiting: boolean) => {
+    parked += waiting ? 1 : -1;
+    capacityChanged();
+  };
+  const runner = createRunner({ ...options, sqs, logger, onLockWait });
   const poll = new AbortController();
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
+  const inquiry = runner.inDoubt ? startInquiry(runner.inDoubt, options.inquiryIntervalMs ?? 1_000, logger) : undefined;
+  let redrive: Promise<DeadLetterTarget | undefined> | undefined;
+
+  /** The queue's dead-letter queue and receive limit, from its RedrivePolicy (read once). */
+  function deadLetterTarget(): Promise<DeadLetterTarget | undefined> {
+    redrive ??= readRedrivePolicy(sqs, queueUrl).catch((err: unknown) => {
+      logger.warn('could not read the queue redrive policy; failed messages are left to SQS', { queueUrl, error: err as Error });
+      redrive = undefined;
+      return undefined;
+    });
+    return redrive;
+  }
+
+  /**
+   * Moves a message that will not succeed to the dead-letter queue with the reason attached
+   * (message attributes), instead of leaving SQS to move it without one. False if there is no DLQ.
+   */
+  async function deadLetter(message: Message, reason: string): Promise<boolean> {
+    const target = await deadLetterTarget();
+    if (!target) return false;
+    const attribute = (value: string) => ({ DataType: 'String', StringValue: value });
+    await sqs.send(
+      new SendMessageCommand({
+        QueueUrl: target.url,
+        MessageBody: message.Body ?? '',
+        MessageAttributes: {
+          'dtc-reason': attribute(reason.length <= MAX_REASON_CHARS ? reason : `${reason.slice(0, MAX_REASON_CHARS - 1)}…`),
+          'dtc-participant': attribute(options.participant.service),
+          'dtc-source-message-id': attribute(message.MessageId ?? ''),
+          'dtc-receive-count': { DataType: 'Number', StringValue: receiveCount(message).toString() },
+        },
+      }),
+    );
+    await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
+    return true;
+  }
+
+  async function deadLetterOrLeave(message: Message, reason: string, log: string): Promise<void> {
+    const moved = await deadLetter(message, reason).catch((err: unknown) => {
+      logger.warn('could not move the message to the dead-letter queue; SQS will', { messageId: message.MessageId, error: err as Error });
+      return false;
+    });
+    logger.error(`${log}: ${moved ? 'moved to the dead-letter queue' : 'left for the dead-letter queue'}`, { messageId: message.MessageId, reason });
+  }
 
   async function changeVisibility(message: Message, seconds: number): Promise<void> {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle, VisibilityTimeout: seconds }));
@@ -74,11 +142,17 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       const seconds = Math.min(visibilityTimeoutSeconds, Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
       await changeVisibility(message, seconds).catch((e: unknown) => logger.warn('could not reschedule a busy message', { messageId, error: e as Error }));
     } else if (err instanceof MalformedMessageError) {
-      logger.error('malformed participant message: left for the dead-letter queue', { messageId, reason: err.message });
+      await deadLetterOrLeave(message, `malformed: ${err.message}`, 'malformed participant message');
     } else if (err instanceof ProtocolViolationError) {
-      logger.error('PROTOCOL VIOLATION: message not acknowledged, it will be dead-lettered', { messageId, reason: err.message });
+      await deadLetterOrLeave(message, `protocol violation: ${err.message}`, 'PROTOCOL VIOLATION: message not acknowledged');
     } else {
-      logger.error('participant message failed; SQS will redeliver it', { messageId, error: err as Error });
+      const target = await deadLetterTarget();
+      if (target && receiveCount(message) >= target.maxReceiveCount) {
+        // Its last delivery: SQS would move it without saying why.
+        await deadLetterOrLeave(message, `failed ${receiveCount(message)} times, last: ${(err as Error).name}: ${(err as Error).message}`, 'participant message keeps failing');
+      } else {
+        logger.error('participant message failed; SQS will redeliver it', { messageId, error: err as Error });
+      }
     }
   }
 
@@ -86,7 +160,13 @@ export function startConsumer(options: ConsumerOptions): Consumer {
   // invisible until their visibility timeout, then come back.
   async function receive(max: number): Promise<Message[]> {
     const out = await sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: max, WaitTimeSeconds: waitTimeSeconds, VisibilityTimeout: visibilityTimeoutSeconds }),
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: max,
+        WaitTimeSeconds: waitTimeSeconds,
+        VisibilityTimeout: visibilityTimeoutSeconds,
+        MessageSystemAttributeNames: ['ApproximateReceiveCount'],
+      }),
       { abortSignal: poll.signal },
     );
     return out.Messages ?? [];
@@ -94,13 +174,14 @@ export function startConsumer(options: ConsumerOptions): Consumer {
 
   const loop = (async () => {
     while (!stopping) {
-      if (inFlight.size >= concurrency) {
-        await Promise.race(inFlight);
+      const active = inFlight.size - Math.min(parked, maxParked);
+      if (active >= concurrency) {
+        await Promise.race([...inFlight, new Promise<void>((resolve) => (capacityChanged = resolve))]);
         continue;
       }
       let messages: Message[];
       try {
-        messages = await receive(Math.min(MAX_BATCH, concurrency - inFlight.size));
+        messages = await receive(Math.min(MAX_BATCH, concurrency - active));
       } catch (err) {
         if (stopping) break;
         logger.error('receive failed; retrying', { queueUrl, error: err as Error });
@@ -118,6 +199,7 @@ export function startConsumer(options: ConsumerOptions): Consumer {
     async stop() {
       stopping = true;
       poll.abort();
+      await inquiry?.stop();
       await loop;
       await Promise.all(inFlight);
     },
@@ -132,4 +214,54 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }, { once: true });
   });
+}
+
+interface DeadLetterTarget {
+  url: string;
+  maxReceiveCount: number;
+}
+
+async function readRedrivePolicy(sqs: SQSClient, queueUrl: string): Promise<DeadLetterTarget | undefined> {
+  const attrs = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }));
+  const raw = attrs.Attributes?.RedrivePolicy;
+  if (!raw) return undefined;
+  const policy = JSON.parse(raw) as { deadLetterTargetArn?: string; maxReceiveCount?: number | string };
+  // arn:aws:sqs:<region>:<account>:<name>
+  const [, , , , account, name] = (policy.deadLetterTargetArn ?? '').split(':');
+  if (!name) return undefined;
+  const out = await sqs.send(new GetQueueUrlCommand({ QueueName: name, ...(account ? { QueueOwnerAWSAccountId: account } : {}) }));
+  const maxReceiveCount = Number(policy.maxReceiveCount ?? 0);
+  return out.QueueUrl && maxReceiveCount > 0 ? { url: out.QueueUrl, maxReceiveCount } : undefined;
+}
+
+function receiveCount(message: Message): number {
+  return Number(message.Attributes?.ApproximateReceiveCount ?? 1);
+}
+
+/** Asks about in-doubt transactions on a timer (one tick at a time); first finds the stored ones. */
+function startInquiry(inDoubt: InDoubtInquiry, intervalMs: number, logger: ParticipantLogger): { stop(): Promise<void> } {
+  let found = false;
+  let running: Promise<void> | undefined;
+  const tick = async (): Promise<void> => {
+    if (!found) {
+      const { watched, cleaned } = await inDoubt.recoverStored();
+      found = true;
+      if (watched + cleaned > 0) logger.info('restart scan: watching undecided transactions, re-ran cut-short cleanups', { watched, cleaned });
+    }
+    await inDoubt.inquireDue(INQUIRIES_PER_TICK);
+  };
+  const timer = setInterval(() => {
+    if (running) return;
+    running = tick()
+      .catch((err: unknown) => logger.warn('in-doubt inquiry tick failed', { error: err as Error }))
+      .finally(() => {
+        running = undefined;
+      });
+  }, Math.max(10, intervalMs));
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }

@@ -3,7 +3,9 @@
 // the service's own data, keyed by txId so that running one twice changes nothing.
 import type { z } from 'zod';
 import type { PrepareResult } from '../core/barrier';
+import type { Grant, LockMode } from '../core/locks';
 import { type Vote, serviceName, vote as voteSchema } from '../core/messages';
+import { LockWaitTimeoutError, TransactionAbortedError } from '../locks/service';
 
 /** A vote reason travels in the VOTE message, which caps it at 1000 characters. */
 const MAX_REASON_CHARS = 1000;
@@ -13,6 +15,14 @@ export interface PrepareInput<Op> {
   operation: Op;
   /** Epoch ms after which the coordinator no longer waits for this vote. */
   deadlineAt: number;
+  /**
+   * Lock `resource` for this transaction (default mode X), waiting at most until `deadlineAt`.
+   * Re-entrant; S -> X upgrades. The grant's fencing `token` goes with every write the lock guards,
+   * and the data refuses a write whose token is older than the last it saw. Released by the SDK
+   * after commit or abort. If the wait ends (timeout, or the transaction was aborted, say as a
+   * deadlock victim) the SDK votes NO. Present only when the runner has a lock service (`locks`).
+   */
+  lock?: (resource: string, mode?: LockMode) => Promise<Grant>;
 }
 
 export interface PhaseInput<Op> {
@@ -58,10 +68,18 @@ export function defineParticipant<Op = unknown>(definition: ParticipantDefinitio
 
   return {
     service: definition.service,
-    async prepare({ txId, operation, deadlineAt }) {
+    async prepare({ txId, operation, deadlineAt, lock }) {
       const parsed = parse(operation);
       if (!parsed.ok) return { vote: 'NO', reason: clip(`invalid operation: ${parsed.reason}`) };
-      const result = await definition.prepare({ txId, operation: parsed.value, deadlineAt });
+      let result: { vote: Vote; reason?: string };
+      try {
+        result = await definition.prepare({ txId, operation: parsed.value, deadlineAt, ...(lock ? { lock } : {}) });
+      } catch (err) {
+        // A lock that cannot be had is a NO, not a failure to retry: the abort that follows releases
+        // whatever this prepare already locked, so a deadlock victim frees the others at once.
+        if (err instanceof LockWaitTimeoutError || err instanceof TransactionAbortedError) return { vote: 'NO', reason: clip(err.message) };
+        throw err;
+      }
       // User code is JavaScript at runtime: a vote outside the protocol must not reach the barrier.
       const checked = voteSchema.safeParse(result?.vote);
       if (!checked.success) throw new Error(`${definition.service}.prepare returned vote ${JSON.stringify(result?.vote)}; expected YES, NO or READ_ONLY`);

@@ -16,13 +16,24 @@ import {
   participantMessage,
   replyMessage,
 } from '../core/messages';
+import { LOCK_LIMITS, type LockMode, type OwnerRef } from '../core/locks';
+import type { LockService } from '../locks/service';
 import { BarrierStore } from './barrier-store';
+import type { DecisionSource } from './decisions';
 import type { Participant } from './define';
+import { DEFAULT_INQUIRE_AFTER_MS, DEFAULT_INQUIRY_MAX_BACKOFF_MS, InDoubtWatch, type InquiryReport, inquire, inquireDue } from './inquiry';
+import type { DecisionAnswer } from '../core/recovery';
 
 export type ParticipantLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
 /** A prepare run's claim on the barrier lives this long unless its heartbeat renews it. */
 export const DEFAULT_LEASE_MS = 30_000;
+/** A lock's lease while its prepare runs (renewed every third of it); see `lockLeaseMs`. */
+export const DEFAULT_LOCK_LEASE_MS = 15_000;
+/** A YES voter's locks are kept this long past the prepare deadline (clock skew, the decision write). */
+const LOCK_DEADLINE_GRACE_MS = 5_000;
+/** The restart scan re-runs cleanups of barrier records updated this recently. */
+export const DEFAULT_CLEANUP_WINDOW_MS = 3_600_000;
 /** How long a duplicate PREPARE waits in process for the run that owns the barrier. */
 export const DEFAULT_BUSY_WAIT_MS = 10_000;
 const MAX_BUSY_POLL_MS = 1_000;
@@ -45,6 +56,31 @@ export interface RunnerOptions {
   busyWaitMs?: number;
   nowMs?: () => number;
   newRunId?: () => string;
+  /**
+   * The lock service behind `lock()` in prepare (see src/locks). Locks are owned by the transaction,
+   * held for this service (scope), and released after its commit or abort.
+   */
+  locks?: LockService;
+  /**
+   * Lease of a lock while prepare runs; a heartbeat renews it. When the vote is YES the leases are
+   * extended past the prepare deadline (plus a grace), so they outlive the undecided window even in
+   * a Lambda that stops running after the vote; once decided, COMMITTING keeps its locks through the
+   * log and an abort releases them. A crashed prepare's locks are free again after this lease.
+   */
+  lockLeaseMs?: number;
+  /** Told when a lock() call starts (true) and stops (false) waiting; see AcquireInput.onWait. */
+  onLockWait?: (waiting: boolean) => void;
+  /**
+   * Where to read the coordinator's decision when this participant voted YES and heard nothing
+   * (see ./decisions: the API or the log table). Without it, the participant waits for phase two.
+   */
+  decisions?: DecisionSource;
+  /** Ask this long after the prepare deadline (default 30 s). */
+  inquireAfterMs?: number;
+  /** Unanswered questions are asked again with backoff up to this (default 60 s). */
+  inquiryMaxBackoffMs?: number;
+  /** The restart scan re-runs cleanups (aborts, NO votes) of barrier records this recent (default 1 h). */
+  cleanupWindowMs?: number;
 }
 
 /** The message cannot be processed as sent: it goes to the dead-letter queue with this reason. */
@@ -60,6 +96,25 @@ export interface ParticipantRunner {
   /** Parses a queue message body and handles it; throws MalformedMessageError for a bad body. */
   handleBody(body: string): Promise<Outcome>;
   handle(message: ParticipantMessage): Promise<Outcome>;
+  /** In-doubt inquiry; present when `decisions` is configured. */
+  readonly inDoubt?: InDoubtInquiry;
+}
+
+export interface InDoubtInquiry {
+  /** Transactions this process voted YES on and has not seen decided. */
+  readonly watched: number;
+  /** Ask for one transaction now and apply the answer through the barrier. */
+  inquire(txId: string): Promise<DecisionAnswer>;
+  /** Ask for the watched transactions whose time has come, at most `max`. Never throws. */
+  inquireDue(max?: number): Promise<InquiryReport>;
+  /**
+   * The restart scan (bounded): watch every barrier record left undecided (PREPARED with YES, or
+   * PREPARING whose run died), and re-run the cleanups a crash may have cut short (an abort after
+   * the ABORTED write, the cleanup after a NO vote). Run at start, since a restart forgets what was
+   * watched and a kill of the local stack loses the messages that would have redone them; a Lambda
+   * participant runs it on a schedule.
+   */
+  recoverStored(): Promise<{ watched: number; cleaned: number }>;
 }
 
 export function documentClient(dynamodb: DynamoDBClient = new DynamoDBClient({})): DynamoDBDocumentClient {
@@ -74,6 +129,14 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
   const busyWaitMs = options.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
   const nowMs = options.nowMs ?? (() => Date.now());
   const newRunId = options.newRunId ?? (() => randomUUID());
+  const locks = options.locks;
+  const lockLeaseMs = options.lockLeaseMs ?? DEFAULT_LOCK_LEASE_MS;
+  const scope = participant.service;
+  const watch = options.decisions
+    ? new InDoubtWatch(options.inquireAfterMs ?? DEFAULT_INQUIRE_AFTER_MS, options.inquiryMaxBackoffMs ?? DEFAULT_INQUIRY_MAX_BACKOFF_MS, (txId) =>
+        options.logger?.warn('too many transactions in doubt: stopped watching the oldest (a restart scan finds it again)', { txId }),
+      )
+    : undefined;
 
   async function reply(message: ReplyMessage): Promise<void> {
     // Checked on the way out too: the coordinator would dead-letter a reply it cannot parse.
@@ -87,20 +150,48 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
     }
     const { txId } = message;
     const runId = newRunId();
+    const owner: OwnerRef = { kind: 'tx', id: txId };
+    const lock = locks
+      ? (resource: string, mode: LockMode = 'X') =>
+          locks.acquire({
+            resource,
+            owner,
+            mode,
+            scope,
+            leaseMs: lockLeaseMs,
+            waitMs: Math.min(LOCK_LIMITS.maxWaitMs, Math.max(0, message.deadlineAt - nowMs())),
+            ...(options.onLockWait ? { onWait: options.onLockWait } : {}),
+          })
+      : undefined;
     const ports: BarrierPorts = {
       nowMs,
       read: () => store.read(txId),
       write: (expectedRev, next) => store.write(txId, expectedRev, next, nowMs()),
-      prepare: (operation) => participant.prepare({ txId, operation, deadlineAt: message.deadlineAt }),
-      commit: (operation) => participant.commit({ txId, operation }),
-      abort: (operation) => participant.abort({ txId, operation }),
+      prepare: (operation) => participant.prepare({ txId, operation, deadlineAt: message.deadlineAt, ...(lock ? { lock } : {}) }),
+      commit: async (operation) => {
+        await participant.commit({ txId, operation });
+        await locks?.releaseAll(owner, scope);
+      },
+      abort: async (operation) => {
+        await participant.abort({ txId, operation });
+        await locks?.releaseAll(owner, scope);
+      },
     };
     const heartbeat = message.type === 'PREPARE' ? startHeartbeat(store, txId, runId, leaseMs, nowMs, options.logger) : undefined;
+    const lockHeartbeat = message.type === 'PREPARE' && locks ? startLockHeartbeat(locks, owner, scope, lockLeaseMs, options.logger) : undefined;
     let outcome: Outcome;
     try {
       outcome = await waitWhileBusy(() => runBarrier(message.type, message.operation, ports, { runId, leaseMs }), busyWaitMs);
     } finally {
       await heartbeat?.stop();
+      await lockHeartbeat?.stop();
+    }
+    if (locks && outcome.kind === 'vote' && outcome.vote === 'YES') {
+      // Nothing runs for this transaction here until the decision arrives: cover the undecided window.
+      const coverMs = Math.min(LOCK_LIMITS.maxLeaseMs, Math.max(lockLeaseMs, message.deadlineAt - nowMs() + LOCK_DEADLINE_GRACE_MS));
+      const lost = await locks.renewAll(owner, scope, coverMs);
+      // A lost lock was taken over, which only happens once the transaction can no longer commit.
+      if (lost.length > 0) options.logger?.warn('locks were taken over before the vote', { txId, lost });
     }
     const base = { v: PROTOCOL_VERSION, txId, participant: participant.service } as const;
     if (outcome.kind === 'vote') {
@@ -110,12 +201,51 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
       const ack: AckMessage = { ...base, type: 'ACK', phase: outcome.phase };
       await reply(ack);
     }
+    watch?.note(message, outcome, nowMs());
     return outcome;
   }
+
+  const decisions = options.decisions;
+  const inDoubt: InDoubtInquiry | undefined =
+    decisions && watch
+      ? {
+          get watched() {
+            return watch.size;
+          },
+          inquire: (txId) => inquire({ participant: participant.service, decisions, handle, nowMs }, txId),
+          inquireDue: (max = 16) =>
+            inquireDue({ participant: participant.service, decisions, handle, nowMs }, watch, max, (txId, err) =>
+              options.logger?.warn('in-doubt inquiry failed; asking again later', { txId, error: err as Error }),
+            ),
+          async recoverStored() {
+            const found = await store.scanUnsettled(nowMs() - (options.cleanupWindowMs ?? DEFAULT_CLEANUP_WINDOW_MS));
+            const inquireAfterMs = options.inquireAfterMs ?? DEFAULT_INQUIRE_AFTER_MS;
+            let watched = 0;
+            let cleaned = 0;
+            for (const b of found) {
+              if (b.state === 'PREPARING' || (b.state === 'PREPARED' && b.vote === 'YES')) {
+                watch.watch(b.txId, b.updatedAtMs + inquireAfterMs);
+                watched++;
+                continue;
+              }
+              // Through the barrier: ABORTED re-runs the user's abort, PREPARED(NO) its cleanup.
+              const type = b.state === 'ABORTED' ? 'ABORT' : 'PREPARE';
+              try {
+                await handle({ v: PROTOCOL_VERSION, type, txId: b.txId, participant: participant.service, deadlineAt: nowMs(), attempt: 1 });
+                cleaned++;
+              } catch (err) {
+                options.logger?.warn('restart cleanup failed; the next restart tries again', { txId: b.txId, error: err as Error });
+              }
+            }
+            return { watched, cleaned };
+          },
+        }
+      : undefined;
 
   return {
     service: participant.service,
     handle,
+    ...(inDoubt ? { inDoubt } : {}),
     async handleBody(body) {
       const parsed = parseMessage(participantMessage, body);
       if (!parsed.ok) throw new MalformedMessageError(parsed.reason);
@@ -139,6 +269,28 @@ async function waitWhileBusy(run: () => Promise<Outcome>, busyWaitMs: number): P
       pauseMs = Math.min(pauseMs * 2, MAX_BUSY_POLL_MS);
     }
   }
+}
+
+/** Renews the transaction's locks while its prepare runs (a long wait for one lock must not cost the others). */
+function startLockHeartbeat(locks: LockService, owner: OwnerRef, scope: string, leaseMs: number, logger: ParticipantLogger | undefined): { stop(): Promise<void> } {
+  let stopped = false;
+  let inFlight: Promise<unknown> | undefined;
+  const timer = setInterval(() => {
+    if (stopped || inFlight) return;
+    inFlight = locks
+      .renewAll(owner, scope, leaseMs)
+      .catch((err: unknown) => logger?.warn('lock lease renewal failed', { txId: owner.id, error: err as Error }))
+      .finally(() => {
+        inFlight = undefined;
+      });
+  }, Math.max(1, Math.floor(leaseMs / 3)));
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await inFlight;
+    },
+  };
 }
 
 /** Keeps a live prepare run's claim from expiring, so a duplicate waits instead of racing it. */

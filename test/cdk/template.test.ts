@@ -30,11 +30,17 @@ const ALLOWED_TYPES = new Set([
   'AWS::ApiGateway::Account',
   'AWS::Logs::LogGroup',
   'AWS::CDK::Metadata',
+  'AWS::Events::Rule',
+  'AWS::ApiGateway::RequestValidator',
+  'AWS::ApiGateway::Model',
+  'AWS::ApiGateway::GatewayResponse',
+  'AWS::CloudWatch::Alarm',
+  'AWS::CloudWatch::Dashboard',
 ]);
 
 const STATE_NAMES = [
   'Prepare', 'PrepareFailed', 'Decide', 'Decided', 'ReadDecision', 'RouteByStatus', 'UnknownStatus',
-  'Commit', 'CommitBackoff', 'Abort', 'AbortBackoff', 'Finalize', 'Done',
+  'Commit', 'CommitBackoff', 'Abort', 'AbortBackoff', 'Finalize', 'ReleaseLocks', 'Done', 'ResumeFrom',
 ];
 
 const participants = loadCdkContext().participants as string[];
@@ -107,7 +113,7 @@ describe('data stack', () => {
   });
 
   it('keeps the log table: PITR, TTL on expiresAt, both indexes, retained', () => {
-    data.resourceCountIs('AWS::DynamoDB::Table', 1);
+    data.resourceCountIs('AWS::DynamoDB::Table', 2);
     data.hasResource('AWS::DynamoDB::Table', {
       DeletionPolicy: 'Retain',
       UpdateReplacePolicy: 'Retain',
@@ -139,6 +145,88 @@ describe('data stack', () => {
   });
 });
 
+describe('lock table', () => {
+  it('is keyed by resource, encrypted, with PITR, TTL for garbage only, retained, and two sparse indexes', () => {
+    data.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        KeySchema: [{ AttributeName: 'resource', KeyType: 'HASH' }],
+        BillingMode: 'PAY_PER_REQUEST',
+        SSESpecification: { SSEEnabled: true },
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+        GlobalSecondaryIndexes: [
+          Match.objectLike({
+            IndexName: 'waiting',
+            KeySchema: [
+              { AttributeName: 'waitPk', KeyType: 'HASH' },
+              { AttributeName: 'resource', KeyType: 'RANGE' },
+            ],
+            Projection: { ProjectionType: 'ALL' },
+          }),
+          Match.objectLike({
+            IndexName: 'deadlocks',
+            KeySchema: [
+              { AttributeName: 'deadlockPk', KeyType: 'HASH' },
+              { AttributeName: 'createdAt', KeyType: 'RANGE' },
+            ],
+          }),
+        ],
+      }),
+    });
+  });
+
+  it('gives every function LOCK_TABLE', () => {
+    const fns = Object.values(coordinator.findResources('AWS::Lambda::Function'));
+    for (const fn of fns) expect(fn.Properties.Environment.Variables.LOCK_TABLE).toEqual(expect.anything());
+  });
+
+  it('runs the recovery sweeper every minute (every 2 s on the local stack) with least privilege', () => {
+    const rules = Object.values(coordinator.findResources('AWS::Events::Rule')).filter((r) => r.Properties.Description === 'DTC recovery sweeper');
+    expect(rules).toHaveLength(1);
+    expect(rules[0]!.Properties.ScheduleExpression).toBe('rate(1 minute)');
+    expect(rules[0]!.Metadata['dtc:localRateSeconds']).toBe(2);
+    const [sweeperId] = Object.entries(coordinator.findResources('AWS::Lambda::Function')).find(([, fn]) => fn.Metadata['dtc:entry'] === 'lambdas/sweeper.ts')!;
+    expect(JSON.stringify(rules[0]!.Properties.Targets)).toContain(sweeperId);
+    const role = (coordinator.toJSON().Resources as Json)[sweeperId].Properties.Role['Fn::GetAtt'][0] as string;
+    const statements = Object.values(coordinator.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes(role))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as Json[]);
+    const actions = statements.flatMap((s) => [s.Action].flat()).filter((a: string) => !a.startsWith('logs:') && !a.startsWith('xray:'));
+    expect(actions.sort()).toEqual(['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'states:DescribeExecution', 'states:StartExecution'].sort());
+    expect(JSON.stringify(statements)).toContain('/index/open');
+  });
+
+  it('runs the detector every minute (every second on the local stack) with least privilege', () => {
+    const rules = Object.values(coordinator.findResources('AWS::Events::Rule')).filter((r) => r.Properties.Description === 'DTC deadlock detector');
+    expect(rules).toHaveLength(1);
+    expect(rules[0]!.Properties.ScheduleExpression).toBe('rate(1 minute)');
+    expect(rules[0]!.Metadata['dtc:localRateSeconds']).toBe(1);
+    const [detectorId] = Object.entries(coordinator.findResources('AWS::Lambda::Function')).find(([, fn]) => fn.Metadata['dtc:entry'] === 'lambdas/detector.ts')!;
+    const role = (coordinator.toJSON().Resources as Json)[detectorId].Properties.Role['Fn::GetAtt'][0] as string;
+    const statements = Object.values(coordinator.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes(role))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as Json[]);
+    const actions = statements.flatMap((s) => [s.Action].flat()).filter((a: string) => !a.startsWith('logs:') && !a.startsWith('xray:'));
+    expect(actions.sort()).toEqual(
+      ['dynamodb:GetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'states:SendTaskSuccess'].sort(),
+    );
+    expect(JSON.stringify(statements)).toContain('/index/waiting');
+  });
+
+  it('releases coordinator-held locks after Finalize, and never fails the execution for it', () => {
+    expect(asl.States.Finalize.Next).toBe('ReleaseLocks');
+    expect(asl.States.ReleaseLocks.Next).toBe('Done');
+    expect(asl.States.ReleaseLocks.Parameters.Payload).toEqual({ 'txId.$': '$.txId', phase: 'RELEASE' });
+    expect(asl.States.ReleaseLocks.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Done' }]);
+    // Waiting for a declared resource's lock is retried (before the generic task-failure retry).
+    const retries = (asl.States.Prepare.Retry as Json[]).map((r) => r.ErrorEquals[0]);
+    expect(retries.indexOf('LockWaitTimeoutError')).toBeGreaterThanOrEqual(0);
+    expect(retries.indexOf('LockWaitTimeoutError')).toBeLessThan(retries.indexOf('States.TaskFailed'));
+  });
+});
+
 describe('state machine', () => {
   it('is a Standard workflow', () => {
     coordinator.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineType: 'STANDARD' });
@@ -147,7 +235,13 @@ describe('state machine', () => {
   it('has the named states, and a timeout on every Task', () => {
     const states = asl.States as Record<string, Json>;
     expect(Object.keys(states).sort()).toEqual([...STATE_NAMES].sort());
-    expect(asl.StartAt).toBe('Prepare');
+    // Recovery executions start in the recorded phase; a new transaction in Prepare.
+    expect(asl.StartAt).toBe('ResumeFrom');
+    expect(asl.States.ResumeFrom.Default).toBe('Prepare');
+    expect(asl.States.ResumeFrom.Choices.map((c: Json) => [c.And[1].StringEquals, c.Next])).toEqual([
+      ['COMMIT', 'Commit'],
+      ['ABORT', 'Abort'],
+    ]);
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
     expect(tasks.length).toBeGreaterThanOrEqual(6);
     for (const [name, task] of tasks) {
@@ -177,6 +271,11 @@ describe('state machine', () => {
       const task = asl.States[name] as Json;
       expect(task.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: `${name}Backoff` }]);
       expect(asl.States[`${name}Backoff`]).toEqual({ Type: 'Wait', Seconds: 60, Next: name });
+      // Timeouts and failed dispatches are re-sent with capped exponential backoff and full jitter.
+      expect(task.Retry.map((r: Json) => [r.ErrorEquals, r.MaxDelaySeconds, r.JitterStrategy])).toEqual([
+        [['States.Timeout'], 60, 'FULL'],
+        [['States.TaskFailed'], 30, 'FULL'],
+      ]);
     }
   });
 
@@ -191,7 +290,7 @@ describe('functions', () => {
   const functions = () => Object.values(coordinator.findResources('AWS::Lambda::Function'));
 
   it('run on nodejs22.x or newer and name their source for the local stack', () => {
-    expect(functions()).toHaveLength(3);
+    expect(functions()).toHaveLength(5);
     const entries = functions().map((fn) => {
       const major = Number(/^nodejs(\d+)\.x$/.exec(fn.Properties.Runtime)?.[1]);
       expect(major).toBeGreaterThanOrEqual(22);
@@ -199,16 +298,15 @@ describe('functions', () => {
       expect(fn.Metadata['dtc:handler']).toBe('handler');
       return fn.Metadata['dtc:entry'] as string;
     });
-    expect(entries.sort()).toEqual(['lambdas/api.ts', 'lambdas/dispatch.ts', 'lambdas/reply.ts']);
+    expect(entries.sort()).toEqual(['lambdas/api.ts', 'lambdas/detector.ts', 'lambdas/dispatch.ts', 'lambdas/reply.ts', 'lambdas/sweeper.ts']);
   });
 
-  it('share one environment, except STATE_MACHINE_ARN on api only', () => {
+  it('share one environment, except STATE_MACHINE_ARN on api and sweeper only', () => {
     const envs = functions().map((fn) => ({ ...fn.Properties.Environment.Variables }) as Json);
     const withArn = functions().filter((fn) => fn.Properties.Environment.Variables.STATE_MACHINE_ARN !== undefined);
-    expect(withArn.map((fn) => fn.Metadata['dtc:entry'])).toEqual(['lambdas/api.ts']);
+    expect(withArn.map((fn) => fn.Metadata['dtc:entry']).sort()).toEqual(['lambdas/api.ts', 'lambdas/sweeper.ts']);
     for (const env of envs) delete env.STATE_MACHINE_ARN;
-    expect(envs[1]).toEqual(envs[0]);
-    expect(envs[2]).toEqual(envs[0]);
+    for (const env of envs.slice(1)) expect(env).toEqual(envs[0]);
     expect(Object.keys(envs[0]!)).toEqual(
       expect.arrayContaining(['TX_TABLE', 'REPLY_QUEUE_URL', 'PARTICIPANT_QUEUES', 'RETENTION_DAYS', 'POWERTOOLS_LOG_LEVEL']),
     );
@@ -227,7 +325,7 @@ describe('functions', () => {
       PolicyDocument: {
         Statement: [
           {
-            Action: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+            Action: 'states:SendTaskSuccess',
             Effect: 'Allow',
             Resource: { Ref: Match.stringLikeRegexp('StateMachine') },
           },
@@ -273,14 +371,15 @@ describe('templates', () => {
   it('export the outputs clients and the local stack read', () => {
     const outputs = Object.keys(coordinator.toJSON().Outputs as Json);
     const perService = participants.map((s) => `${s.charAt(0).toUpperCase()}${s.slice(1)}QueueUrl`);
-    expect(outputs.sort()).toEqual(['ApiUrl', 'ReplyQueueUrl', 'StateMachineArn', 'TxTableName', ...perService].sort());
+    expect(outputs.sort()).toEqual(['ApiUrl', 'ReplyQueueUrl', 'StateMachineArn', 'TxTableName', 'LockTableName', ...perService].sort());
   });
 
   it('route the API to the api function under stage v1, signed with IAM', () => {
     coordinator.hasResourceProperties('AWS::ApiGateway::RestApi', { Name: 'dtc-api' });
     coordinator.hasResourceProperties('AWS::ApiGateway::Stage', { StageName: 'v1' });
     const methods = Object.values(coordinator.findResources('AWS::ApiGateway::Method'));
-    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['GET', 'GET', 'POST']);
+    // transactions: POST, GET, GET {id}; locks/{resource}: POST, PUT, GET, DELETE; deadlocks: GET.
+    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['DELETE', 'GET', 'GET', 'GET', 'GET', 'POST', 'POST', 'PUT']);
     for (const m of methods) {
       expect(m.Properties.AuthorizationType).toBe('AWS_IAM');
       expect(m.Properties.Integration.Type).toBe('AWS_PROXY');
@@ -305,6 +404,6 @@ describe('context validation', () => {
 
   it('rejects a timeout that is not a positive integer, showing it', () => {
     expect(build({ defaultPrepareSeconds: 0 })).toThrow(/'defaultPrepareSeconds' must be a positive integer, got 0/);
-    expect(build({ defaultCommitSeconds: '30' })).toThrow(/'defaultCommitSeconds'.*got "30"/);
+    expect(build({ defaultCommitSeconds: 'thirty' })).toThrow(/'defaultCommitSeconds'.*got "thirty"/);
   });
 });

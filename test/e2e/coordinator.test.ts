@@ -153,7 +153,9 @@ describe('50 concurrent orders', () => {
       account: `acct-${20 + (i % 5)}`,
       amount: 100 + i,
     }));
-    const txIds = await Promise.all(specs.map((s) => h.startOrder(s)));
+    // A generous prepare timeout: this test is about atomicity and conservation under concurrency,
+    // and the whole stack shares one process (and CI's two cores) with the other test files.
+    const txIds = await Promise.all(specs.map((s) => h.startOrder(s, { prepareSeconds: 60 })));
     const ended = await Promise.all(txIds.map((id) => h.waitForEnd(id, 60_000)));
     await h.waitForQuiet();
 

@@ -1,10 +1,13 @@
-// The end-to-end target: the embedded stack with the demo shop, in memory, on free ports.
-// Not a test file itself.
+// The end-to-end target: the embedded stack with the demo shop, in memory, on free ports; or,
+// with DTC_TARGET=localstack|outputs, a deployment (targets.ts). Not a test file itself.
 import { randomUUID } from 'node:crypto';
 import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { TxView } from '../../src/core/transaction';
-import { startDemo, type RunningDemo } from '../../src/local/demo-routes';
+import { startDemo, type DemoLockOptions, type RunningDemo } from '../../src/local/demo-routes';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../src/local/aws-env';
+import { signedHeaders } from '../../src/local/sigv4';
 import { startLocalStack, type LocalStack } from '../../src/local/stack';
+import { startRemoteHarness, targetFromEnv } from './targets';
 
 export interface Harness {
   stack: LocalStack;
@@ -47,9 +50,13 @@ export function orderBody(spec: OrderSpec, timeouts?: { prepareSeconds?: number;
   };
 }
 
-export async function startHarness(options: { context?: Record<string, unknown> } = {}): Promise<Harness> {
+export async function startHarness(options: { context?: Record<string, unknown>; locks?: DemoLockOptions } = {}): Promise<Harness> {
+  const target = targetFromEnv(process.env);
+  if (target.kind !== 'embedded') return startRemoteHarness(target, options);
   const stack = await startLocalStack({ port: 0, ...(options.context ? { context: options.context } : {}) });
-  const demo = await startDemo(stack);
+  // The demo's SKU locks only where a test asks for them: orders on a ring of SKUs deadlock
+  // (that is the point of test/e2e/deadlock.test.ts), which other tests do not expect.
+  const demo = await startDemo(stack, { locks: options.locks ?? false });
   const apiUrl = stack.outputs.apiUrl;
   // Executions are named after transactions: waiting on their end, rather than polling the API,
   // keeps the tests from loading the one process that runs the whole stack.
@@ -71,10 +78,16 @@ export async function startHarness(options: { context?: Record<string, unknown> 
           });
         });
   const request: Harness['request'] = async (method, path, body, headers = {}) => {
+    const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+    const plain = { 'content-type': 'application/json', ...headers };
+    // With DTC_REQUIRE_AUTH=1 the local gateway checks signatures: sign as a deployed client would.
+    const sent = stack.api.auth
+      ? await signedHeaders({ method, url: new URL(`${apiUrl}${path}`), headers: plain, ...(payload === undefined ? {} : { body: payload }) }, LOCAL_CREDENTIALS, LOCAL_REGION)
+      : plain;
     const res = await fetch(`${apiUrl}${path}`, {
       method,
-      headers: { 'content-type': 'application/json', ...headers },
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      headers: sent,
+      ...(payload === undefined ? {} : { body: payload }),
     });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };

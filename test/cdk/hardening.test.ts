@@ -1,0 +1,416 @@
+// Template assertions for what `cdk deploy` must get right in production: two stacks with the
+// stateful half retained, outputs, a protected API (IAM, validation, throttling, logs), least
+// privilege per function, encryption and retention, Powertools settings, alarms and a dashboard.
+import { Ajv } from 'ajv';
+import { Template } from 'aws-cdk-lib/assertions';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BAD_REQUEST_BODY_TEMPLATE, startTransactionModelSchema } from '../../cdk/api';
+import { buildApp, loadCdkContext, readConfig } from '../../cdk/build';
+import { ALARMS } from '../../cdk/observability';
+import { startRequestSchema } from '../../src/core/transaction';
+import { METRIC, METRICS_NAMESPACE } from '../../src/metrics';
+
+type Json = Record<string, any>;
+
+const context = loadCdkContext();
+const participants = context.participants as string[];
+const TOPIC_ARN = 'arn:aws:sns:eu-west-1:123456789012:oncall';
+let data: Template;
+let coordinator: Template;
+/** The other settings at once (one synth, not three): no logging role, tracing off, an alarm topic. */
+let variant: Template;
+
+beforeAll(() => {
+  const app = buildApp({ bundle: false });
+  data = Template.fromStack(app.data);
+  coordinator = Template.fromStack(app.coordinator);
+  const other = buildApp({
+    bundle: false,
+    // As the CLI passes -c values: strings.
+    context: loadCdkContext({ apiGatewayCloudWatchRole: 'false', tracing: 'false', alarmTopicArn: TOPIC_ARN }),
+  });
+  variant = Template.fromStack(other.coordinator);
+});
+
+const resources = (t: Template, type: string): [string, Json][] => Object.entries(t.findResources(type));
+const pascal = (s: string) => s.split('-').map((p) => p.charAt(0).toUpperCase() + p.slice(1)).join('');
+
+describe('cdk deploy: two stacks', () => {
+  it('keeps every table and queue in the data stack, retained; the coordinator stack holds none', () => {
+    for (const type of ['AWS::DynamoDB::Table', 'AWS::SQS::Queue']) {
+      expect(resources(coordinator, type)).toEqual([]);
+      const found = resources(data, type);
+      expect(found.length).toBeGreaterThan(0);
+      for (const [, r] of found) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual(['Retain', 'Retain']);
+    }
+  });
+
+  it('hands the stateful resources over through references, not names', () => {
+    const json = JSON.stringify(coordinator.toJSON());
+    expect(json).toContain('"Fn::ImportValue":"DtcData:');
+  });
+
+  it('outputs the API URL, each participant queue URL and the table names', () => {
+    const outputs = coordinator.toJSON().Outputs as Json;
+    // https://<api>.execute-api.<region>.<suffix>/<stage>/
+    expect(outputs.ApiUrl.Value['Fn::Join'][1]).toEqual(
+      expect.arrayContaining(['https://', '.execute-api.', { Ref: expect.stringMatching(/^ApiRestApiDeploymentStagev1/) }]),
+    );
+    for (const key of ['TxTableName', 'LockTableName', 'ReplyQueueUrl', 'StateMachineArn']) expect(outputs[key]).toBeDefined();
+    for (const service of participants) expect(outputs[`${pascal(service)}QueueUrl`]).toBeDefined();
+  });
+});
+
+describe('the API', () => {
+  it('authorizes every method with IAM (SigV4) and validates every request', () => {
+    const validators = resources(coordinator, 'AWS::ApiGateway::RequestValidator');
+    expect(validators).toHaveLength(1);
+    expect(validators[0]![1].Properties).toMatchObject({ ValidateRequestBody: true, ValidateRequestParameters: true });
+    for (const [id, m] of resources(coordinator, 'AWS::ApiGateway::Method')) {
+      expect({ id, auth: m.Properties.AuthorizationType }).toEqual({ id, auth: 'AWS_IAM' });
+      expect({ id, validator: m.Properties.RequestValidatorId }).toEqual({ id, validator: { Ref: validators[0]![0] } });
+    }
+  });
+
+  it('checks the POST /transactions body against the model generated from the zod schema', () => {
+    const [[modelId, model]] = resources(coordinator, 'AWS::ApiGateway::Model') as [[string, Json]];
+    expect(model.Properties).toMatchObject({ ContentType: 'application/json', Name: 'StartTransaction' });
+    expect(model.Properties.Schema.$schema).toBe('http://json-schema.org/draft-04/schema#');
+    coordinator.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'POST',
+      RequestModels: { 'application/json': { Ref: modelId } },
+    });
+  });
+
+  it('answers a body the gateway rejects in the API error envelope', () => {
+    coordinator.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'BAD_REQUEST_BODY',
+      StatusCode: '400',
+      ResponseTemplates: { 'application/json': BAD_REQUEST_BODY_TEMPLATE },
+    });
+    // The envelope is JSON once API Gateway substitutes its (quoted) variables.
+    const rendered = BAD_REQUEST_BODY_TEMPLATE.replace('$context.error.messageString', '"Invalid request body"').replace('$context.requestId', 'r-1');
+    expect(JSON.parse(rendered)).toEqual({ error: { code: 'InvalidRequest', message: 'Invalid request body', requestId: 'r-1' } });
+  });
+
+  it('throttles the stage, and starts harder; logs errors and access, traces', () => {
+    const [[, stage]] = resources(coordinator, 'AWS::ApiGateway::Stage') as [[string, Json]];
+    const p = stage.Properties;
+    expect(p.MethodSettings).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ ResourcePath: '/*', HttpMethod: '*', ThrottlingRateLimit: context.apiRateLimit, ThrottlingBurstLimit: context.apiBurstLimit, LoggingLevel: 'ERROR', DataTraceEnabled: false }),
+        expect.objectContaining({ ResourcePath: '/~1transactions', HttpMethod: 'POST', ThrottlingRateLimit: context.startRateLimit, ThrottlingBurstLimit: context.startBurstLimit, LoggingLevel: 'ERROR' }),
+      ]),
+    );
+    expect(context.startRateLimit as number).toBeLessThan(context.apiRateLimit as number);
+    expect(p.TracingEnabled).toBe(true);
+    expect(p.AccessLogSetting.DestinationArn).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^ApiAccessLogs/), 'Arn'] });
+    const format = JSON.parse(p.AccessLogSetting.Format) as Json;
+    expect(format).toMatchObject({ requestId: '$context.requestId', userArn: '$context.identity.userArn', validationError: '$context.error.validationErrorString' });
+  });
+
+  it('sets up the account logging role only when asked', () => {
+    coordinator.resourceCountIs('AWS::ApiGateway::Account', 1);
+    variant.resourceCountIs('AWS::ApiGateway::Account', 0);
+  });
+});
+
+describe('the request model agrees with the zod schema', () => {
+  const ajv = new Ajv({ strict: false });
+  // Draft 4 and draft 7 agree on every keyword the model uses; ajv speaks draft 7.
+  const { $schema, ...schema } = JSON.parse(JSON.stringify(toRawSchema(startTransactionModelSchema()))) as Json;
+  const gateway = ajv.compile(schema);
+  const zod = startRequestSchema();
+
+  it('uses only keywords whose meaning is the same in draft 4 and draft 7', () => {
+    const keywords = new Set<string>();
+    const walk = (node: Json) => {
+      for (const [k, v] of Object.entries(node)) {
+        keywords.add(k);
+        if (k === 'properties') Object.values(v as Record<string, Json>).forEach(walk);
+        if (k === 'items') walk(v as Json);
+      }
+    };
+    walk(schema);
+    const sameInBoth = ['additionalProperties', 'items', 'maxItems', 'maxLength', 'maximum', 'minItems', 'minLength', 'minimum', 'pattern', 'properties', 'required', 'type'];
+    expect([...keywords].filter((k) => !sameInBoth.includes(k))).toEqual([]);
+    expect(keywords.has('additionalProperties')).toBe(true);
+    expect($schema).toBe('http://json-schema.org/draft-04/schema#');
+  });
+
+  it('accepts and rejects the same bodies', () => {
+    // Mostly well-formed bodies with one thing at a time wrong, so both answers are common.
+    const rarely = <T>(wrong: fc.Arbitrary<T>) => fc.oneof({ weight: 8, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: wrong });
+    const name = fc.oneof(
+      { weight: 15, arbitrary: fc.constantFrom('inventory', 'payment', 'a', 'x-1', 'a'.repeat(40)) },
+      { weight: 1, arbitrary: fc.oneof(fc.constantFrom('Bad', '1abc', '', 'a'.repeat(41), 'pay_ment'), fc.string({ maxLength: 6 })) },
+    );
+    const seconds = fc.oneof(
+      { weight: 15, arbitrary: fc.constantFrom(1, 10, 900, 3600) },
+      { weight: 1, arbitrary: fc.oneof(fc.constantFrom(0, 901, 3601, -5, 1.5, '10', null), fc.integer({ min: -10, max: 4000 })) },
+    );
+    const participant = fc.record(
+      { service: name, operation: fc.jsonValue({ maxDepth: 2 }), extra: rarely(fc.boolean()) },
+      { requiredKeys: ['service'] },
+    ).map(({ extra, ...p }) => (extra == null ? p : { ...p, extra }));
+    const body = fc.oneof(
+      {
+        weight: 9,
+        arbitrary: fc
+          .record(
+            {
+              participants: fc.oneof(
+                { weight: 12, arbitrary: fc.array(participant, { minLength: 1, maxLength: 3 }) },
+                { weight: 1, arbitrary: fc.array(participant, { minLength: 0, maxLength: 27 }) },
+                { weight: 1, arbitrary: fc.constantFrom('inventory', null, {}) },
+              ),
+              timeouts: fc.oneof(
+                { weight: 9, arbitrary: fc.record({ prepareSeconds: seconds, commitSeconds: seconds, other: rarely(seconds) }, { requiredKeys: [] }) },
+                { weight: 1, arbitrary: fc.constantFrom(null, 10, []) },
+              ),
+              stray: rarely(fc.constant(1)),
+            },
+            { requiredKeys: ['participants'] },
+          )
+          .map((b) => {
+            const out: Json = { ...b };
+            if (out.stray === null) delete out.stray;
+            if (out.timeouts && typeof out.timeouts === 'object' && out.timeouts.other === null) delete out.timeouts.other;
+            return out;
+          }),
+      },
+      { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
+    );
+    let accepted = 0;
+    let rejected = 0;
+    fc.assert(
+      fc.property(body, (b) => {
+        const viaZod = zod.safeParse(b).success;
+        expect({ body: b, gateway: gateway(b) }).toEqual({ body: b, gateway: viaZod });
+        if (viaZod) accepted++;
+        else rejected++;
+      }),
+      { numRuns: 3000, seed: 5 },
+    );
+    // The comparison means little unless both outcomes occur often.
+    expect(Math.min(accepted, rejected)).toBeGreaterThan(300);
+  });
+});
+
+/** CDK's JsonSchema (schema/ref) -> the JSON Schema document CloudFormation receives ($schema/$ref). */
+function toRawSchema(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(toRawSchema);
+  if (!node || typeof node !== 'object') return node;
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k === 'schema' ? '$schema' : k === 'ref' ? '$ref' : k, k === 'properties' ? Object.fromEntries(Object.entries(v as Json).map(([n, s]) => [n, toRawSchema(s)])) : toRawSchema(v)]));
+}
+
+describe('least privilege', () => {
+  const functionRoles = () => {
+    const functions = resources(coordinator, 'AWS::Lambda::Function');
+    return functions.map(([id, fn]) => ({ id, entry: fn.Metadata['dtc:entry'] as string, role: fn.Properties.Role['Fn::GetAtt'][0] as string }));
+  };
+  const statementsOf = (roleId: string) =>
+    resources(coordinator, 'AWS::IAM::Policy')
+      .filter(([, p]) => (p.Properties.Roles as Json[]).some((r) => r.Ref === roleId))
+      .flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Json[]);
+  const actions = (statements: Json[]) => statements.flatMap((s) => [s.Action].flat() as string[]);
+
+  /** What each handler's code calls, and nothing else (logs and X-Ray aside). */
+  const EXPECTED: Record<string, string[]> = {
+    'lambdas/api.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'states:StartExecution'],
+    'lambdas/dispatch.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage', 'states:SendTaskSuccess'],
+    'lambdas/reply.ts': [
+      'dynamodb:GetItem', 'dynamodb:UpdateItem', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl',
+      'sqs:ReceiveMessage', 'sqs:SendMessage', 'states:SendTaskSuccess',
+    ],
+    'lambdas/sweeper.ts': ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'states:DescribeExecution', 'states:StartExecution'],
+    'lambdas/detector.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'states:SendTaskSuccess'],
+  };
+
+  it('gives each function its own role, with no AWS-managed policy', () => {
+    const roles = functionRoles();
+    expect(new Set(roles.map((r) => r.role)).size).toBe(roles.length);
+    for (const { role } of roles) {
+      expect(coordinator.toJSON().Resources[role].Properties.ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  it('lets each function do what its code calls, and nothing else', () => {
+    for (const { entry, role } of functionRoles()) {
+      const granted = [...new Set(actions(statementsOf(role)))].filter((a) => !a.startsWith('logs:') && !a.startsWith('xray:')).sort();
+      expect({ entry, granted }).toEqual({ entry, granted: EXPECTED[entry] ?? `no expected actions listed for ${entry}` });
+    }
+  });
+
+  it('names a resource in every statement, except X-Ray, which has no resource-level permissions', () => {
+    for (const { entry, role } of functionRoles()) {
+      for (const s of statementsOf(role)) {
+        for (const a of [s.Action].flat() as string[]) expect({ entry, action: a }).toEqual({ entry, action: expect.not.stringContaining('*') });
+        if (s.Resource === '*') expect({ entry, actions: [s.Action].flat() }).toEqual({ entry, actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'] });
+      }
+    }
+  });
+
+  it('lets each function write only to its own log group', () => {
+    for (const { entry, role } of functionRoles()) {
+      const logs = statementsOf(role).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('logs:')));
+      expect(logs).toHaveLength(1);
+      expect(logs[0]!.Resource).toEqual({ 'Fn::GetAtt': [expect.any(String), 'Arn'] });
+      const group = coordinator.toJSON().Resources[logs[0]!.Resource['Fn::GetAtt'][0]];
+      expect({ entry, type: group.Type }).toEqual({ entry, type: 'AWS::Logs::LogGroup' });
+    }
+  });
+
+  it('lists the transactions through the one index it queries', () => {
+    const [api] = functionRoles().filter((r) => r.entry === 'lambdas/api.ts');
+    const query = statementsOf(api!.role).filter((s) => [s.Action].flat().includes('dynamodb:Query'));
+    expect(JSON.stringify(query)).toContain('/index/byCreated');
+    expect(JSON.stringify(query)).not.toContain('/index/*');
+  });
+});
+
+describe('data at rest and logs', () => {
+  it('encrypts every table and keeps point-in-time recovery on', () => {
+    for (const [, t] of resources(data, 'AWS::DynamoDB::Table')) {
+      expect(t.Properties.SSESpecification).toEqual({ SSEEnabled: true });
+      expect(t.Properties.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
+    }
+  });
+
+  it('encrypts every queue and refuses plain HTTP to it', () => {
+    const queues = resources(data, 'AWS::SQS::Queue');
+    for (const [, q] of queues) expect(q.Properties.SqsManagedSseEnabled).toBe(true);
+    const denied = resources(data, 'AWS::SQS::QueuePolicy').flatMap(([, p]) =>
+      (p.Properties.PolicyDocument.Statement as Json[]).filter((s) => s.Effect === 'Deny' && s.Condition?.Bool?.['aws:SecureTransport'] === 'false'),
+    );
+    expect(denied).toHaveLength(queues.length);
+  });
+
+  it('gives every log group a retention', () => {
+    for (const t of [data, coordinator]) {
+      for (const [id, g] of resources(t, 'AWS::Logs::LogGroup')) expect({ id, days: g.Properties.RetentionInDays }).toEqual({ id, days: expect.any(Number) });
+    }
+    const functionLogs = resources(coordinator, 'AWS::Logs::LogGroup').filter(([id]) => /logs[0-9A-F]{8}$/.test(id));
+    expect(functionLogs.length).toBeGreaterThanOrEqual(3);
+    for (const [, g] of functionLogs) expect(g.Properties.RetentionInDays).toBe(context.logRetentionDays);
+  });
+});
+
+describe('Powertools and tracing', () => {
+  it('points every function at the metrics namespace the alarms read, and traces it', () => {
+    for (const [, fn] of resources(coordinator, 'AWS::Lambda::Function')) {
+      expect(fn.Properties.Environment.Variables).toMatchObject({
+        POWERTOOLS_SERVICE_NAME: 'dtc',
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        POWERTOOLS_TRACE_ENABLED: 'true',
+        POWERTOOLS_TRACER_CAPTURE_RESPONSE: 'false',
+      });
+      expect(fn.Properties.TracingConfig).toEqual({ Mode: 'Active' });
+    }
+  });
+
+  it('turns tracing off everywhere with -c tracing=false (as the CLI passes it: a string)', () => {
+    for (const [, fn] of resources(variant, 'AWS::Lambda::Function')) {
+      expect(fn.Properties.Environment.Variables.POWERTOOLS_TRACE_ENABLED).toBe('false');
+      expect(fn.Properties.TracingConfig?.Mode).not.toBe('Active');
+    }
+    variant.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: false });
+  });
+});
+
+describe('alarms and dashboard', () => {
+  const alarms = () => resources(coordinator, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties as Json);
+  const named = (suffix: string) => {
+    const found = alarms().filter((a) => a.AlarmName === `dtc-${suffix}`);
+    expect(found, suffix).toHaveLength(1);
+    return found[0]!;
+  };
+
+  it('fires on any message in any DLQ', () => {
+    const dlqIds = resources(data, 'AWS::SQS::Queue').filter(([, q]) => /-dlq$/.test(q.Properties.QueueName)).map(([id]) => id);
+    expect(dlqIds).toHaveLength(participants.length + 1);
+    const watched = alarms().filter((a) => a.MetricName === 'ApproximateNumberOfMessagesVisible');
+    expect(watched).toHaveLength(dlqIds.length);
+    for (const a of watched) {
+      expect(a).toMatchObject({ Namespace: 'AWS/SQS', Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching' });
+    }
+    // Cross-stack references name the exporting resource's logical id.
+    for (const id of dlqIds) expect(JSON.stringify(watched)).toContain(`ExportsOutputFnGetAtt${id}QueueName`);
+  });
+
+  it('fires on transactions in doubt, on the metric the recovery sweeper emits', () => {
+    expect(named('transactions-in-doubt')).toMatchObject({
+      Namespace: METRICS_NAMESPACE,
+      MetricName: METRIC.TransactionsInDoubt,
+      Dimensions: [{ Name: 'service', Value: 'dtc' }],
+      Statistic: 'Maximum',
+      Period: 300,
+      Threshold: 1,
+      EvaluationPeriods: ALARMS.inDoubtPeriods,
+    });
+  });
+
+  it('fires on an abort rate above the configured percentage, given enough decisions', () => {
+    const a = named('abort-rate');
+    expect(a.Threshold).toBe(context.abortRateAlarmPercent);
+    const expression = a.Metrics.find((m: Json) => m.Expression)?.Expression as string;
+    expect(expression).toBe(`IF((c + a) >= ${ALARMS.abortRateMinDecisions}, 100 * a / (c + a), 0)`);
+    const names = a.Metrics.filter((m: Json) => m.MetricStat).map((m: Json) => [m.Id, m.MetricStat.Metric.MetricName, m.MetricStat.Period]);
+    expect(names.sort()).toEqual([['a', METRIC.TransactionsAborted, 900], ['c', METRIC.TransactionsCommitted, 900]]);
+  });
+
+  it('fires on errors of every function in the stack', () => {
+    const functions = resources(coordinator, 'AWS::Lambda::Function').map(([id]) => id);
+    const watched = alarms()
+      .filter((a) => a.MetricName === 'Errors' && a.Namespace === 'AWS/Lambda')
+      .map((a) => a.Dimensions[0].Value.Ref as string);
+    expect(watched.sort()).toEqual(functions.sort());
+  });
+
+  it('fires on failed or timed-out executions and on API 5XX', () => {
+    const failed = named('executions-failed');
+    expect(failed.Metrics.map((m: Json) => m.Expression ?? m.MetricStat.Metric.MetricName).sort()).toEqual(['ExecutionsFailed', 'ExecutionsTimedOut', 'failed + timedOut']);
+    expect(named('api-5xx')).toMatchObject({ MetricName: '5XXError', Namespace: 'AWS/ApiGateway', Threshold: ALARMS.api5xxPer5Minutes });
+  });
+
+  it('notifies the configured topic, and only then', () => {
+    for (const a of alarms()) expect(a.AlarmActions).toBeUndefined();
+    const withTopic = resources(variant, 'AWS::CloudWatch::Alarm');
+    expect(withTopic.length).toBe(alarms().length);
+    for (const [, a] of withTopic) {
+      expect(a.Properties.AlarmActions).toEqual([TOPIC_ARN]);
+      expect(a.Properties.OKActions).toEqual([TOPIC_ARN]);
+    }
+  });
+
+  it('has a dashboard that shows every alarm and the coordinator metrics', () => {
+    const [[, dashboard]] = resources(coordinator, 'AWS::CloudWatch::Dashboard') as [[string, Json]];
+    expect(dashboard.Properties.DashboardName).toBe('dtc-coordinator');
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const name of Object.values(METRIC)) expect(body).toContain(name);
+    expect(body).toContain('"type\\":\\"alarm\\"');
+  });
+});
+
+describe('context from the CLI', () => {
+  const config = (overrides: Record<string, unknown>) => readConfig((key) => loadCdkContext(overrides)[key]);
+
+  it('reads -c values, which arrive as strings', () => {
+    expect(config({ participants: 'a,b-c' }).participants).toEqual(['a', 'b-c']);
+    expect(config({ participants: '["a","b"]' }).participants).toEqual(['a', 'b']);
+    expect(config({ defaultPrepareSeconds: '20', tracing: 'false', logRetentionDays: '90' })).toMatchObject({
+      defaultPrepareSeconds: 20,
+      tracing: false,
+      logRetentionDays: 90,
+    });
+  });
+
+  it('rejects what CloudWatch or SNS would, showing it', () => {
+    expect(() => config({ logRetentionDays: 31 })).toThrow(/'logRetentionDays' must be one of .*got 31/);
+    expect(() => config({ abortRateAlarmPercent: 0 })).toThrow(/'abortRateAlarmPercent'.*got 0/);
+    expect(() => config({ alarmTopicArn: 'oncall' })).toThrow(/'alarmTopicArn' must be an SNS topic ARN, got "oncall"/);
+    expect(() => config({ tracing: 'yes' })).toThrow(/'tracing' must be true or false, got "yes"/);
+  });
+});
+

@@ -1,0 +1,132 @@
+// Recovery on the embedded stack: executions that die mid-transaction are found by the sweeper
+// (lambdas/sweeper.ts) and resumed from the recorded phase; PREPARING past its deadline is aborted
+// first; two sweeps at once start one recovery. The schedule is slowed to an hour here so that
+// each test runs the sweeper itself, at the moment it chooses. `silent` has a queue and no
+// consumer: the test answers for it on the reply queue.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as sweeperHandler } from '../../lambdas/sweeper';
+import { TxLog, documentClient } from '../../src/aws/log-store';
+import { Workflow, executionArn } from '../../src/aws/workflow';
+import { IN_DOUBT_AFTER_ATTEMPTS, type TxRecord } from '../../src/core/transaction';
+import { sweep } from '../../src/recovery';
+import { startHarness, type Harness } from '../e2e/harness';
+
+let h: Harness;
+let log: TxLog;
+
+beforeAll(async () => {
+  h = await startHarness({
+    context: { participants: ['inventory', 'payment', 'shipping', 'order', 'silent'], recoveryStaleSeconds: 1, sweeperLocalRateSeconds: 3600 },
+  });
+  log = new TxLog(documentClient(h.stack.dynamodb), h.stack.outputs.txTable);
+});
+
+afterAll(async () => {
+  await h?.stop();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, check: (r: TxRecord) => boolean, txId: string, timeoutMs = 15_000): Promise<TxRecord> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const record = await log.get(txId);
+    if (record && check(record)) return record;
+    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms: ${JSON.stringify(record)}`);
+    await sleep(50);
+  }
+}
+
+async function startWithSilent(sku: string, timeouts: { prepareSeconds: number; commitSeconds: number }): Promise<string> {
+  const res = await h.request('POST', '/transactions', {
+    participants: [
+      { service: 'inventory', operation: { items: [{ sku, quantity: 2 }] } },
+      { service: 'silent', operation: {} },
+    ],
+    timeouts,
+  });
+  expect(res.status).toBe(202);
+  return res.body.txId as string;
+}
+
+const reply = (body: Record<string, unknown>) => h.sendRaw(h.stack.outputs.replyQueueUrl, { v: 1, participant: 'silent', ...body });
+const stop = (name: string) => h.stack.stepFunctions.stopExecution(executionArn(h.stack.outputs.stateMachineArn, name), 'Test.Kill', 'killed by the test');
+
+describe('the recovery sweeper', () => {
+  it('resumes a transaction stopped in phase two, which shows the silent participant in doubt until it acknowledges', async () => {
+    const txId = await startWithSilent('sku-40', { prepareSeconds: 30, commitSeconds: 1 });
+    await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
+    await reply({ type: 'VOTE', txId, vote: 'YES' });
+    await until('inventory acknowledged COMMIT', (r) => r.status === 'COMMITTING' && r.acks.inventory !== undefined, txId);
+    stop(txId);
+    await sleep(1_100);
+
+    const result = await sweeperHandler({});
+    expect(result.resumed).toBeGreaterThanOrEqual(1);
+    const resumed = await log.get(txId);
+    expect(resumed).toMatchObject({ executionName: `${txId}-r1`, recoveries: 1, status: 'COMMITTING' });
+    expect(h.stack.stepFunctions.describeExecution(executionArn(h.stack.outputs.stateMachineArn, `${txId}-r1`)).status).toBe('RUNNING');
+
+    // Phase two goes on re-sending COMMIT to silent; past the bound the API says it is in doubt.
+    await until('commit re-sent past the in-doubt bound', (r) => (r.commitAttempts ?? 0) >= IN_DOUBT_AFTER_ATTEMPTS, txId, 30_000);
+    expect((await h.request('GET', `/transactions/${txId}`)).body.inDoubt).toEqual(['silent']);
+
+    await reply({ type: 'ACK', txId, phase: 'COMMIT' });
+    const ended = await h.waitForEnd(txId, 15_000);
+    expect(ended.status).toBe('COMMITTED');
+    expect(ended.inDoubt).toBeUndefined();
+    expect(await h.demo.shop.getInventory('sku-40')).toMatchObject({ held: 0, sold: 2 });
+  });
+
+  it('aborts a PREPARING transaction whose execution is gone once its deadline passed, and releases what was held', async () => {
+    const txId = await startWithSilent('sku-41', { prepareSeconds: 2, commitSeconds: 2 });
+    await until('inventory voted', (r) => r.votes.inventory?.vote === 'YES', txId);
+    stop(txId);
+    const record = await log.get(txId);
+    await sleep(Math.max(0, record!.prepareDeadlineAt - Date.now()) + 1_100);
+
+    const result = await sweeperHandler({});
+    expect(result.resumed).toBeGreaterThanOrEqual(1);
+    const aborted = await log.get(txId);
+    expect(aborted).toMatchObject({ status: 'ABORTING', decision: 'ABORT', executionName: `${txId}-r1` });
+    expect(aborted!.decisionReason).toMatch(/^recovery: execution aborted and the prepare deadline passed/);
+
+    const ended = await h.waitForEnd(txId, 15_000);
+    expect(ended.status).toBe('ABORTED');
+    expect(ended.participants.find((p) => p.service === 'inventory')).toMatchObject({ vote: 'YES', ack: 'ABORT' });
+    expect(await h.demo.shop.getInventory('sku-41')).toEqual({ sku: 'sku-41', available: 1000, held: 0, sold: 0 });
+  });
+
+  it('starts one recovery execution when two sweeps run at once', async () => {
+    const txId = await startWithSilent('sku-42', { prepareSeconds: 30, commitSeconds: 2 });
+    await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
+    stop(txId);
+    await sleep(1_100);
+
+    const deps = { log, workflow: new Workflow() };
+    const options = { stateMachineArn: h.stack.outputs.stateMachineArn, staleMs: 1_000 };
+    const reports = await Promise.all([sweep(deps, options), sweep(deps, options), sweep(deps, options)]);
+    const mine = reports.flatMap((r) => r.outcomes).filter((o) => o.txId === txId);
+    expect(mine.filter((o) => o.kind === 'resumed')).toEqual([{ txId, kind: 'resumed', executionName: `${txId}-r1`, from: 'PREPARE', abortedFirst: false }]);
+    expect(mine.filter((o) => o.kind === 'failed')).toEqual([]);
+    const names = h.stack.stepFunctions
+      .listExecutions({ stateMachineArn: h.stack.outputs.stateMachineArn })
+      .map((e) => e.name)
+      .filter((n) => n.startsWith(txId));
+    expect(names.sort()).toEqual([txId, `${txId}-r1`]);
+
+    // The resumed Prepare finishes the transaction: silent votes NO now.
+    await reply({ type: 'VOTE', txId, vote: 'NO', reason: 'test' });
+    expect((await h.waitForEnd(txId, 15_000)).status).toBe('ABORTED');
+  });
+
+  it('leaves transactions whose execution is alive alone', async () => {
+    const txId = await startWithSilent('sku-43', { prepareSeconds: 30, commitSeconds: 2 });
+    await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
+    await sleep(1_100);
+    const report = await sweep({ log, workflow: new Workflow() }, { stateMachineArn: h.stack.outputs.stateMachineArn, staleMs: 1_000 });
+    expect(report.outcomes.filter((o) => o.txId === txId)).toEqual([{ txId, kind: 'skipped', why: 'its execution is running' }]);
+    await reply({ type: 'VOTE', txId, vote: 'NO' });
+    expect((await h.waitForEnd(txId, 15_000)).status).toBe('ABORTED');
+  });
+});
