@@ -14,6 +14,9 @@ it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
     cwd: REPO_ROOT,
     env: { ...process.env, DTC_HOME: home, DTC_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, so SIGINT goes to the group as a terminal's Ctrl-C does (tsx and the
+    // stack both receive it), rather than only to tsx, which relays it on a short timer.
+    detached: true,
   });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
@@ -46,12 +49,16 @@ it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
     const stats = (await (await fetch(`${outputs.apiUrl}/local/stats`)).json()) as { stepFunctions: { executionsStarted: number } };
     expect(stats.stepFunctions.executionsStarted).toBe(1);
 
-    child.kill('SIGINT');
+    process.kill(-child.pid!, 'SIGINT');
     const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 15_000))]);
     expect(code, output).toBe(0);
     expect(output).toContain('[dtc] stopped');
   } finally {
-    child.kill('SIGKILL');
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
     rmSync(home, { recursive: true, force: true });
   }
 }, 120_000);
