@@ -15,6 +15,8 @@ const options: ChaosOptions = full
       kills: 4,
       durationMs: 180_000,
       boundMs: 180_000,
+      // Generous: the whole stack shares one process, and a small machine with the test itself.
+      prepareSeconds: 20,
       faults: {
         'sqs.drop': 0.03,
         'sqs.duplicate': 0.05,
@@ -36,6 +38,7 @@ const options: ChaosOptions = full
       kills: 1,
       durationMs: 8_000,
       boundMs: 120_000,
+      prepareSeconds: 10,
       faults: {
         'sqs.drop': 0.03,
         'sqs.duplicate': 0.05,

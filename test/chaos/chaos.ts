@@ -25,6 +25,8 @@ export interface ChaosOptions {
   faults: Omit<FaultInput, 'seed'>;
   /** After the faults heal, every transaction and participant must settle within this (ms). */
   boundMs: number;
+  /** The orders' prepare timeout: a lost PREPARE or VOTE costs this much before the abort. */
+  prepareSeconds: number;
   log?: (line: string) => void;
 }
 
@@ -72,7 +74,7 @@ function makeOrders(rng: Random, count: number, seed: number): Order[] {
   });
 }
 
-function orderRequest(o: Order) {
+function orderRequest(o: Order, prepareSeconds: number) {
   return {
     participants: [
       { service: 'inventory', operation: { items: o.items } },
@@ -80,8 +82,7 @@ function orderRequest(o: Order) {
       { service: 'shipping', operation: { orderId: o.orderId, address: '1 Chaos Way' } },
       { service: 'order', operation: { orderId: o.orderId, items: o.items, total: o.amount } },
     ],
-    // Generous: the whole stack shares one process and a small machine with the test itself.
-    timeouts: { prepareSeconds: 20, commitSeconds: 5 },
+    timeouts: { prepareSeconds, commitSeconds: 5 },
   };
 }
 
@@ -132,7 +133,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           const res = await fetch(`${stack.ready.apiUrl}/transactions`, {
             method: 'POST',
             headers: { 'content-type': 'application/json', 'idempotency-key': o.orderId },
-            body: JSON.stringify(orderRequest(o)),
+            body: JSON.stringify(orderRequest(o, options.prepareSeconds)),
             signal: AbortSignal.timeout(10_000),
           });
           const body = (await res.json().catch(() => ({}))) as { txId?: string };
