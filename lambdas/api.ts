@@ -1,6 +1,6 @@
 // The REST API (API Gateway, Lambda proxy integration): start, inspect and list transactions.
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { BadCursorError } from '../src/aws/log-store';
+import { BadCursorError } from '../src/aws/cursor';
 import { getCoordinator, getLocks, logger } from '../src/aws/runtime';
 import { LockApi } from '../src/locks/api';
 import { withTelemetry } from '../src/aws/telemetry';

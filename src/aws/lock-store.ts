@@ -7,6 +7,7 @@
 // - `held#<owner key>#<scope>`: the resources a transaction's scope locked, written before each
 //   acquire, so that commit, abort or Finalize can release all of them even after a crash.
 // - `deadlock#<time>#<victim>`: one per resolved deadlock, listed through the sparse `deadlocks` index.
+import { decodeCursor, encodeCursor } from './cursor';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
@@ -187,7 +188,7 @@ export class LockStore {
       edges: i.edges as DeadlockRecord['edges'],
       trigger: i.trigger as DeadlockRecord['trigger'],
     }));
-    return { items, ...(out.LastEvaluatedKey ? { nextCursor: Buffer.from(JSON.stringify(out.LastEvaluatedKey)).toString('base64url') } : {}) };
+    return { items, ...(out.LastEvaluatedKey ? { nextCursor: encodeCursor(out.LastEvaluatedKey) } : {}) };
   }
 
   private async queryAll(IndexName: string, key: string, value: string): Promise<Record<string, unknown>[]> {
@@ -220,18 +221,3 @@ function decode(raw: Record<string, unknown>): LockItem {
   return item;
 }
 
-export class BadDeadlockCursorError extends Error {
-  override name = 'BadCursorError';
-}
-
-function decodeCursor(cursor: string): Record<string, unknown> {
-  try {
-    const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (key && typeof key === 'object' && !Array.isArray(key) && Object.values(key).every((v) => typeof v === 'string')) {
-      return key as Record<string, unknown>;
-    }
-  } catch {
-    // fall through
-  }
-  throw new BadDeadlockCursorError('cursor is not one this API returned');
-}

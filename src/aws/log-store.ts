@@ -3,6 +3,7 @@
 // consistently (dynalite ignores ReturnValuesOnConditionCheckFailure, and so may older regions).
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { decodeCursor, encodeCursor } from './cursor';
 import type { AckEntry, Phase, TxRecord, TxStatus, VoteEntry } from '../core/transaction';
 
 export function documentClient(client: DynamoDBClient = new DynamoDBClient({})): DynamoDBDocumentClient {
@@ -211,23 +212,3 @@ export class TxLog {
 }
 
 const idempotencyPk = (key: string) => `idem#${key}`;
-
-function encodeCursor(key: Record<string, unknown>): string {
-  return Buffer.from(JSON.stringify(key)).toString('base64url');
-}
-
-export class BadCursorError extends Error {
-  override name = 'BadCursorError';
-}
-
-function decodeCursor(cursor: string): Record<string, unknown> {
-  try {
-    const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (key && typeof key === 'object' && !Array.isArray(key) && Object.values(key).every((v) => typeof v === 'string')) {
-      return key as Record<string, unknown>;
-    }
-  } catch {
-    // fall through
-  }
-  throw new BadCursorError('cursor is not one this API returned');
-}

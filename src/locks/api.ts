@@ -4,7 +4,8 @@
 // decision to protect), so they must renew in time and carry the fencing token into their writes.
 import { z } from 'zod';
 import { LOCK_LIMITS, LOCK_MODES, type OwnerRef, ownerName, resourceName } from '../core/locks';
-import { BadDeadlockCursorError, type LockStore } from '../aws/lock-store';
+import { BadCursorError } from '../aws/cursor';
+import type { LockStore } from '../aws/lock-store';
 import { LeaseLostError, type LockService, LockWaitTimeoutError } from './service';
 
 /** The API function has a 10 s timeout (and API Gateway 29 s): a request waits at most this long. */
@@ -125,7 +126,7 @@ export class LockApi {
     try {
       return { status: 200, body: await this.store.listDeadlocks(limit, cursor) };
     } catch (err) {
-      if (err instanceof BadDeadlockCursorError) return invalid([{ field: 'cursor', message: err.message }]);
+      if (err instanceof BadCursorError) return invalid([{ field: 'cursor', message: err.message }]);
       throw err;
     }
   }
