@@ -28,10 +28,19 @@ async function inventory(sku: string) {
   return (await h.demo.shop.getInventory(sku))!;
 }
 
-async function expectNoLocksLeft(skus: string[]) {
+/** Every lock is released: participants release after they acknowledge, so allow a few seconds. */
+async function expectNoLocksLeft(skus: string[], withinMs = 5_000) {
+  const until = Date.now() + withinMs;
   for (const sku of skus) {
-    const view = await h.demo.locks!.locks.inspect(skuLock(sku));
-    expect({ sku, owners: view?.owners ?? [], waiters: view?.waiters ?? [] }).toEqual({ sku, owners: [], waiters: [] });
+    for (;;) {
+      const view = await h.demo.locks!.locks.inspect(skuLock(sku));
+      const state = { sku, owners: view?.owners ?? [], waiters: view?.waiters ?? [] };
+      if ((state.owners.length === 0 && state.waiters.length === 0) || Date.now() > until) {
+        expect(state).toEqual({ sku, owners: [], waiters: [] });
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 }
 
