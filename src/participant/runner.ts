@@ -151,9 +151,18 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
     const { txId } = message;
     const runId = newRunId();
     const owner: OwnerRef = { kind: 'tx', id: txId };
+    // Locks this delivery was granted. releaseAll works from the transaction's held-list, and a
+    // concurrent ABORT's releaseAll can forget a resource just before a waiting acquire here is
+    // granted it; releasing what this run acquired, too, closes that window.
+    const acquired = new Set<string>();
+    const releaseLocks = async () => {
+      if (!locks) return;
+      await locks.releaseAll(owner, scope);
+      for (const resource of acquired) await locks.release(resource, owner, scope);
+    };
     const lock = locks
-      ? (resource: string, mode: LockMode = 'X') =>
-          locks.acquire({
+      ? async (resource: string, mode: LockMode = 'X') => {
+          const grant = await locks.acquire({
             resource,
             owner,
             mode,
@@ -161,7 +170,10 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
             leaseMs: lockLeaseMs,
             waitMs: Math.min(LOCK_LIMITS.maxWaitMs, Math.max(0, message.deadlineAt - nowMs())),
             ...(options.onLockWait ? { onWait: options.onLockWait } : {}),
-          })
+          });
+          acquired.add(resource);
+          return grant;
+        }
       : undefined;
     const ports: BarrierPorts = {
       nowMs,
@@ -170,11 +182,11 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
       prepare: (operation) => participant.prepare({ txId, operation, deadlineAt: message.deadlineAt, ...(lock ? { lock } : {}) }),
       commit: async (operation) => {
         await participant.commit({ txId, operation });
-        await locks?.releaseAll(owner, scope);
+        await releaseLocks();
       },
       abort: async (operation) => {
         await participant.abort({ txId, operation });
-        await locks?.releaseAll(owner, scope);
+        await releaseLocks();
       },
     };
     const heartbeat = message.type === 'PREPARE' ? startHeartbeat(store, txId, runId, leaseMs, nowMs, options.logger) : undefined;
