@@ -8,6 +8,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../src/local/aws-env';
 import { signedHeaders } from '../../src/local/sigv4';
 import { startLocalStack, type LocalStack } from '../../src/local/stack';
 import { startRemoteHarness, targetFromEnv } from './targets';
+import { pollUntilEnded, waitForQuietQueues } from './polling';
 
 export interface Harness {
   stack: LocalStack;
@@ -115,24 +116,13 @@ export async function startHarness(options: { context?: Record<string, unknown>;
       return res.body.txId as string;
     },
     async waitForEnd(txId, timeoutMs = 30_000) {
-      const until = Date.now() + timeoutMs;
+      const startedAt = Date.now();
       await executionEnd(txId, timeoutMs);
-      for (;;) {
-        const res = await request('GET', `/transactions/${txId}`);
-        if (res.status === 200 && (res.body.status === 'COMMITTED' || res.body.status === 'ABORTED')) return res.body as TxView;
-        if (Date.now() > until) throw new Error(`transaction ${txId} did not end within ${timeoutMs} ms: ${JSON.stringify(res.body)}`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
+      return pollUntilEnded(request, txId, timeoutMs, 250, startedAt);
     },
     queueDepths,
     async waitForQuiet(timeoutMs = 15_000, ignore = /silent/) {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
-        const busy = Object.entries(await queueDepths()).filter(([name, depth]) => depth > 0 && !ignore.test(name));
-        if (busy.length === 0) return;
-        if (Date.now() > until) throw new Error(`queues not quiet after ${timeoutMs} ms: ${JSON.stringify(Object.fromEntries(busy))}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitForQuietQueues(queueDepths, timeoutMs, ignore, 100);
     },
     async sendRaw(QueueUrl, body) {
       await stack.sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: JSON.stringify(body) }));

@@ -22,6 +22,7 @@ import { signedHeaders, type Credentials } from '../../src/local/sigv4';
 import type { LocalStack, LocalStackOutputs } from '../../src/local/stack';
 import { readDeployedOutputs } from '../../localstack/outputs';
 import { orderBody, type Harness } from './harness';
+import { pollUntilEnded, waitForQuietQueues } from './polling';
 
 export type Target =
   | { kind: 'embedded' }
@@ -179,23 +180,12 @@ export async function startRemoteHarness(target: Exclude<Target, { kind: 'embedd
     // No execution-end hook off the embedded stack: poll the API, at a pace a deployment's
     // throttle and a LocalStack container both take.
     async waitForEnd(txId, timeoutMs = 60_000) {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
-        const res = await request('GET', `/transactions/${txId}`);
-        if (res.status === 200 && (res.body.status === 'COMMITTED' || res.body.status === 'ABORTED')) return res.body as TxView;
-        if (Date.now() > until) throw new Error(`transaction ${txId} did not end within ${timeoutMs} ms: ${JSON.stringify(res.body)}`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      const startedAt = Date.now();
+      return pollUntilEnded(request, txId, timeoutMs, 500, startedAt);
     },
     queueDepths,
     async waitForQuiet(timeoutMs = 30_000, ignore = /silent/) {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
-        const busy = Object.entries(await queueDepths()).filter(([name, depth]) => depth > 0 && !ignore.test(name));
-        if (busy.length === 0) return;
-        if (Date.now() > until) throw new Error(`queues not quiet after ${timeoutMs} ms: ${JSON.stringify(Object.fromEntries(busy))}`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      await waitForQuietQueues(queueDepths, timeoutMs, ignore, 500);
     },
     async sendRaw(QueueUrl, body) {
       await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: JSON.stringify(body) }));
