@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -7,6 +7,7 @@ import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { Functions } from './functions';
+import { statefulTable } from './log-table';
 
 /**
  * The lock table: one item per resource (key `resource`) with its owners, fencing token and waiters;
@@ -17,18 +18,11 @@ export class LockTable extends Construct {
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    this.table = new dynamodb.Table(this, 'Table', {
-      partitionKey: { name: 'resource', type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      // Garbage collection only: set on idle locks, release indexes and deadlock records, never on a
-      // lock that is held or waited for. Leases, not TTL, decide when a lock may be taken over.
-      timeToLiveAttribute: 'expiresAt',
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: dynamodb.TableEncryption.AWS_MANAGED,
-      // Locks of transactions in flight and the fencing tokens their data has seen: losing the table
-      // would let a new grant reuse a token. Deleting the stack must not delete it.
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
+    // TTL (`expiresAt`) is garbage collection only: set on idle locks, release indexes and deadlock
+    // records, never on a lock that is held or waited for. Leases, not TTL, decide when a lock may be
+    // taken over. RETAIN: the table holds the locks of transactions in flight and the fencing tokens
+    // their data has seen; losing it would let a new grant reuse a token.
+    this.table = statefulTable(this, 'resource');
     // Sparse: only items with waiters carry `waitPk` (one of a few shards, so no index partition runs
     // hot). The detector reads the wait-for edges from here instead of scanning every lock. The
     // sort key gives pages a total order (dynalite loses an item between pages without one).

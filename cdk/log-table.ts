@@ -2,23 +2,32 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
 
+/**
+ * A table whose loss loses transactions (the log, the lock table): on demand, point-in-time
+ * recovery, encrypted, RETAIN, and a TTL attribute `expiresAt` that only ever collects garbage.
+ * One place for that policy, so the stateful tables cannot drift apart.
+ */
+export function statefulTable(scope: Construct, partitionKey: string): dynamodb.Table {
+  return new dynamodb.Table(scope, 'Table', {
+    partitionKey: { name: partitionKey, type: dynamodb.AttributeType.STRING },
+    billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+    timeToLiveAttribute: 'expiresAt',
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    encryption: dynamodb.TableEncryption.AWS_MANAGED,
+    removalPolicy: RemovalPolicy.RETAIN,
+  });
+}
+
 /** The durable transaction log: one item per transaction (key `pk` = txId); see TxRecord. */
 export class LogTable extends Construct {
   readonly table: dynamodb.Table;
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    this.table = new dynamodb.Table(this, 'Table', {
-      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      // Garbage collection of finished records only: Finalize sets it, open records never carry it.
-      timeToLiveAttribute: 'expiresAt',
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: dynamodb.TableEncryption.AWS_MANAGED,
-      // The log holds the only record of decisions; participants still in doubt ask for them.
-      // Deleting the stack must never delete the answers they depend on.
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
+    // TTL (`expiresAt`) collects finished records only: Finalize sets it, open records never carry
+    // it. RETAIN: the log holds the only record of decisions, and participants still in doubt ask
+    // for them; deleting the stack must never delete the answers they depend on.
+    this.table = statefulTable(this, 'pk');
     // Listing, most recent first: every record carries the constant `listPk`.
     this.table.addGlobalSecondaryIndex({
       indexName: 'byCreated',
