@@ -1,14 +1,12 @@
 // The durable transaction log on DynamoDB. Every state change is one conditional write on one item;
 // a failed condition is expected (duplicates, races) and answered with the current record, read
 // consistently (dynalite ignores ReturnValuesOnConditionCheckFailure, and so may older regions).
-import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { decodeCursor, encodeCursor } from './cursor';
 import type { AckEntry, Phase, TxRecord, TxStatus, VoteEntry } from '../core/transaction';
 
-export function documentClient(client: DynamoDBClient = new DynamoDBClient({})): DynamoDBDocumentClient {
-  return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
-}
+export { documentClient } from './document-client';
 
 export interface WriteResult {
   /** True when this call's write happened; false when the condition failed (duplicate or moved on). */

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { documentClient } from '../aws/document-client';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { BarrierBusyError, type BarrierPorts, type Outcome, renewClaim, runBarrier } from '../core/barrier';
 import {
@@ -117,9 +117,7 @@ export interface InDoubtInquiry {
   recoverStored(): Promise<{ watched: number; cleaned: number }>;
 }
 
-export function documentClient(dynamodb: DynamoDBClient = new DynamoDBClient({})): DynamoDBDocumentClient {
-  return DynamoDBDocumentClient.from(dynamodb, { marshallOptions: { removeUndefinedValues: true } });
-}
+export { documentClient };
 
 export function createRunner(options: RunnerOptions): ParticipantRunner {
   const { participant, replyQueueUrl } = options;
@@ -283,19 +281,21 @@ async function waitWhileBusy(run: () => Promise<Outcome>, busyWaitMs: number): P
   }
 }
 
-/** Renews the transaction's locks while its prepare runs (a long wait for one lock must not cost the others). */
-function startLockHeartbeat(locks: LockService, owner: OwnerRef, scope: string, leaseMs: number, logger: ParticipantLogger | undefined): { stop(): Promise<void> } {
+/**
+ * Runs `task` every `periodMs` while a prepare runs, never two at once (a slow renewal delays the
+ * next), logging rather than throwing a failure; stop() waits for the one in flight.
+ */
+function repeatWhileRunning(periodMs: number, task: () => Promise<unknown>, onError: (err: unknown) => void): { stop(): Promise<void> } {
   let stopped = false;
   let inFlight: Promise<unknown> | undefined;
   const timer = setInterval(() => {
     if (stopped || inFlight) return;
-    inFlight = locks
-      .renewAll(owner, scope, leaseMs)
-      .catch((err: unknown) => logger?.warn('lock lease renewal failed', { txId: owner.id, error: err as Error }))
+    inFlight = task()
+      .catch(onError)
       .finally(() => {
         inFlight = undefined;
       });
-  }, Math.max(1, Math.floor(leaseMs / 3)));
+  }, Math.max(1, Math.floor(periodMs)));
   return {
     async stop() {
       stopped = true;
@@ -303,6 +303,15 @@ function startLockHeartbeat(locks: LockService, owner: OwnerRef, scope: string, 
       await inFlight;
     },
   };
+}
+
+/** Renews the transaction's locks while its prepare runs (a long wait for one lock must not cost the others). */
+function startLockHeartbeat(locks: LockService, owner: OwnerRef, scope: string, leaseMs: number, logger: ParticipantLogger | undefined): { stop(): Promise<void> } {
+  return repeatWhileRunning(
+    leaseMs / 3,
+    () => locks.renewAll(owner, scope, leaseMs),
+    (err) => logger?.warn('lock lease renewal failed', { txId: owner.id, error: err as Error }),
+  );
 }
 
 /** Keeps a live prepare run's claim from expiring, so a duplicate waits instead of racing it. */
@@ -314,29 +323,14 @@ function startHeartbeat(
   nowMs: () => number,
   logger: ParticipantLogger | undefined,
 ): { stop(): Promise<void> } {
-  let stopped = false;
-  let renewing = false;
-  let inFlight: Promise<void> = Promise.resolve();
-  const renew = async (): Promise<void> => {
-    const stored = await store.read(txId);
-    const next = renewClaim(stored.record, runId, nowMs(), leaseMs);
-    // A failed condition means the record moved on (our own write, or an ABORT): nothing to renew.
-    if (next) await store.write(txId, stored.rev, next, nowMs());
-  };
-  const timer = setInterval(() => {
-    if (stopped || renewing) return;
-    renewing = true;
-    inFlight = renew()
-      .catch((err: unknown) => logger?.warn('barrier claim renewal failed', { txId, error: err as Error }))
-      .finally(() => {
-        renewing = false;
-      });
-  }, Math.max(1, Math.floor(leaseMs / 3)));
-  return {
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await inFlight;
+  return repeatWhileRunning(
+    leaseMs / 3,
+    async () => {
+      const stored = await store.read(txId);
+      const next = renewClaim(stored.record, runId, nowMs(), leaseMs);
+      // A failed condition means the record moved on (our own write, or an ABORT): nothing to renew.
+      if (next) await store.write(txId, stored.rev, next, nowMs());
     },
-  };
+    (err) => logger?.warn('barrier claim renewal failed', { txId, error: err as Error }),
+  );
 }
