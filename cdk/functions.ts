@@ -20,7 +20,8 @@ export interface FunctionsProps {
   /** The lock table (cdk/locks.ts): LOCK_TABLE on every function. */
   lockTable: dynamodb.ITable;
   replyQueue: sqs.IQueue;
-  participantQueues: Readonly<Record<string, sqs.IQueue>>;
+  /** Each with its dead-letter queue, where dispatch puts copies of messages left unacknowledged. */
+  participantQueues: Readonly<Record<string, sqs.Queue>>;
 }
 
 /** The coordinator's three Lambda handlers (lambdas/*.ts), their logs, environment and data access. */
@@ -35,6 +36,8 @@ export class Functions extends Construct {
     super(scope, id);
     const { config, txTable, lockTable, replyQueue, participantQueues } = props;
     const queueUrls = Object.fromEntries(Object.entries(participantQueues).map(([service, q]) => [service, q.queueUrl]));
+    const deadLetterQueues = Object.entries(participantQueues).flatMap(([service, q]) => (q.deadLetterQueue ? [[service, q.deadLetterQueue.queue] as const] : []));
+    const deadLetterUrls = Object.fromEntries(deadLetterQueues.map(([service, q]) => [service, q.queueUrl]));
     // Identical for every function: the embedded local stack runs all handlers in one process with
     // one merged environment. Only the api function adds STATE_MACHINE_ARN (see CoordinatorStack).
     const environment = {
@@ -42,6 +45,7 @@ export class Functions extends Construct {
       LOCK_TABLE: lockTable.tableName,
       REPLY_QUEUE_URL: replyQueue.queueUrl,
       PARTICIPANT_QUEUES: Stack.of(this).toJsonString(queueUrls),
+      PARTICIPANT_DEAD_LETTER_QUEUES: Stack.of(this).toJsonString(deadLetterUrls),
       RETENTION_DAYS: String(config.retentionDays),
       DEFAULT_PREPARE_SECONDS: String(config.defaultPrepareSeconds),
       DEFAULT_COMMIT_SECONDS: String(config.defaultCommitSeconds),
@@ -87,6 +91,10 @@ export class Functions extends Construct {
     });
     this.dispatch.addToRolePolicy(send);
     this.reply.addToRolePolicy(send);
+    // dispatch puts a copy of a message nobody acknowledges in the participant's DLQ (in doubt).
+    if (deadLetterQueues.length > 0) {
+      this.dispatch.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: deadLetterQueues.map(([, q]) => q.queueArn) }));
+    }
 
     // Also grants the reply function what it needs to consume the queue.
     this.reply.addEventSource(

@@ -166,7 +166,14 @@ export class Observability extends Construct {
     dashboard.addWidgets(
       graph('Transactions', [METRIC.TransactionsStarted, METRIC.TransactionsCommitted, METRIC.TransactionsAborted].map((m) => dtcMetric(m))),
       graph('Decision latency (ms)', ['p50', 'p90', 'p99'].map((p) => dtcMetric(METRIC.DecisionLatency, { statistic: p, label: p }))),
-      graph('In doubt, abort rate', [dtcMetric(METRIC.TransactionsInDoubt, { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) })], [abortRate]),
+      graph(
+        'In doubt, abort rate',
+        [
+          dtcMetric(METRIC.TransactionsInDoubt, { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
+          dtcMetric(METRIC.ParticipantsInDoubt, { period: Duration.minutes(5) }),
+        ],
+        [abortRate],
+      ),
     );
     dashboard.addWidgets(
       graph('Votes, acks, messages sent', [METRIC.VotesRecorded, METRIC.AcksRecorded, METRIC.MessagesSent].map((m) => dtcMetric(m))),

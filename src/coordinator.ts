@@ -14,6 +14,7 @@ import {
   validateStartRequest,
   awaitingAck,
   declaredResources,
+  IN_DOUBT_AFTER_ATTEMPTS,
   type FieldError,
   type Phase,
   type TxRecord,
@@ -148,10 +149,33 @@ export class Coordinator {
     if (attempt === 1) this.countDecision(phase, record);
     const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
     const recipients = phaseTwoRecipients(record, phase);
-    await this.deps.queues.send(recipients.map((service) => this.message(phase, record, service, deadlineAt, attempt)));
+    const messages = recipients.map((service) => this.message(phase, record, service, deadlineAt, attempt));
+    await this.deps.queues.send(messages);
     this.metrics.count(METRIC.MessagesSent, recipients.length);
     const done = signalAfterAck(record, this.now(), this.deps.config.retentionDays);
     if (done) await workflow.signal(taskToken, done);
+    else if (attempt >= IN_DOUBT_AFTER_ATTEMPTS && !record.inDoubtSince) await this.markInDoubt(record, phase, messages, attempt);
+  }
+
+  /**
+   * The first time phase two has been sent IN_DOUBT_AFTER_ATTEMPTS times without every ACK: log who
+   * is in doubt (once, a conditional write), and put a copy of the message each of them has not
+   * acknowledged in its DLQ with the reason, so the DLQ alarm calls an operator. Re-sending goes on.
+   */
+  private async markInDoubt(record: TxRecord, phase: 'COMMIT' | 'ABORT', messages: ParticipantMessage[], attempt: number): Promise<void> {
+    const doubtful = new Set(awaitingAck(record));
+    if (doubtful.size === 0) return;
+    const at = this.isoNow();
+    const marked = await this.deps.log.markInDoubt(record.txId, phase, Object.fromEntries([...doubtful].map((p) => [p, at])));
+    if (!marked.applied) return;
+    this.metrics.count(METRIC.ParticipantsInDoubt, doubtful.size);
+    const reason =
+      `in doubt: no ${phase} acknowledgement after ${attempt} sends; the decision is ${phase} and the coordinator keeps ` +
+      `re-sending it to the request queue (this is a copy for operators: redriving it is harmless)`;
+    await this.deps.queues.deadLetter(
+      messages.filter((m) => doubtful.has(m.participant)),
+      reason,
+    );
   }
 
   /**

@@ -27,6 +27,8 @@ export const METRIC = {
    * than its staleness bound (a gauge, 0 included, so a missing datapoint means the sweeper did not run).
    */
   TransactionsInDoubt: 'TransactionsInDoubt',
+  /** Participants phase two first found in doubt (IN_DOUBT_AFTER_ATTEMPTS sends, no ACK): once per participant and transaction. */
+  ParticipantsInDoubt: 'ParticipantsInDoubt',
 } as const;
 
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];

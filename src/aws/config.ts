@@ -2,18 +2,22 @@
 import { z } from 'zod';
 import { TIMEOUT_BOUNDS, type TimeoutDefaults } from '../core/transaction';
 
+const queueMap = (what: string) =>
+  z.string().transform((raw, ctx) => {
+    try {
+      return z.record(z.string(), z.string().min(1)).parse(JSON.parse(raw));
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `must be a JSON object of service -> ${what} URL, got ${raw}` });
+      return z.NEVER;
+    }
+  });
+
 const envSchema = z.object({
   TX_TABLE: z.string().min(1),
   LOCK_TABLE: z.string().min(1),
   REPLY_QUEUE_URL: z.string().min(1),
-  PARTICIPANT_QUEUES: z.string().transform((raw, ctx) => {
-    try {
-      return z.record(z.string(), z.string().min(1)).parse(JSON.parse(raw));
-    } catch {
-      ctx.addIssue({ code: 'custom', message: `must be a JSON object of service -> queue URL, got ${raw}` });
-      return z.NEVER;
-    }
-  }),
+  PARTICIPANT_QUEUES: queueMap('queue'),
+  PARTICIPANT_DEAD_LETTER_QUEUES: queueMap('dead-letter queue').optional(),
   STATE_MACHINE_ARN: z.string().optional(),
   RETENTION_DAYS: z.coerce.number().int().positive().default(30),
   DEFAULT_PREPARE_SECONDS: z.coerce
@@ -36,6 +40,8 @@ export interface CoordinatorConfig {
   lockTable?: string;
   replyQueueUrl: string;
   participantQueues: Record<string, string>;
+  /** Participant -> its request queue's DLQ (copies of messages left unacknowledged go there). */
+  participantDeadLetterQueues?: Record<string, string>;
   stateMachineArn?: string;
   retentionDays: number;
   defaults: TimeoutDefaults;
@@ -54,6 +60,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     lockTable: e.LOCK_TABLE,
     replyQueueUrl: e.REPLY_QUEUE_URL,
     participantQueues: e.PARTICIPANT_QUEUES,
+    participantDeadLetterQueues: e.PARTICIPANT_DEAD_LETTER_QUEUES ?? {},
     ...(e.STATE_MACHINE_ARN ? { stateMachineArn: e.STATE_MACHINE_ARN } : {}),
     retentionDays: e.RETENTION_DAYS,
     defaults: { prepareSeconds: e.DEFAULT_PREPARE_SECONDS, commitSeconds: e.DEFAULT_COMMIT_SECONDS },

@@ -90,6 +90,19 @@ export class TxLog {
   }
 
   /**
+   * Record, once per transaction, which participants phase two found in doubt, only while the
+   * record is still in that phase. `updatedAt` is left alone: being in doubt is not progress.
+   */
+  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
+    return this.conditionalUpdate(txId, {
+      UpdateExpression: 'SET inDoubtSince = :since',
+      ConditionExpression: '#status = :phaseStatus AND attribute_not_exists(inDoubtSince)',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: { ':since': since, ':phaseStatus': EXPECTED_STATUS[phase] },
+    });
+  }
+
+  /**
    * Decide ABORT from outside the state machine (a failed start; later the client, the sweeper
    * and the deadlock detector). The same conditional write as the Decide step, so exactly one
    * decision ever exists; the abort phase that follows is the state machine's or recovery's.

@@ -39,7 +39,7 @@ export function getCoordinator(): Coordinator {
     coordinator = new Coordinator({
       config,
       log: new TxLog(documentClient(traced(new DynamoDBClient({}))), config.txTable),
-      queues: new ParticipantQueues(config.participantQueues, traced(new SQSClient({}))),
+      queues: new ParticipantQueues(config.participantQueues, traced(new SQSClient({})), config.participantDeadLetterQueues),
       workflow: new Workflow(traced(new SFNClient({}))),
       metrics: metricsPort,
       locks: getLocks().locks,

@@ -80,6 +80,11 @@ export interface TxRecord {
   prepareAttempts?: number;
   commitAttempts?: number;
   abortAttempts?: number;
+  /**
+   * Participant -> when phase two first found it in doubt (IN_DOUBT_AFTER_ATTEMPTS sends without an
+   * ACK). Written once per transaction by dispatch; kept after the ACK as the log of what happened.
+   */
+  inDoubtSince?: Record<string, string>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,7 +307,16 @@ export interface TxView {
   txId: string;
   status: TxStatus;
   decision?: { outcome: Outcome; reason?: string; at?: string };
-  participants: { service: string; vote?: Vote; reason?: string; votedAt?: string; ack?: 'COMMIT' | 'ABORT'; ackedAt?: string }[];
+  participants: {
+    service: string;
+    vote?: Vote;
+    reason?: string;
+    votedAt?: string;
+    ack?: 'COMMIT' | 'ABORT';
+    ackedAt?: string;
+    /** When phase two found this participant in doubt (it may have acknowledged since). */
+    inDoubtSince?: string;
+  }[];
   timeouts: { prepareSeconds: number; commitSeconds: number };
   createdAt: string;
   updatedAt: string;
@@ -335,10 +349,12 @@ export function toView(tx: TxRecord): TxView {
     participants: tx.participants.map((p) => {
       const v = tx.votes[p.service];
       const a = tx.acks[p.service];
+      const doubtedAt = tx.inDoubtSince?.[p.service];
       return {
         service: p.service,
         ...(v ? { vote: v.vote, votedAt: v.at, ...(v.reason ? { reason: v.reason } : {}) } : {}),
         ...(a ? { ack: a.phase, ackedAt: a.at } : {}),
+        ...(doubtedAt ? { inDoubtSince: doubtedAt } : {}),
       };
     }),
     timeouts: tx.timeouts,

@@ -262,6 +262,17 @@ describe('least privilege', () => {
     }
   });
 
+  it('lets dispatch, and only dispatch, put in-doubt copies in the participants\' dead-letter queues', () => {
+    const sendTargets = (entry: string) => {
+      const [fn] = functionRoles().filter((r) => r.entry === entry);
+      return JSON.stringify(statementsOf(fn!.role).filter((s) => [s.Action].flat().includes('sqs:SendMessage')));
+    };
+    for (const service of context.participants) {
+      expect(sendTargets('lambdas/dispatch.ts')).toContain(`${service}requestsdlq`);
+      expect(sendTargets('lambdas/reply.ts')).not.toContain(`${service}requestsdlq`);
+    }
+  });
+
   it('lists the transactions through the one index it queries', () => {
     const [api] = functionRoles().filter((r) => r.entry === 'lambdas/api.ts');
     const query = statementsOf(api!.role).filter((s) => [s.Action].flat().includes('dynamodb:Query'));

@@ -3,6 +3,7 @@
 // first; two sweeps at once start one recovery. The schedule is slowed to an hour here so that
 // each test runs the sweeper itself, at the moment it chooses. `silent` has a queue and no
 // consumer: the test answers for it on the reply queue.
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler as sweeperHandler } from '../../lambdas/sweeper';
 import { TxLog, documentClient } from '../../src/aws/log-store';
@@ -69,12 +70,27 @@ describe('the recovery sweeper', () => {
 
     // Phase two goes on re-sending COMMIT to silent; past the bound the API says it is in doubt.
     await until('commit re-sent past the in-doubt bound', (r) => (r.commitAttempts ?? 0) >= IN_DOUBT_AFTER_ATTEMPTS, txId, 30_000);
-    expect((await h.request('GET', `/transactions/${txId}`)).body.inDoubt).toEqual(['silent']);
+    const doubted = await h.request('GET', `/transactions/${txId}`);
+    expect(doubted.body.inDoubt).toEqual(['silent']);
+    // Logged once, and a copy of the unacknowledged COMMIT is in silent's DLQ with the reason.
+    const marked = await until('in doubt logged', (r) => r.inDoubtSince?.silent !== undefined, txId);
+    expect(Object.keys(marked.inDoubtSince!)).toEqual(['silent']);
+    expect(doubted.body.participants.find((p: { service: string }) => p.service === 'silent').inDoubtSince).toBe(marked.inDoubtSince!.silent);
+    const dlqUrl = Object.entries(h.stack.outputs.queues).find(([name]) => /silent-requests-dlq$/.test(name))?.[1];
+    expect(dlqUrl).toBeDefined();
+    const copies = await h.stack.sqs.send(new ReceiveMessageCommand({ QueueUrl: dlqUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ['All'], WaitTimeSeconds: 1 }));
+    const mine = (copies.Messages ?? []).filter((m) => (JSON.parse(m.Body ?? '{}') as { txId?: string }).txId === txId);
+    expect(mine).toHaveLength(1);
+    expect(JSON.parse(mine[0]!.Body!)).toMatchObject({ type: 'COMMIT', participant: 'silent' });
+    expect(mine[0]!.MessageAttributes?.['dtc-reason']?.StringValue).toMatch(/^in doubt: no COMMIT acknowledgement after \d+ sends/);
+    expect(mine[0]!.MessageAttributes?.['dtc-source']?.StringValue).toBe('coordinator');
 
     await reply({ type: 'ACK', txId, phase: 'COMMIT' });
     const ended = await h.waitForEnd(txId, 15_000);
     expect(ended.status).toBe('COMMITTED');
     expect(ended.inDoubt).toBeUndefined();
+    // The log keeps when it was in doubt; nothing marks it twice.
+    expect((await log.get(txId))!.inDoubtSince).toEqual(marked.inDoubtSince);
     expect(await h.demo.shop.getInventory('sku-40')).toMatchObject({ held: 0, sold: 2 });
   });
 
