@@ -108,8 +108,14 @@ export class Workflow extends Construct {
     });
     releaseLocks.addRetry({ errors: [...LAMBDA_ERRORS, 'States.TaskFailed'], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
     releaseLocks.addCatch(done, { errors: ['States.ALL'], resultPath: '$.error' });
-    finalize.next(releaseLocks);
     releaseLocks.next(done);
+    // Only a request that declared resources has coordinator-held locks: the others skip a Lambda
+    // invocation. Executions started without the flag (before it existed) release, to be safe.
+    finalize.next(
+      new sfn.Choice(this, 'HeldLocks')
+        .when(sfn.Condition.or(sfn.Condition.isNotPresent('$.locks'), sfn.Condition.booleanEquals('$.locks', true)), releaseLocks)
+        .otherwise(done),
+    );
 
     // Phase two never gives up: a participant that voted YES holds prepared state until it hears
     // the decision, so the only way out is to deliver it. Timeouts re-send to the un-acked only.

@@ -1,7 +1,7 @@
 // Recovery rules, pure: what the sweeper does with an open transaction whose execution may be gone,
 // and what a participant in doubt concludes from what the log says. No I/O and no clock: callers
 // pass `nowMs` and what they read. The sweeper (src/recovery.ts) and the simulation both run these.
-import type { ExecutionInput, Phase, TxRecord, TxStatus } from './transaction';
+import { type ExecutionInput, type Phase, type TxRecord, type TxStatus, executionInput } from './transaction';
 
 /** What DescribeExecution says, with MISSING for ExecutionDoesNotExist (a local stack restarted). */
 export type ExecutionState = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED' | 'MISSING';
@@ -52,10 +52,10 @@ export function recoveryAction(record: RecoveryRecord, execution: ExecutionState
  * The recovery execution's input. A resumed Prepare waits only for what is left of the original
  * prepare deadline (at least one second), so recovery never extends the time participants hold.
  */
-export function resumeInput(record: Pick<TxRecord, 'txId' | 'timeouts' | 'prepareDeadlineAt'>, from: Phase, nowMs: number): ExecutionInput {
+export function resumeInput(record: Pick<TxRecord, 'txId' | 'timeouts' | 'prepareDeadlineAt' | 'participants'>, from: Phase, nowMs: number): ExecutionInput {
   const prepareSeconds =
     from === 'PREPARE' ? Math.max(1, Math.min(record.timeouts.prepareSeconds, Math.ceil((record.prepareDeadlineAt - nowMs) / 1000))) : record.timeouts.prepareSeconds;
-  return { txId: record.txId, timeouts: { prepareSeconds, commitSeconds: record.timeouts.commitSeconds }, resumeFrom: from };
+  return { ...executionInput(record), timeouts: { prepareSeconds, commitSeconds: record.timeouts.commitSeconds }, resumeFrom: from };
 }
 
 export function isFinal(status: TxStatus): boolean {

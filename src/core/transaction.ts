@@ -202,10 +202,15 @@ export interface ExecutionInput {
   timeouts: { prepareSeconds: number; commitSeconds: number };
   /** Set by recovery only: the phase a recovery execution starts in (absent: Prepare). */
   resumeFrom?: Phase;
+  /**
+   * The request declared resources, so the coordinator holds locks the ReleaseLocks step frees after
+   * Finalize. False: that step (a Lambda invocation) is skipped. Absent: released, to be safe.
+   */
+  locks: boolean;
 }
 
-export function executionInput(tx: Pick<TxRecord, 'txId' | 'timeouts'>): ExecutionInput {
-  return { txId: tx.txId, timeouts: tx.timeouts };
+export function executionInput(tx: Pick<TxRecord, 'txId' | 'timeouts' | 'participants'>): ExecutionInput {
+  return { txId: tx.txId, timeouts: tx.timeouts, locks: declaredResources(tx).length > 0 };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -267,7 +267,7 @@ describe('least privilege', () => {
       const [fn] = functionRoles().filter((r) => r.entry === entry);
       return JSON.stringify(statementsOf(fn!.role).filter((s) => [s.Action].flat().includes('sqs:SendMessage')));
     };
-    for (const service of context.participants) {
+    for (const service of participants) {
       expect(sendTargets('lambdas/dispatch.ts')).toContain(`${service}requestsdlq`);
       expect(sendTargets('lambdas/reply.ts')).not.toContain(`${service}requestsdlq`);
     }

@@ -40,7 +40,7 @@ const ALLOWED_TYPES = new Set([
 
 const STATE_NAMES = [
   'Prepare', 'PrepareFailed', 'Decide', 'Decided', 'ReadDecision', 'RouteByStatus', 'UnknownStatus',
-  'Commit', 'CommitBackoff', 'Abort', 'AbortBackoff', 'Finalize', 'ReleaseLocks', 'Done', 'ResumeFrom',
+  'Commit', 'CommitBackoff', 'Abort', 'AbortBackoff', 'Finalize', 'HeldLocks', 'ReleaseLocks', 'Done', 'ResumeFrom',
 ];
 
 const participants = loadCdkContext().participants as string[];
@@ -216,7 +216,12 @@ describe('lock table', () => {
   });
 
   it('releases coordinator-held locks after Finalize, and never fails the execution for it', () => {
-    expect(asl.States.Finalize.Next).toBe('ReleaseLocks');
+    expect(asl.States.Finalize.Next).toBe('HeldLocks');
+    // Only when the request declared resources (or the input predates the flag).
+    expect(asl.States.HeldLocks.Choices).toEqual([
+      { Or: [{ Variable: '$.locks', IsPresent: false }, { Variable: '$.locks', BooleanEquals: true }], Next: 'ReleaseLocks' },
+    ]);
+    expect(asl.States.HeldLocks.Default).toBe('Done');
     expect(asl.States.ReleaseLocks.Next).toBe('Done');
     expect(asl.States.ReleaseLocks.Parameters.Payload).toEqual({ 'txId.$': '$.txId', phase: 'RELEASE' });
     expect(asl.States.ReleaseLocks.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Done' }]);

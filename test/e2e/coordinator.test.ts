@@ -17,6 +17,7 @@ afterAll(async () => {
 describe('a 4-participant order', () => {
   it('commits, and every service shows it', async () => {
     const before = await h.demo.shop.getInventory('sku-10');
+    const sfnBefore = h.stack.stepFunctions.stats();
     const { orderId, body } = orderBody({ items: [{ sku: 'sku-10', quantity: 3 }, { sku: 'sku-11', quantity: 1 }], account: 'acct-10', amount: 4200 });
     const started = await h.request('POST', '/transactions', body);
     expect(started.status).toBe(202);
@@ -32,6 +33,10 @@ describe('a 4-participant order', () => {
       ['order', 'YES', 'COMMIT'],
     ]);
     expect(tx.finishedAt).toBeDefined();
+    // Two Lambda tasks (Prepare, Commit; no ReleaseLocks: nothing was declared), one callback each.
+    const sfnAfter = h.stack.stepFunctions.stats();
+    expect(sfnAfter.lambdaInvocations - sfnBefore.lambdaInvocations).toBe(2);
+    expect(sfnAfter.callbacks - sfnBefore.callbacks).toBe(2);
 
     expect(await h.demo.shop.getInventory('sku-10')).toEqual({ sku: 'sku-10', available: before!.available - 3, held: 0, sold: before!.sold + 3 });
     expect((await h.request('GET', '/demo/accounts/acct-10')).body).toEqual({ account: 'acct-10', balance: 100_000 - 4200, held: 0, charged: 4200 });
