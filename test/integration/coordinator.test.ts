@@ -121,7 +121,7 @@ describe('start', () => {
   it('writes PREPARING and starts the execution named after the transaction', async () => {
     const txId = await begin();
     expect((await log.get(txId))?.status).toBe('PREPARING');
-    expect(started).toEqual([{ name: txId, input: { txId, timeouts: { prepareSeconds: 10, commitSeconds: 30 } } }]);
+    expect(started).toEqual([{ name: txId, input: { txId, timeouts: { prepareSeconds: 10, commitSeconds: 30 }, locks: false } }]);
   });
 });
 
