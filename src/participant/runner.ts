@@ -155,8 +155,8 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
     const acquired = new Set<string>();
     const releaseLocks = async () => {
       if (!locks) return;
-      await locks.releaseAll(owner, scope);
-      for (const resource of acquired) await locks.release(resource, owner, scope);
+      const released = new Set(await locks.releaseAll(owner, scope));
+      for (const resource of acquired) if (!released.has(resource)) await locks.release(resource, owner, scope);
     };
     const lock = locks
       ? async (resource: string, mode: LockMode = 'X') => {
