@@ -196,7 +196,11 @@ export interface RunOptions {
 
 /** Runs one delivery to its outcome. Throws BarrierBusyError, ProtocolViolationError, or whatever a port throws. */
 export async function runBarrier(type: BarrierMessageType, operation: unknown, ports: BarrierPorts, options: RunOptions): Promise<Outcome> {
-  let stored = await ports.read();
+  // A PREPARE is almost always the first message for its transaction: start from "no record" and
+  // let the conditional write find out otherwise, saving a read on the prepare path. Safe because
+  // every write is conditional on the revision it assumes: a wrong guess is a stale read, which
+  // the loop already handles by reading again.
+  let stored = type === 'PREPARE' ? ABSENT : await ports.read();
   let progress = NO_PROGRESS;
   const maxSteps = options.maxSteps ?? MAX_BARRIER_STEPS;
   for (let i = 0; i < maxSteps; i++) {

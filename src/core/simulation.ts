@@ -16,6 +16,7 @@
 //   (executions vanish and every queue is emptied: kill -9 of `npm start`).
 // No I/O, no clock, no Math.random: everything comes from the seed.
 import {
+  ABSENT,
   decide as barrierDecide,
   describe as describeBarrier,
   NO_PROGRESS,
@@ -840,7 +841,8 @@ class World {
     }
 
     const runId = `run-${this.nextId++}`;
-    let stored = this.readBarrier(p, message.txId);
+    // As runBarrier: a PREPARE starts from "no record" without reading.
+    let stored = message.type === 'PREPARE' ? ABSENT : this.readBarrier(p, message.txId);
     let progress: Progress = NO_PROGRESS;
     let steps = 0;
     const next = (): void => {
