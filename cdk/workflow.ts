@@ -75,47 +75,25 @@ export class Workflow extends Construct {
 
     const done = new sfn.Succeed(this, 'Done');
 
-    const finalize = new tasks.DynamoUpdateItem(this, 'Finalize', {
-      table,
-      key: txKey(),
-      updateExpression:
-        'SET #status = :final, finishedAt = :now, updatedAt = :now, expiresAt = :expiresAt REMOVE openPk, taskToken, taskPhase',
-      conditionExpression: '#status = :from',
-      expressionAttributeNames: { '#status': 'status' },
-      expressionAttributeValues: {
-        ':final': Attr.fromString(JsonPath.stringAt('$.phaseTwo.final')),
-        ':from': Attr.fromString(JsonPath.stringAt('$.phaseTwo.from')),
-        // DynamoDB takes numbers as strings; the callback output carries epoch seconds as a number.
-        ':expiresAt': Attr.numberFromString(JsonPath.jsonToString(JsonPath.objectAt('$.phaseTwo.expiresAt'))),
-        ':now': now(),
-      },
-      resultPath: JsonPath.DISCARD,
-      taskTimeout: DYNAMO_TIMEOUT,
-    });
-    finalize.addRetry(DYNAMO_RETRY);
-    // Another execution (a recovery run) finalized it first: nothing left to do.
-    finalize.addCatch(done, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.error' });
-
-    // Releases the locks the coordinator took for the request's declared resources (src/locks).
-    // If it cannot, nothing is stuck: the transaction is finished, so once their leases run out
-    // anyone may take those locks over.
-    const releaseLocks = new tasks.LambdaInvoke(this, 'ReleaseLocks', {
+    // The last step: dispatch writes the final status (conditional on the phase-two status, so a
+    // second Finalize is a no-op) and releases the locks the coordinator took for the request's
+    // declared resources. One Lambda task instead of a DynamoDB task, a Choice and a release task:
+    // state transitions are what a transaction costs most (docs/performance.md). If it keeps
+    // failing, the execution fails and the sweeper resumes the still-open record.
+    const finalize = new tasks.LambdaInvoke(this, 'Finalize', {
       lambdaFunction: dispatch,
-      payload: sfn.TaskInput.fromObject({ txId: JsonPath.stringAt('$.txId'), phase: 'RELEASE' }),
+      payload: sfn.TaskInput.fromObject({ txId: JsonPath.stringAt('$.txId'), phase: 'FINALIZE', result: JsonPath.objectAt('$.phaseTwo') }),
       resultPath: JsonPath.DISCARD,
       taskTimeout: sfn.Timeout.duration(Duration.seconds(30)),
       retryOnServiceExceptions: false,
     });
-    releaseLocks.addRetry({ errors: [...LAMBDA_ERRORS, 'States.TaskFailed'], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
-    releaseLocks.addCatch(done, { errors: ['States.ALL'], resultPath: '$.error' });
-    releaseLocks.next(done);
-    // Only a request that declared resources has coordinator-held locks: the others skip a Lambda
-    // invocation. Executions started without the flag (before it existed) release, to be safe.
-    finalize.next(
-      new sfn.Choice(this, 'HeldLocks')
-        .when(sfn.Condition.or(sfn.Condition.isNotPresent('$.locks'), sfn.Condition.booleanEquals('$.locks', true)), releaseLocks)
-        .otherwise(done),
-    );
+    finalize.addRetry({
+      errors: [...LAMBDA_ERRORS, 'States.TaskFailed', 'States.Timeout'],
+      interval: Duration.seconds(1),
+      backoffRate: 2,
+      maxAttempts: 6,
+      jitterStrategy: sfn.JitterType.FULL,
+    });
 
     // Phase two never gives up: a participant that voted YES holds prepared state until it hears
     // the decision, so the only way out is to deliver it. Timeouts re-send to the un-acked only.
@@ -217,17 +195,13 @@ export class Workflow extends Construct {
     prepareFailed.next(decide);
     prepare.next(decide);
 
-    // A recovery execution (src/recovery.ts) starts in the phase the log records; a new one in Prepare.
-    const resumingAt = (phase: string) =>
-      sfn.Condition.and(sfn.Condition.isPresent('$.resumeFrom'), sfn.Condition.stringEquals('$.resumeFrom', phase));
-    const resumeFrom = new sfn.Choice(this, 'ResumeFrom')
-      .when(resumingAt('COMMIT'), commit)
-      .when(resumingAt('ABORT'), abort)
-      .otherwise(prepare);
-
+    // Every execution starts in Prepare, recovery executions (src/recovery.ts) too: for a record
+    // that is already decided, dispatch answers Prepare at once with the decision, Decide's
+    // condition fails, and ReadDecision routes to Commit or Abort. That costs a recovery three
+    // extra transitions and saves every transaction the start Choice it would otherwise take.
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromChainable(resumeFrom),
+      definitionBody: sfn.DefinitionBody.fromChainable(prepare),
       tracingEnabled: true,
       logs: {
         destination: new logs.LogGroup(this, 'Logs', {

@@ -1,4 +1,5 @@
-// Invoked by every waitForTaskToken task of the state machine (Prepare, Commit, Abort).
+// Invoked by every waitForTaskToken task of the state machine (Prepare, Commit, Abort), and by its
+// last step, Finalize.
 import { z } from 'zod';
 import { getCoordinator, logger } from '../src/aws/runtime';
 import { withTelemetry } from '../src/aws/telemetry';
@@ -9,8 +10,16 @@ const dispatchEvent = z.union([
     phase: z.enum(['PREPARE', 'COMMIT', 'ABORT']),
     taskToken: z.string().min(1),
   }),
-  // The ReleaseLocks step after Finalize: a plain invocation, no task token.
-  z.object({ txId: z.string().min(1), phase: z.literal('RELEASE') }),
+  // The Finalize step, last of every execution: a plain invocation, no task token.
+  z.object({
+    txId: z.string().min(1),
+    phase: z.literal('FINALIZE'),
+    result: z.object({
+      from: z.enum(['COMMITTING', 'ABORTING']),
+      final: z.enum(['COMMITTED', 'ABORTED']),
+      expiresAt: z.number().int().positive(),
+    }),
+  }),
 ]);
 
 export const handler = withTelemetry('dispatch', async (event: unknown): Promise<void> => {
@@ -19,7 +28,12 @@ export const handler = withTelemetry('dispatch', async (event: unknown): Promise
   // the task lets the state machine's Catch decide (abort in Prepare, retry in phase two).
   if (!parsed.success) throw new Error(`dispatch event is malformed: ${parsed.error.message}`);
   logger.appendKeys({ txId: parsed.data.txId, phase: parsed.data.phase });
-  if (parsed.data.phase === 'RELEASE') await getCoordinator().releaseLocks(parsed.data.txId);
-  else await getCoordinator().dispatch(parsed.data);
+  if (parsed.data.phase === 'FINALIZE') {
+    const outcome = await getCoordinator().finalize(parsed.data.txId, parsed.data.result);
+    if (outcome.releaseError) logger.warn('finalized, but could not release the coordinator-held locks; their leases will free them', { error: outcome.releaseError });
+    logger.debug('finalized', { status: outcome.status, finalized: outcome.finalized, released: outcome.released });
+    return;
+  }
+  await getCoordinator().dispatch(parsed.data);
   logger.debug('dispatched');
 });

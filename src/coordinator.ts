@@ -17,6 +17,7 @@ import {
   IN_DOUBT_AFTER_ATTEMPTS,
   type FieldError,
   type Phase,
+  type PhaseTwoResult,
   type TxRecord,
   type TxView,
   toView,
@@ -47,6 +48,15 @@ export interface CoordinatorDeps {
   locks?: LockService;
   now?: () => number;
   newId?: () => string;
+}
+
+export interface FinalizeOutcome {
+  /** False when another Finalize got there first. */
+  finalized: boolean;
+  status: 'COMMITTED' | 'ABORTED';
+  /** Coordinator-held locks released (declared resources only). */
+  released: string[];
+  releaseError?: Error;
 }
 
 export type StartOutcome =
@@ -213,10 +223,26 @@ export class Coordinator {
     return true;
   }
 
-  /** The ReleaseLocks step after Finalize: free what the coordinator locked for the transaction. */
-  async releaseLocks(txId: string): Promise<string[]> {
-    if (!this.deps.locks) return [];
-    return this.deps.locks.releaseAll({ kind: 'tx', id: txId }, COORDINATOR_LOCK_SCOPE);
+  /**
+   * The Finalize step, the execution's last: make the phase-two status final (a conditional write:
+   * a repeat reads the record instead), then free what the coordinator locked for the transaction's
+   * declared resources. A release that fails is reported, not thrown: the transaction is finished,
+   * so once those leases run out anyone may take the locks over.
+   */
+  async finalize(txId: string, result: PhaseTwoResult): Promise<FinalizeOutcome> {
+    const { applied, record } = await this.deps.log.finalize(txId, result, this.isoNow());
+    if (!record) throw new Error(`finalize: transaction ${txId} does not exist`);
+    if (record.status !== 'COMMITTED' && record.status !== 'ABORTED') {
+      // The condition failed on a record still open: the result names the other phase. A bug, not a race.
+      throw new Error(`finalize: transaction ${txId} is ${record.status}, not ${result.from}`);
+    }
+    if (declaredResources(record).length === 0 || !this.deps.locks) return { finalized: applied, status: record.status, released: [] };
+    try {
+      const released = await this.deps.locks.releaseAll({ kind: 'tx', id: txId }, COORDINATOR_LOCK_SCOPE);
+      return { finalized: applied, status: record.status, released };
+    } catch (err) {
+      return { finalized: applied, status: record.status, released: [], releaseError: err as Error };
+    }
   }
 
   /** One message from the reply queue. Duplicates and late replies are expected and harmless. */

@@ -4,7 +4,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { decodeCursor, encodeCursor } from './cursor';
-import type { AckEntry, Phase, TxRecord, TxStatus, VoteEntry } from '../core/transaction';
+import type { AckEntry, Phase, PhaseTwoResult, TxRecord, TxStatus, VoteEntry } from '../core/transaction';
 
 export { documentClient } from './document-client';
 
@@ -86,6 +86,20 @@ export class TxLog {
       ConditionExpression: '#status = :expected',
       ExpressionAttributeNames: { '#status': 'status', '#attempts': `${phase.toLowerCase()}Attempts` },
       ExpressionAttributeValues: { ':token': taskToken, ':phase': phase, ':at': at, ':one': 1, ':expected': EXPECTED_STATUS[phase] },
+    });
+  }
+
+  /**
+   * Finalize: the phase-two status becomes final, the record leaves the open index, and the TTL
+   * starts. Conditional on the phase-two status, so a second Finalize (a retried task, a recovery
+   * execution) changes nothing and reads the record instead.
+   */
+  finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
+    return this.conditionalUpdate(txId, {
+      UpdateExpression: 'SET #status = :final, finishedAt = :at, updatedAt = :at, expiresAt = :expiresAt REMOVE openPk, taskToken, taskPhase',
+      ConditionExpression: '#status = :from',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: { ':final': result.final, ':from': result.from, ':expiresAt': result.expiresAt, ':at': at },
     });
   }
 

@@ -52,7 +52,7 @@ export function recoveryAction(record: RecoveryRecord, execution: ExecutionState
  * The recovery execution's input. A resumed Prepare waits only for what is left of the original
  * prepare deadline (at least one second), so recovery never extends the time participants hold.
  */
-export function resumeInput(record: Pick<TxRecord, 'txId' | 'timeouts' | 'prepareDeadlineAt' | 'participants'>, from: Phase, nowMs: number): ExecutionInput {
+export function resumeInput(record: Pick<TxRecord, 'txId' | 'timeouts' | 'prepareDeadlineAt'>, from: Phase, nowMs: number): ExecutionInput {
   const prepareSeconds =
     from === 'PREPARE' ? Math.max(1, Math.min(record.timeouts.prepareSeconds, Math.ceil((record.prepareDeadlineAt - nowMs) / 1000))) : record.timeouts.prepareSeconds;
   return { ...executionInput(record), timeouts: { prepareSeconds, commitSeconds: record.timeouts.commitSeconds }, resumeFrom: from };

@@ -569,11 +569,10 @@ class World {
     if (existing) return; // same name: the same execution (or ExecutionAlreadyExists)
     const execution: Execution = { name, txId: input.txId, input, alive: true, finished: false };
     this.executions.set(name, execution);
-    this.note(`execution ${name} starts at ${input.resumeFrom ?? 'PREPARE'}`);
-    this.later(execution, () => {
-      if (input.resumeFrom === 'COMMIT' || input.resumeFrom === 'ABORT') this.phaseTwo(execution, input.resumeFrom, 0);
-      else this.prepare(execution);
-    });
+    this.note(`execution ${name} starts${input.resumeFrom ? ` (recovery; the log says ${input.resumeFrom})` : ''}`);
+    // Every execution starts in Prepare, as the state machine does: for a decided record dispatch
+    // answers at once with the decision, Decide's condition refuses it, and the route is the log's.
+    this.later(execution, () => this.prepare(execution));
   }
 
   /** Continue `execution` after a step, unless it died meanwhile. */

@@ -200,17 +200,17 @@ export function newTransaction({ txId, request, nowMs, requestHash, idempotencyK
 export interface ExecutionInput {
   txId: string;
   timeouts: { prepareSeconds: number; commitSeconds: number };
-  /** Set by recovery only: the phase a recovery execution starts in (absent: Prepare). */
-  resumeFrom?: Phase;
   /**
-   * The request declared resources, so the coordinator holds locks the ReleaseLocks step frees after
-   * Finalize. False: that step (a Lambda invocation) is skipped. Absent: released, to be safe.
+   * Set by recovery only, for whoever reads the execution's input: the phase the log recorded. The
+   * state machine itself always starts in Prepare, whose dispatch answers at once with the decision
+   * the log holds, so a resumed execution routes to Commit or Abort through the Decide step's
+   * condition (see cdk/workflow.ts).
    */
-  locks: boolean;
+  resumeFrom?: Phase;
 }
 
-export function executionInput(tx: Pick<TxRecord, 'txId' | 'timeouts' | 'participants'>): ExecutionInput {
-  return { txId: tx.txId, timeouts: tx.timeouts, locks: declaredResources(tx).length > 0 };
+export function executionInput(tx: Pick<TxRecord, 'txId' | 'timeouts'>): ExecutionInput {
+  return { txId: tx.txId, timeouts: tx.timeouts };
 }
 
 // ---------------------------------------------------------------------------------------------

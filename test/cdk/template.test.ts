@@ -40,7 +40,7 @@ const ALLOWED_TYPES = new Set([
 
 const STATE_NAMES = [
   'Prepare', 'PrepareFailed', 'Decide', 'Decided', 'ReadDecision', 'RouteByStatus', 'UnknownStatus',
-  'Commit', 'CommitBackoff', 'Abort', 'AbortBackoff', 'Finalize', 'HeldLocks', 'ReleaseLocks', 'Done', 'ResumeFrom',
+  'Commit', 'CommitBackoff', 'Abort', 'AbortBackoff', 'Finalize', 'Done',
 ];
 
 const participants = loadCdkContext().participants as string[];
@@ -215,16 +215,14 @@ describe('lock table', () => {
     expect(JSON.stringify(statements)).toContain('/index/waiting');
   });
 
-  it('releases coordinator-held locks after Finalize, and never fails the execution for it', () => {
-    expect(asl.States.Finalize.Next).toBe('HeldLocks');
-    // Only when the request declared resources (or the input predates the flag).
-    expect(asl.States.HeldLocks.Choices).toEqual([
-      { Or: [{ Variable: '$.locks', IsPresent: false }, { Variable: '$.locks', BooleanEquals: true }], Next: 'ReleaseLocks' },
-    ]);
-    expect(asl.States.HeldLocks.Default).toBe('Done');
-    expect(asl.States.ReleaseLocks.Next).toBe('Done');
-    expect(asl.States.ReleaseLocks.Parameters.Payload).toEqual({ 'txId.$': '$.txId', phase: 'RELEASE' });
-    expect(asl.States.ReleaseLocks.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Done' }]);
+  it('finalizes, and releases coordinator-held locks, in one last Lambda task that retries', () => {
+    const finalize = asl.States.Finalize as Json;
+    expect(finalize.End).toBe(true);
+    expect(finalize.Resource).toMatch(/:states:::lambda:invoke$/);
+    expect(finalize.Parameters.Payload).toEqual({ 'txId.$': '$.txId', phase: 'FINALIZE', 'result.$': '$.phaseTwo' });
+    expect(finalize.ResultPath).toBeNull();
+    expect(finalize.Retry.map((r: Json) => r.ErrorEquals).flat()).toEqual(expect.arrayContaining(['States.TaskFailed', 'States.Timeout', 'Lambda.ServiceException']));
+    expect(finalize.Catch).toBeUndefined();
     // Waiting for a declared resource's lock is retried (before the generic task-failure retry).
     const retries = (asl.States.Prepare.Retry as Json[]).map((r) => r.ErrorEquals[0]);
     expect(retries.indexOf('LockWaitTimeoutError')).toBeGreaterThanOrEqual(0);
@@ -240,13 +238,10 @@ describe('state machine', () => {
   it('has the named states, and a timeout on every Task', () => {
     const states = asl.States as Record<string, Json>;
     expect(Object.keys(states).sort()).toEqual([...STATE_NAMES].sort());
-    // Recovery executions start in the recorded phase; a new transaction in Prepare.
-    expect(asl.StartAt).toBe('ResumeFrom');
-    expect(asl.States.ResumeFrom.Default).toBe('Prepare');
-    expect(asl.States.ResumeFrom.Choices.map((c: Json) => [c.And[1].StringEquals, c.Next])).toEqual([
-      ['COMMIT', 'Commit'],
-      ['ABORT', 'Abort'],
-    ]);
+    // Every execution starts in Prepare; a recovery execution is routed on by the decision in the log.
+    expect(asl.StartAt).toBe('Prepare');
+    expect(asl.States.ReadDecision.Next).toBe('RouteByStatus');
+    expect(asl.States.RouteByStatus.Choices.map((c: Json) => c.Next)).toEqual(['Commit', 'Abort', 'Done', 'Decide']);
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
     expect(tasks.length).toBeGreaterThanOrEqual(6);
     for (const [name, task] of tasks) {
@@ -266,9 +261,6 @@ describe('state machine', () => {
       [['DynamoDB.ConditionalCheckFailedException'], 'ReadDecision'],
       [['States.ALL'], 'ReadDecision'],
     ]);
-    expect(asl.States.Finalize.Parameters.ExpressionAttributeValues[':expiresAt']).toEqual({
-      'N.$': 'States.JsonToString($.phaseTwo.expiresAt)',
-    });
   });
 
   it('never lets phase two give up', () => {

@@ -33,9 +33,11 @@ describe('a 4-participant order', () => {
       ['order', 'YES', 'COMMIT'],
     ]);
     expect(tx.finishedAt).toBeDefined();
-    // Two Lambda tasks (Prepare, Commit; no ReleaseLocks: nothing was declared), one callback each.
+    // Five states (Prepare, Decide, Decided, Commit, Finalize); three Lambda tasks, two of them
+    // callbacks, one callback each whatever the number of participants.
     const sfnAfter = h.stack.stepFunctions.stats();
-    expect(sfnAfter.lambdaInvocations - sfnBefore.lambdaInvocations).toBe(2);
+    expect(sfnAfter.stateTransitions - sfnBefore.stateTransitions).toBe(5);
+    expect(sfnAfter.lambdaInvocations - sfnBefore.lambdaInvocations).toBe(3);
     expect(sfnAfter.callbacks - sfnBefore.callbacks).toBe(2);
 
     expect(await h.demo.shop.getInventory('sku-10')).toEqual({ sku: 'sku-10', available: before!.available - 3, held: 0, sold: before!.sold + 3 });

@@ -121,7 +121,7 @@ describe('start', () => {
   it('writes PREPARING and starts the execution named after the transaction', async () => {
     const txId = await begin();
     expect((await log.get(txId))?.status).toBe('PREPARING');
-    expect(started).toEqual([{ name: txId, input: { txId, timeouts: { prepareSeconds: 10, commitSeconds: 30 }, locks: false } }]);
+    expect(started).toEqual([{ name: txId, input: { txId, timeouts: { prepareSeconds: 10, commitSeconds: 30 } } }]);
   });
 });
 
@@ -210,6 +210,26 @@ describe('phase two', () => {
     expect(signals.map((s) => s.token)).toEqual(['t1']);
     await ack(txId, 'shipping', 'COMMIT');
     expect(signals[1]).toEqual({ token: 't2', output: { from: 'COMMITTING', final: 'COMMITTED', expiresAt: Math.floor(clock / 1000) + 30 * 86_400 } });
+  });
+
+  it('Finalize makes the status final once; a repeat only reads; nothing declared, nothing released', async () => {
+    const txId = await begin();
+    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
+    for (const s of services) await vote(txId, s, 'YES');
+    await decide(txId, 'COMMITTING');
+    const result = { from: 'COMMITTING' as const, final: 'COMMITTED' as const, expiresAt: Math.floor(clock / 1000) + 30 * 86_400 };
+    expect(await coordinator.finalize(txId, result)).toEqual({ finalized: true, status: 'COMMITTED', released: [] });
+    const record = await log.get(txId);
+    expect(record).toMatchObject({ status: 'COMMITTED', expiresAt: result.expiresAt, finishedAt: new Date(clock).toISOString() });
+    expect(record?.openPk).toBeUndefined();
+    expect(record?.taskToken).toBeUndefined();
+    clock += 5_000;
+    expect(await coordinator.finalize(txId, result)).toEqual({ finalized: false, status: 'COMMITTED', released: [] });
+    expect((await log.get(txId))?.finishedAt).toBe(record?.finishedAt);
+    // A result for the other phase on an open record is a bug, and says so.
+    const other = await begin();
+    await decide(other, 'ABORTING');
+    await expect(coordinator.finalize(other, result)).rejects.toThrow(/is ABORTING, not COMMITTING/);
   });
 
   it('an ACK for the wrong phase is not recorded', async () => {

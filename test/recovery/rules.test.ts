@@ -44,9 +44,9 @@ describe('recoveryAction', () => {
 describe('resumeInput', () => {
   it('gives a resumed Prepare only what is left of the deadline, at least a second', () => {
     const r = record();
-    expect(resumeInput(r, 'PREPARE', 1_003_500)).toEqual({ txId: r.txId, timeouts: { prepareSeconds: 7, commitSeconds: 30 }, resumeFrom: 'PREPARE', locks: false });
+    expect(resumeInput(r, 'PREPARE', 1_003_500)).toEqual({ txId: r.txId, timeouts: { prepareSeconds: 7, commitSeconds: 30 }, resumeFrom: 'PREPARE' });
     expect(resumeInput(r, 'PREPARE', 1_020_000).timeouts.prepareSeconds).toBe(1);
-    expect(resumeInput(r, 'COMMIT', 1_020_000)).toEqual({ txId: r.txId, timeouts: { prepareSeconds: 10, commitSeconds: 30 }, resumeFrom: 'COMMIT', locks: false });
+    expect(resumeInput(r, 'COMMIT', 1_020_000)).toEqual({ txId: r.txId, timeouts: { prepareSeconds: 10, commitSeconds: 30 }, resumeFrom: 'COMMIT' });
   });
 
   it('names recovery executions within the 80-character limit', () => {
