@@ -1,6 +1,6 @@
-// dynalite on a worker thread of its own (see dynamodb.ts): LevelDB, JSON and HTTP parsing on the
+// dynalite on a worker thread of its own (see worker.ts): LevelDB, JSON and HTTP parsing on the
 // second core instead of the thread that runs the Lambdas, Step Functions and the demo shop.
-// Plain JavaScript, so it loads the same under `node --import tsx`, vitest and bundlers.
+// Plain JavaScript, so it loads the same under `node --import tsx` and vitest.
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
 
@@ -24,7 +24,7 @@ if (meter) {
       } catch {
         table = undefined;
       }
-      parentPort.postMessage({ kind: 'count', operation, table });
+      parentPort.postMessage({ kind: 'count', operation, resource: table });
     });
   });
 }
