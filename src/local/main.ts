@@ -1,6 +1,7 @@
 // `npm start`: the coordinator with the demo shop on the embedded local stack.
 // Settings: DTC_PORT (API port, default 4000), DTC_HOME (data directory, default .dtc),
-// DTC_FAULTS (fault injection, JSON: see src/local/faults.ts and docs/fault-tolerance.md).
+// DTC_FAULTS (fault injection, JSON: see src/local/faults.ts and docs/fault-tolerance.md),
+// DTC_DEMO_LOCK_PAUSE_MS (the deadlock demo: inventory's pause between the SKUs of an order).
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startLocalStack } from './stack';
@@ -14,13 +15,23 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 const home = path.resolve(process.env.DTC_HOME ?? '.dtc');
+// The deadlock demo: inventory pauses this long between the SKUs of an order, locks held, so two
+// orders that list the same SKUs in opposite orders deadlock every time (README, "See a deadlock").
+const lockPauseMs = Number(process.env.DTC_DEMO_LOCK_PAUSE_MS ?? 0);
+if (!Number.isInteger(lockPauseMs) || lockPauseMs < 0 || lockPauseMs > 10_000) {
+  console.error(`DTC_DEMO_LOCK_PAUSE_MS must be a whole number of milliseconds from 0 to 10000, got '${process.env.DTC_DEMO_LOCK_PAUSE_MS}'`);
+  process.exit(2);
+}
 
 // Installed before anything builds a client; injecting starts once the stack is up.
 const faults = installFaultsFromEnv();
 const started = Date.now();
 console.log(`[dtc] starting the embedded local stack (data in ${home}) ...`);
 const stack = await startLocalStack({ home, port });
-const demo = await startDemo(stack, faults ? { wrapParticipant: faults.wrapParticipant } : {});
+const demo = await startDemo(stack, {
+  ...(faults ? { wrapParticipant: faults.wrapParticipant } : {}),
+  ...(lockPauseMs > 0 ? { locks: { pauseBetweenLocksMs: lockPauseMs } } : {}),
+});
 await addDashboard(stack);
 const outputsFile = path.join(home, 'outputs.json');
 await writeFile(outputsFile, `${JSON.stringify({ ...stack.outputs, demo: demo.tables }, null, 2)}\n`);
@@ -34,6 +45,7 @@ console.log(`[dtc] participants   ${Object.keys(stack.outputs.participantQueues)
 console.log(`[dtc] dashboard      ${stack.outputs.apiUrl}/dashboard`);
 console.log(`[dtc] outputs        ${outputsFile}`);
 console.log(`[dtc] try: curl -s -X POST ${stack.outputs.apiUrl}/transactions -H 'content-type: application/json' -d @examples/order.json`);
+if (lockPauseMs > 0) console.log(`[dtc] deadlock demo: inventory pauses ${lockPauseMs} ms between SKUs (DTC_DEMO_LOCK_PAUSE_MS)`);
 if (faults) {
   faults.enabled = true;
   console.log(`[dtc] FAULTS         ${JSON.stringify(faults.config)}`);
