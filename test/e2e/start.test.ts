@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import vm from 'node:vm';
 import { expect, it } from 'vitest';
 import { REPO_ROOT } from '../../src/local/stack';
 
@@ -46,7 +47,12 @@ it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
 
     const dashboard = await fetch(`${outputs.apiUrl}/dashboard`);
     expect(dashboard.headers.get('content-type')).toContain('text/html');
-    expect(await dashboard.text()).toContain('<h1>dtc</h1>');
+    const html = await dashboard.text();
+    expect(html).toContain('<h1>dtc</h1>');
+    // Its script at least compiles (a browser would otherwise show a dead page).
+    const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1];
+    expect(script).toBeDefined();
+    expect(() => new vm.Script(script!)).not.toThrow();
     const stats = (await (await fetch(`${outputs.apiUrl}/local/stats`)).json()) as { stepFunctions: { executionsStarted: number } };
     expect(stats.stepFunctions.executionsStarted).toBe(1);
 
