@@ -27,13 +27,19 @@ export const handler = withTelemetry('dispatch', async (event: unknown): Promise
   // Only the state machine calls this function: a malformed event is a deployment bug. Failing
   // the task lets the state machine's Catch decide (abort in Prepare, retry in phase two).
   if (!parsed.success) throw new Error(`dispatch event is malformed: ${parsed.error.message}`);
+  // Every log line of this invocation names the transaction; the keys go when it ends, so that a
+  // warm container (or the embedded stack, where all handlers share one logger) never carries them on.
   logger.appendKeys({ txId: parsed.data.txId, phase: parsed.data.phase });
-  if (parsed.data.phase === 'FINALIZE') {
-    const outcome = await getCoordinator().finalize(parsed.data.txId, parsed.data.result);
-    if (outcome.releaseError) logger.warn('finalized, but could not release the coordinator-held locks; their leases will free them', { error: outcome.releaseError });
-    logger.debug('finalized', { status: outcome.status, finalized: outcome.finalized, released: outcome.released });
-    return;
+  try {
+    if (parsed.data.phase === 'FINALIZE') {
+      const outcome = await getCoordinator().finalize(parsed.data.txId, parsed.data.result);
+      if (outcome.releaseError) logger.warn('finalized, but could not release the coordinator-held locks; their leases will free them', { error: outcome.releaseError });
+      logger.debug('finalized', { status: outcome.status, finalized: outcome.finalized, released: outcome.released });
+      return;
+    }
+    await getCoordinator().dispatch(parsed.data);
+    logger.debug('dispatched');
+  } finally {
+    logger.resetKeys();
   }
-  await getCoordinator().dispatch(parsed.data);
-  logger.debug('dispatched');
 });
