@@ -1,11 +1,7 @@
 // The demo shop: four participant services on the SDK, each with its own table that holds both its
 // data and its barrier records. Tables, seed data, consumers and read-only views for tests and demos.
-import {
-  CreateTableCommand,
-  DynamoDBClient,
-  ResourceInUseException,
-  waitUntilTableExists,
-} from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import { waitForTable } from '../aws/tables';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { type DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { LockService } from '../locks/service';
@@ -74,7 +70,7 @@ export async function createDemoTables(dynamodb: DynamoDBClient, options: DemoTa
     } catch (err) {
       if (!(err instanceof ResourceInUseException)) throw err;
     }
-    await waitUntilTableExists({ client: dynamodb, maxWaitTime: 120 }, { TableName });
+    await waitForTable(dynamodb, TableName);
   }
   return names;
 }

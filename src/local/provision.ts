@@ -1,7 +1,8 @@
 // Provision the synthesized CDK templates onto the embedded emulators, so the local stack runs
 // exactly what `cdk deploy` would create. A resource the emulators cannot run stops the start,
 // naming the resource: nothing is silently skipped that would change behaviour.
-import { CreateTableCommand, DynamoDBClient, ResourceInUseException, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, ResourceInUseException, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+import { createTableAndWait } from '../aws/tables';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { LocalApiGateway } from './apigateway';
 import { repairIndexes } from './index-repair';
@@ -291,7 +292,7 @@ export async function provision(stacks: StackTemplate[], t: ProvisionTargets): P
 
 async function createTable(dynamodb: DynamoDBClient, name: string, p: Record<string, unknown>): Promise<void> {
   const gsis = p.GlobalSecondaryIndexes as CreateTableCommandInput['GlobalSecondaryIndexes'];
-  const input: CreateTableCommandInput = {
+  const input: CreateTableCommandInput & { TableName: string } = {
     TableName: name,
     KeySchema: p.KeySchema as CreateTableCommandInput['KeySchema'],
     AttributeDefinitions: p.AttributeDefinitions as CreateTableCommandInput['AttributeDefinitions'],
@@ -301,7 +302,7 @@ async function createTable(dynamodb: DynamoDBClient, name: string, p: Record<str
       : {}),
   };
   try {
-    await dynamodb.send(new CreateTableCommand(input));
+    await createTableAndWait(dynamodb, input);
   } catch (err) {
     // A restart with the same data directory finds its tables: keep them and their data.
     if (!(err instanceof ResourceInUseException)) throw err;

@@ -1,6 +1,7 @@
 // The coordinator's use cases against the real log store on dynalite, with the queues and the
 // workflow recorded: which messages go out, and when the execution is woken, for each transition.
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { createTableAndWait } from '../../src/aws/tables';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TxLog, documentClient } from '../../src/aws/log-store';
 import type { ParticipantQueues } from '../../src/aws/queues';
@@ -25,28 +26,26 @@ const services = ['inventory', 'payment', 'shipping'];
 beforeAll(async () => {
   dynamo = await startDynamo();
   client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
-  await client.send(
-    new CreateTableCommand({
-      TableName: 'log',
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'listPk', AttributeType: 'S' },
-        { AttributeName: 'createdAt', AttributeType: 'S' },
-      ],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      GlobalSecondaryIndexes: [
-        {
-          IndexName: 'byCreated',
-          KeySchema: [
-            { AttributeName: 'listPk', KeyType: 'HASH' },
-            { AttributeName: 'createdAt', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
+  await createTableAndWait(client, {
+    TableName: 'log',
+    AttributeDefinitions: [
+      { AttributeName: 'pk', AttributeType: 'S' },
+      { AttributeName: 'listPk', AttributeType: 'S' },
+      { AttributeName: 'createdAt', AttributeType: 'S' },
+    ],
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: 'byCreated',
+        KeySchema: [
+          { AttributeName: 'listPk', KeyType: 'HASH' },
+          { AttributeName: 'createdAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+    ],
+    BillingMode: 'PAY_PER_REQUEST',
+  });
   log = new TxLog(documentClient(client), 'log');
 });
 

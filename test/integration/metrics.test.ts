@@ -1,7 +1,8 @@
 // Business metrics: the coordinator counts each event once, where it happens (duplicates and
 // retries are not counted again); the Lambda adapter writes them as EMF in namespace Dtc with the
 // `service` dimension the alarms read, and stays silent when nothing was recorded.
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { createTableAndWait } from '../../src/aws/tables';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TxLog, documentClient } from '../../src/aws/log-store';
@@ -18,14 +19,12 @@ let log: TxLog;
 beforeAll(async () => {
   dynamo = await startDynamo();
   client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
-  await client.send(
-    new CreateTableCommand({
-      TableName: 'log',
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
+  await createTableAndWait(client, {
+    TableName: 'log',
+    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    BillingMode: 'PAY_PER_REQUEST',
+  });
   log = new TxLog(documentClient(client), 'log');
 });
 

@@ -1,6 +1,7 @@
 // The embedded Step Functions, driven the way Lambda code drives AWS: through @aws-sdk/client-sfn
 // against listen(), with DynamoDB integrations against dynalite.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createTableAndWait } from '../../src/aws/tables';
 import {
   DescribeExecutionCommand,
   ListExecutionsCommand,
@@ -10,7 +11,7 @@ import {
   StartExecutionCommand,
   StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
 import { LocalStepFunctions } from '../../src/local/stepfunctions';
 
@@ -72,14 +73,12 @@ async function sdkError(promise: Promise<unknown>): Promise<string> {
 beforeAll(async () => {
   dynamo = await startDynamo();
   ddb = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials });
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: 'txlog',
-      KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
-      AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
+  await createTableAndWait(ddb, {
+    TableName: 'txlog',
+    KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+    AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
+    BillingMode: 'PAY_PER_REQUEST',
+  });
   local = new LocalStepFunctions({
     dynamodb: ddb,
     invokeLambda: async (fn, payload) => {

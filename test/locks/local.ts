@@ -1,6 +1,7 @@
 // The lock service on loopback DynamoDB (dynalite): a lock table shaped like cdk/locks.ts, a log
 // table, and helpers to create transactions in a given state. Not a test file itself.
-import { ConditionalCheckFailedException, CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { createTableAndWait } from '../../src/aws/tables';
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DEADLOCK_INDEX, LockStore, WAITING_INDEX } from '../../src/aws/lock-store';
 import { TxLog, documentClient } from '../../src/aws/log-store';
@@ -44,45 +45,41 @@ export async function startLockEnv(): Promise<LockEnv> {
 
 /** The lock and log tables on an existing DynamoDB (created here), and the helpers over them. */
 export async function lockEnvOn(dynamodb: DynamoDBClient, lockTable: string, txTable: string): Promise<LockEnv> {
-  await dynamodb.send(
-    new CreateTableCommand({
-      TableName: lockTable,
-      AttributeDefinitions: [
-        { AttributeName: 'resource', AttributeType: 'S' },
-        { AttributeName: 'waitPk', AttributeType: 'S' },
-        { AttributeName: 'deadlockPk', AttributeType: 'S' },
-        { AttributeName: 'createdAt', AttributeType: 'S' },
-      ],
-      KeySchema: [{ AttributeName: 'resource', KeyType: 'HASH' }],
-      GlobalSecondaryIndexes: [
-        {
-          IndexName: WAITING_INDEX,
-          KeySchema: [
-            { AttributeName: 'waitPk', KeyType: 'HASH' },
-            { AttributeName: 'resource', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-        {
-          IndexName: DEADLOCK_INDEX,
-          KeySchema: [
-            { AttributeName: 'deadlockPk', KeyType: 'HASH' },
-            { AttributeName: 'createdAt', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
-  await dynamodb.send(
-    new CreateTableCommand({
-      TableName: txTable,
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
+  await createTableAndWait(dynamodb, {
+    TableName: lockTable,
+    AttributeDefinitions: [
+      { AttributeName: 'resource', AttributeType: 'S' },
+      { AttributeName: 'waitPk', AttributeType: 'S' },
+      { AttributeName: 'deadlockPk', AttributeType: 'S' },
+      { AttributeName: 'createdAt', AttributeType: 'S' },
+    ],
+    KeySchema: [{ AttributeName: 'resource', KeyType: 'HASH' }],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: WAITING_INDEX,
+        KeySchema: [
+          { AttributeName: 'waitPk', KeyType: 'HASH' },
+          { AttributeName: 'resource', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+      {
+        IndexName: DEADLOCK_INDEX,
+        KeySchema: [
+          { AttributeName: 'deadlockPk', KeyType: 'HASH' },
+          { AttributeName: 'createdAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+    ],
+    BillingMode: 'PAY_PER_REQUEST',
+  });
+  await createTableAndWait(dynamodb, {
+    TableName: txTable,
+    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    BillingMode: 'PAY_PER_REQUEST',
+  });
   const doc = documentClient(dynamodb);
   const store = new LockStore(doc, lockTable);
   const log = new TxLog(doc, txTable);

@@ -1,6 +1,7 @@
 // Loopback DynamoDB (dynalite) and SQS (fauxqs) with explicitly configured clients, for the
 // participant and demo tests. Not a test file itself.
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { createTableAndWait } from '../../src/aws/tables';
 import { CreateQueueCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { PROTOCOL_VERSION, type ParticipantMessage, type ReplyMessage, replyMessage } from '../../src/core/messages';
 import { startDynamo } from '../../src/local/dynamodb';
@@ -45,14 +46,12 @@ export async function startLocal(): Promise<Local> {
     dynamodb,
     sqs,
     async createTable(TableName) {
-      await dynamodb.send(
-        new CreateTableCommand({
-          TableName,
-          AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-          KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-          BillingMode: 'PAY_PER_REQUEST',
-        }),
-      );
+      await createTableAndWait(dynamodb, {
+        TableName,
+        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+        BillingMode: 'PAY_PER_REQUEST',
+      });
       return TableName;
     },
     async createQueue(QueueName) {
