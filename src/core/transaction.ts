@@ -142,24 +142,32 @@ export function validateStartRequest(
   defaults: TimeoutDefaults = DEFAULT_TIMEOUTS,
 ): { ok: true; value: StartRequest } | { ok: false; errors: FieldError[] } {
   const parsed = startRequestSchema(defaults).safeParse(body);
+  // Service names are checked on the raw body too, so one answer names every bad field at once
+  // (an unknown service beside a bad timeout, say).
+  const raw = typeof body === 'object' && body !== null ? (body as { participants?: unknown }).participants : undefined;
+  const services = Array.isArray(raw) ? raw.map((p) => (typeof p === 'object' && p !== null && typeof (p as { service?: unknown }).service === 'string' ? (p as { service: string }).service : undefined)) : [];
+  const serviceErrors = checkServices(services, knownServices);
   if (!parsed.success) {
-    return {
-      ok: false,
-      errors: parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })),
-    };
+    const schemaErrors = parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }));
+    const named = new Set(schemaErrors.map((e) => e.field));
+    return { ok: false, errors: [...schemaErrors, ...serviceErrors.filter((e) => !named.has(e.field))] };
   }
+  return serviceErrors.length > 0 ? { ok: false, errors: serviceErrors } : { ok: true, value: parsed.data };
+}
+
+/** Each named service must be known, and named once; `undefined` entries are the schema's to report. */
+function checkServices(services: (string | undefined)[], knownServices: readonly string[]): FieldError[] {
   const errors: FieldError[] = [];
   const seen = new Set<string>();
-  parsed.data.participants.forEach((p, i) => {
-    if (!knownServices.includes(p.service)) {
-      errors.push({ field: `participants.${i}.service`, message: `unknown service '${p.service}' (known: ${knownServices.join(', ')})` });
+  services.forEach((service, i) => {
+    if (service === undefined) return;
+    if (!knownServices.includes(service)) {
+      errors.push({ field: `participants.${i}.service`, message: `unknown service '${service}' (known: ${knownServices.join(', ')})` });
     }
-    if (seen.has(p.service)) {
-      errors.push({ field: `participants.${i}.service`, message: `service '${p.service}' is named twice` });
-    }
-    seen.add(p.service);
+    if (seen.has(service)) errors.push({ field: `participants.${i}.service`, message: `service '${service}' is named twice` });
+    seen.add(service);
   });
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, value: parsed.data };
+  return errors;
 }
 
 export interface NewTxInput {

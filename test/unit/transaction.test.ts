@@ -64,6 +64,15 @@ describe('validateStartRequest', () => {
       expect(r.errors).toContainEqual({ field: 'participants.2.service', message: expect.stringContaining('named twice') });
     }
   });
+
+  it('names every bad field in one answer: an unknown service beside a bad timeout and a malformed name', () => {
+    const r = validateStartRequest({ participants: [{ service: 'ghost' }, { service: 'Bad Name!' }], timeouts: { prepareSeconds: 0 } }, services);
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.errors.map((e) => e.field).sort()).toEqual(['participants.0.service', 'participants.1.service', 'timeouts.prepareSeconds']);
+      expect(r.errors).toContainEqual({ field: 'participants.0.service', message: expect.stringContaining("unknown service 'ghost'") });
+    }
+  });
 });
 
 describe('vote tally', () => {
