@@ -129,3 +129,10 @@ console.log(JSON.stringify({
 }, null, 2));
 await demo.stop();
 await stack.stop();
+// Every benchmark order can commit (one unit of a 1000-unit SKU, one cent, its own order id): a run
+// in which one did not, or none finished, measured a broken stack. Fail it (CI runs a short one).
+const committed = samples.filter((s) => s.status === 'COMMITTED').length;
+if (n === 0 || committed < n) {
+  console.error(`[bench] ${n} transactions measured, ${committed} committed: expected every one to commit`);
+  process.exitCode = 1;
+}
