@@ -2,6 +2,7 @@
 // Settings: DTC_PORT (API port, default 4000), DTC_HOME (data directory, default .dtc),
 // DTC_FAULTS (fault injection, JSON: see src/local/faults.ts and docs/fault-tolerance.md),
 // DTC_DEMO_LOCK_PAUSE_MS (the deadlock demo: inventory's pause between the SKUs of an order).
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startLocalStack } from './stack';
@@ -23,11 +24,41 @@ if (!Number.isInteger(lockPauseMs) || lockPauseMs < 0 || lockPauseMs > 10_000) {
   process.exit(2);
 }
 
+// One stack per data directory: LevelDB allows one process, and a second would fail obscurely.
+// The pid file of a process that is gone (kill -9) is stale and taken over.
+const pidFile = path.join(home, 'dtc.pid');
+mkdirSync(home, { recursive: true });
+try {
+  const other = Number(readFileSync(pidFile, 'utf8'));
+  if (Number.isInteger(other) && other > 0 && other !== process.pid && isAlive(other)) {
+    console.error(`[dtc] ${home} is in use by another npm start (pid ${other}): stop it, or choose another data directory with DTC_HOME`);
+    process.exit(1);
+  }
+} catch (err) {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+}
+writeFileSync(pidFile, String(process.pid));
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 // Installed before anything builds a client; injecting starts once the stack is up.
 const faults = installFaultsFromEnv();
 const started = Date.now();
 console.log(`[dtc] starting the embedded local stack (data in ${home}) ...`);
-const stack = await startLocalStack({ home, port });
+const stack = await startLocalStack({ home, port }).catch((err: unknown) => {
+  if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    console.error(`[dtc] port ${port} on 127.0.0.1 is in use: stop what uses it, or choose another port with DTC_PORT`);
+    process.exit(1);
+  }
+  throw err;
+});
 const demo = await startDemo(stack, {
   ...(faults ? { wrapParticipant: faults.wrapParticipant } : {}),
   ...(lockPauseMs > 0 ? { locks: { pauseBetweenLocksMs: lockPauseMs } } : {}),
@@ -59,6 +90,7 @@ const shutdown = async (signal: string) => {
   console.log(`[dtc] ${signal}: stopping ...`);
   await demo.stop();
   await stack.stop();
+  rmSync(pidFile, { force: true });
   console.log('[dtc] stopped');
   process.exit(0);
 };

@@ -1,6 +1,6 @@
 // `npm start` as a user runs it: a child process on a free port with its own DTC_HOME; it writes
 // outputs.json when ready, serves a demo order, and stops cleanly on Ctrl-C (SIGINT).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -56,10 +56,21 @@ it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
     const stats = (await (await fetch(`${outputs.apiUrl}/local/stats`)).json()) as { stepFunctions: { executionsStarted: number } };
     expect(stats.stepFunctions.executionsStarted).toBe(1);
 
+    // A second start on the same data directory refuses at once, naming the one that holds it.
+    const second = spawnSync(process.execPath, ['--import', 'tsx', 'src/local/main.ts'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, DTC_HOME: home, DTC_PORT: String(port + 1) },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(second.status, second.stderr).toBe(1);
+    expect(second.stderr).toContain(`${home} is in use by another npm start (pid ${child.pid})`);
+
     process.kill(-child.pid!, 'SIGINT');
     const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 15_000))]);
     expect(code, output).toBe(0);
     expect(output).toContain('[dtc] stopped');
+    expect(existsSync(path.join(home, 'dtc.pid'))).toBe(false);
   } finally {
     try {
       process.kill(-child.pid!, 'SIGKILL');
