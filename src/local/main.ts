@@ -49,7 +49,14 @@ function isAlive(pid: number): boolean {
 }
 
 // Installed before anything builds a client; injecting starts once the stack is up.
-const faults = installFaultsFromEnv();
+const faults = (() => {
+  try {
+    return installFaultsFromEnv();
+  } catch (err) {
+    console.error(`[dtc] ${(err as Error).message}`);
+    return process.exit(2);
+  }
+})();
 const started = Date.now();
 console.log(`[dtc] starting the embedded local stack (data in ${home}) ...`);
 const stack = await startLocalStack({ home, port }).catch((err: unknown) => {
