@@ -39,12 +39,17 @@ try {
 }
 writeFileSync(pidFile, String(process.pid));
 
+/** A live process that is an `npm start` (where /proc tells: a reused pid is someone else). */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('src/local/main');
+  } catch {
+    return true; // no /proc (macOS): alive is all we know
   }
 }
 
