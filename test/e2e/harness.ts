@@ -1,14 +1,14 @@
 // The end-to-end target: the embedded stack with the demo shop, in memory, on free ports; or,
 // with DTC_TARGET=localstack|outputs, a deployment (targets.ts). Not a test file itself.
 import { randomUUID } from 'node:crypto';
-import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { TxView } from '../../src/core/transaction';
 import { startDemo, type DemoLockOptions, type RunningDemo } from '../../src/local/demo-routes';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../src/local/aws-env';
 import { signedHeaders } from '../../src/local/sigv4';
 import { startLocalStack, type LocalStack } from '../../src/local/stack';
 import { startRemoteHarness, targetFromEnv } from './targets';
-import { pollUntilEnded, waitForQuietQueues } from './polling';
+import { pollUntilEnded, queueDepths, waitForQuietQueues } from './polling';
 
 export interface Harness {
   stack: LocalStack;
@@ -93,17 +93,7 @@ export async function startHarness(options: { context?: Record<string, unknown>;
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
-  const queueDepths = async () => {
-    const entries = await Promise.all(
-      Object.entries(stack.outputs.queues).map(async ([name, QueueUrl]) => {
-        const out = await stack.sqs.send(
-          new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
-        );
-        return [name, Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)] as const;
-      }),
-    );
-    return Object.fromEntries(entries);
-  };
+  const depths = () => queueDepths(stack.sqs, stack.outputs.queues);
   return {
     stack,
     demo,
@@ -120,9 +110,9 @@ export async function startHarness(options: { context?: Record<string, unknown>;
       await executionEnd(txId, timeoutMs);
       return pollUntilEnded(request, txId, timeoutMs, 250, startedAt);
     },
-    queueDepths,
+    queueDepths: depths,
     async waitForQuiet(timeoutMs = 15_000, ignore = /silent/) {
-      await waitForQuietQueues(queueDepths, timeoutMs, ignore, 100);
+      await waitForQuietQueues(depths, timeoutMs, ignore, 100);
     },
     async sendRaw(QueueUrl, body) {
       await stack.sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: JSON.stringify(body) }));

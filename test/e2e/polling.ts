@@ -1,4 +1,5 @@
 // Waiting helpers shared by every e2e target. Not a test file itself.
+import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { TxView } from '../../src/core/transaction';
 
 type Request = (method: string, path: string) => Promise<{ status: number; body: any }>;
@@ -23,4 +24,15 @@ export async function waitForQuietQueues(queueDepths: () => Promise<Record<strin
     if (Date.now() > until) throw new Error(`queues not quiet after ${timeoutMs} ms: ${JSON.stringify(Object.fromEntries(busy))}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** Messages in each queue (name -> visible + in flight). */
+export async function queueDepths(sqs: SQSClient, queues: Record<string, string>): Promise<Record<string, number>> {
+  const entries = await Promise.all(
+    Object.entries(queues).map(async ([name, QueueUrl]) => {
+      const out = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }));
+      return [name, Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)] as const;
+    }),
+  );
+  return Object.fromEntries(entries);
 }

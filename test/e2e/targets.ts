@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { GetQueueAttributesCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { TxView } from '../../src/core/transaction';
 import { LocalApiGateway } from '../../src/local/apigateway';
 import { startDemo, type DemoLockOptions } from '../../src/local/demo-routes';
@@ -22,7 +22,7 @@ import { signedHeaders, type Credentials } from '../../src/local/sigv4';
 import type { LocalStack, LocalStackOutputs } from '../../src/local/stack';
 import { readDeployedOutputs } from '../../localstack/outputs';
 import { orderBody, type Harness } from './harness';
-import { pollUntilEnded, waitForQuietQueues } from './polling';
+import { pollUntilEnded, queueDepths, waitForQuietQueues } from './polling';
 
 export type Target =
   | { kind: 'embedded' }
@@ -156,17 +156,7 @@ export async function startRemoteHarness(target: Exclude<Target, { kind: 'embedd
     }
     return { status: res.status, body: parsed };
   };
-  const queueDepths = async () => {
-    const entries = await Promise.all(
-      Object.entries(queues).map(async ([name, QueueUrl]) => {
-        const out = await sqs.send(
-          new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
-        );
-        return [name, Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)] as const;
-      }),
-    );
-    return Object.fromEntries(entries);
-  };
+  const depths = () => queueDepths(sqs, queues);
   return {
     stack,
     demo,
@@ -183,9 +173,9 @@ export async function startRemoteHarness(target: Exclude<Target, { kind: 'embedd
       const startedAt = Date.now();
       return pollUntilEnded(request, txId, timeoutMs, 500, startedAt);
     },
-    queueDepths,
+    queueDepths: depths,
     async waitForQuiet(timeoutMs = 30_000, ignore = /silent/) {
-      await waitForQuietQueues(queueDepths, timeoutMs, ignore, 500);
+      await waitForQuietQueues(depths, timeoutMs, ignore, 500);
     },
     async sendRaw(QueueUrl, body) {
       await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: JSON.stringify(body) }));
