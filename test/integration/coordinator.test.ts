@@ -1,16 +1,15 @@
 // The coordinator's use cases against the real log store on dynalite, with the queues and the
 // workflow recorded: which messages go out, and when the execution is woken, for each transition.
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createTableAndWait } from '../../src/aws/tables';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { TxLog, documentClient } from '../../src/aws/log-store';
+import { type TxLog, documentClient } from '../../src/aws/log-store';
 import type { ParticipantQueues } from '../../src/aws/queues';
 import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
 import type { ParticipantMessage } from '../../src/core/messages';
-import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
+import { coordinatorConfig, startLogTable, type LogFixture } from './fixture';
 
-let dynamo: LocalDynamo;
+let fixture: LogFixture;
 let client: DynamoDBClient;
 let log: TxLog;
 let sent: ParticipantMessage[];
@@ -24,34 +23,12 @@ let coordinator: Coordinator;
 const services = ['inventory', 'payment', 'shipping'];
 
 beforeAll(async () => {
-  dynamo = await startDynamo();
-  client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
-  await createTableAndWait(client, {
-    TableName: 'log',
-    AttributeDefinitions: [
-      { AttributeName: 'pk', AttributeType: 'S' },
-      { AttributeName: 'listPk', AttributeType: 'S' },
-      { AttributeName: 'createdAt', AttributeType: 'S' },
-    ],
-    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-    GlobalSecondaryIndexes: [
-      {
-        IndexName: 'byCreated',
-        KeySchema: [
-          { AttributeName: 'listPk', KeyType: 'HASH' },
-          { AttributeName: 'createdAt', KeyType: 'RANGE' },
-        ],
-        Projection: { ProjectionType: 'ALL' },
-      },
-    ],
-    BillingMode: 'PAY_PER_REQUEST',
-  });
-  log = new TxLog(documentClient(client), 'log');
+  fixture = await startLogTable();
+  ({ client, log } = fixture);
 });
 
 afterAll(async () => {
-  client?.destroy();
-  await dynamo?.stop();
+  await fixture?.stop();
 });
 
 beforeEach(() => {
@@ -72,14 +49,7 @@ beforeEach(() => {
     },
   } as unknown as Workflow;
   coordinator = new Coordinator({
-    config: {
-      txTable: 'log',
-      replyQueueUrl: 'reply',
-      participantQueues: Object.fromEntries(services.map((s) => [s, `q-${s}`])),
-      stateMachineArn: 'arn:sm',
-      retentionDays: 30,
-      defaults: { prepareSeconds: 10, commitSeconds: 30 },
-    },
+    config: coordinatorConfig(services),
     log,
     queues,
     workflow,

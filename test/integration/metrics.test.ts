@@ -1,36 +1,27 @@
 // Business metrics: the coordinator counts each event once, where it happens (duplicates and
 // retries are not counted again); the Lambda adapter writes them as EMF in namespace Dtc with the
 // `service` dimension the alarms read, and stays silent when nothing was recorded.
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createTableAndWait } from '../../src/aws/tables';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { TxLog, documentClient } from '../../src/aws/log-store';
+import { type TxLog, documentClient } from '../../src/aws/log-store';
 import type { ParticipantQueues } from '../../src/aws/queues';
 import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
-import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
+import { coordinatorConfig, startLogTable, type LogFixture } from './fixture';
 import type { MetricName, MetricsPort } from '../../src/metrics';
 
-let dynamo: LocalDynamo;
+let fixture: LogFixture;
 let client: DynamoDBClient;
 let log: TxLog;
 
 beforeAll(async () => {
-  dynamo = await startDynamo();
-  client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
-  await createTableAndWait(client, {
-    TableName: 'log',
-    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-    BillingMode: 'PAY_PER_REQUEST',
-  });
-  log = new TxLog(documentClient(client), 'log');
+  fixture = await startLogTable();
+  ({ client, log } = fixture);
 });
 
 afterAll(async () => {
-  client?.destroy();
-  await dynamo?.stop();
+  await fixture?.stop();
 });
 
 class RecordingMetrics implements MetricsPort {
@@ -56,14 +47,7 @@ function coordinatorWith(metrics: MetricsPort, clock: { now: number }) {
     signal: async (token: string) => !used.has(token) && used.add(token) !== undefined,
   } as unknown as Workflow;
   return new Coordinator({
-    config: {
-      txTable: 'log',
-      replyQueueUrl: 'reply',
-      participantQueues: Object.fromEntries(services.map((s) => [s, `q-${s}`])),
-      stateMachineArn: 'arn:sm',
-      retentionDays: 30,
-      defaults: { prepareSeconds: 10, commitSeconds: 30 },
-    },
+    config: coordinatorConfig(services),
     log,
     queues,
     workflow,
