@@ -1,9 +1,26 @@
 // Messages to participants, one SQS queue per participant service, each with its dead-letter queue.
 import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
-import type { ParticipantMessage } from '../core/messages';
+import { type ParticipantMessage, clipReason } from '../core/messages';
 
-/** SQS allows 256 KiB per attribute value; a reason is a sentence, so keep it short. */
-const MAX_REASON_CHARS = 1_000;
+/**
+ * The message attributes of a dead letter, whoever moves or copies it there (the participant SDK's
+ * consumer, the coordinator for an in-doubt participant): `dtc-reason` (clipped), `dtc-participant`,
+ * and whatever the sender adds.
+ */
+export function deadLetterAttributes(
+  reason: string,
+  participant: string,
+  extra: Record<string, string | number> = {},
+): Record<string, { DataType: 'String' | 'Number'; StringValue: string }> {
+  const attributes: Record<string, { DataType: 'String' | 'Number'; StringValue: string }> = {
+    'dtc-reason': { DataType: 'String', StringValue: clipReason(reason) },
+    'dtc-participant': { DataType: 'String', StringValue: participant },
+  };
+  for (const [name, value] of Object.entries(extra)) {
+    attributes[name] = typeof value === 'number' ? { DataType: 'Number', StringValue: String(value) } : { DataType: 'String', StringValue: value };
+  }
+  return attributes;
+}
 
 export class ParticipantQueues {
   constructor(
@@ -28,7 +45,6 @@ export class ParticipantQueues {
    * configured DLQ is returned, not thrown: the transaction goes on either way.
    */
   async deadLetter(messages: ParticipantMessage[], reason: string): Promise<string[]> {
-    const attribute = (value: string) => ({ DataType: 'String', StringValue: value });
     const missing: string[] = [];
     await Promise.all(
       messages.map(async (m) => {
@@ -41,11 +57,7 @@ export class ParticipantQueues {
           new SendMessageCommand({
             QueueUrl,
             MessageBody: JSON.stringify(m),
-            MessageAttributes: {
-              'dtc-reason': attribute(reason.length <= MAX_REASON_CHARS ? reason : `${reason.slice(0, MAX_REASON_CHARS - 1)}…`),
-              'dtc-participant': attribute(m.participant),
-              'dtc-source': attribute('coordinator'),
-            },
+            MessageAttributes: deadLetterAttributes(reason, m.participant, { 'dtc-source': 'coordinator' }),
           }),
         );
       }),

@@ -33,13 +33,21 @@ export const vote = z.enum(['YES', 'NO', 'READ_ONLY']);
 export type Vote = z.infer<typeof vote>;
 
 /** Participant -> coordinator reply queue. */
+/** The longest reason a vote or a dead letter carries. */
+export const MAX_REASON_CHARS = 1_000;
+
+/** A reason cut to MAX_REASON_CHARS, marked with … when it was cut. */
+export function clipReason(reason: string): string {
+  return reason.length <= MAX_REASON_CHARS ? reason : `${reason.slice(0, MAX_REASON_CHARS - 1)}…`;
+}
+
 export const voteMessage = z.object({
   v: z.literal(PROTOCOL_VERSION),
   type: z.literal('VOTE'),
   txId,
   participant: serviceName,
   vote,
-  reason: z.string().max(1000).optional(),
+  reason: z.string().max(MAX_REASON_CHARS).optional(),
 });
 export type VoteMessage = z.infer<typeof voteMessage>;
 

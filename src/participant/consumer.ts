@@ -12,6 +12,7 @@ import {
   SQSClient,
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
+import { deadLetterAttributes } from '../aws/queues';
 import { BarrierBusyError, ProtocolViolationError } from '../core/barrier';
 import { type InDoubtInquiry, MalformedMessageError, type ParticipantLogger, type RunnerOptions, createRunner } from './runner';
 
@@ -36,7 +37,6 @@ const MAX_BATCH = 10;
 const RECEIVE_RETRY_MS = 1_000;
 /** In-doubt questions asked per inquiry tick, at most. */
 const INQUIRIES_PER_TICK = 16;
-const MAX_REASON_CHARS = 1_000;
 
 export function startConsumer(options: ConsumerOptions): Consumer {
   const { queueUrl } = options;
@@ -84,17 +84,14 @@ export function startConsumer(options: ConsumerOptions): Consumer {
   async function deadLetter(message: Message, reason: string): Promise<boolean> {
     const target = await deadLetterTarget();
     if (!target) return false;
-    const attribute = (value: string) => ({ DataType: 'String', StringValue: value });
     await sqs.send(
       new SendMessageCommand({
         QueueUrl: target.url,
         MessageBody: message.Body ?? '',
-        MessageAttributes: {
-          'dtc-reason': attribute(reason.length <= MAX_REASON_CHARS ? reason : `${reason.slice(0, MAX_REASON_CHARS - 1)}…`),
-          'dtc-participant': attribute(options.participant.service),
-          'dtc-source-message-id': attribute(message.MessageId ?? ''),
-          'dtc-receive-count': { DataType: 'Number', StringValue: receiveCount(message).toString() },
-        },
+        MessageAttributes: deadLetterAttributes(reason, options.participant.service, {
+          'dtc-source-message-id': message.MessageId ?? '',
+          'dtc-receive-count': receiveCount(message),
+        }),
       }),
     );
     await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));

@@ -4,11 +4,10 @@
 import type { z } from 'zod';
 import type { PrepareResult } from '../core/barrier';
 import type { Grant, LockMode } from '../core/locks';
-import { type Vote, serviceName, vote as voteSchema } from '../core/messages';
+import { type Vote, clipReason, serviceName, vote as voteSchema } from '../core/messages';
 import { LockWaitTimeoutError, TransactionAbortedError } from '../locks/service';
 
 /** A vote reason travels in the VOTE message, which caps it at 1000 characters. */
-const MAX_REASON_CHARS = 1000;
 
 export interface PrepareInput<Op> {
   txId: string;
@@ -70,20 +69,20 @@ export function defineParticipant<Op = unknown>(definition: ParticipantDefinitio
     service: definition.service,
     async prepare({ txId, operation, deadlineAt, lock }) {
       const parsed = parse(operation);
-      if (!parsed.ok) return { vote: 'NO', reason: clip(`invalid operation: ${parsed.reason}`) };
+      if (!parsed.ok) return { vote: 'NO', reason: clipReason(`invalid operation: ${parsed.reason}`) };
       let result: { vote: Vote; reason?: string };
       try {
         result = await definition.prepare({ txId, operation: parsed.value, deadlineAt, ...(lock ? { lock } : {}) });
       } catch (err) {
         // A lock that cannot be had is a NO, not a failure to retry: the abort that follows releases
         // whatever this prepare already locked, so a deadlock victim frees the others at once.
-        if (err instanceof LockWaitTimeoutError || err instanceof TransactionAbortedError) return { vote: 'NO', reason: clip(err.message) };
+        if (err instanceof LockWaitTimeoutError || err instanceof TransactionAbortedError) return { vote: 'NO', reason: clipReason(err.message) };
         throw err;
       }
       // User code is JavaScript at runtime: a vote outside the protocol must not reach the barrier.
       const checked = voteSchema.safeParse(result?.vote);
       if (!checked.success) throw new Error(`${definition.service}.prepare returned vote ${JSON.stringify(result?.vote)}; expected YES, NO or READ_ONLY`);
-      return { vote: checked.data, ...(result.reason === undefined ? {} : { reason: clip(result.reason) }) };
+      return { vote: checked.data, ...(result.reason === undefined ? {} : { reason: clipReason(result.reason) }) };
     },
     async commit({ txId, operation }) {
       const parsed = parse(operation);
@@ -98,8 +97,4 @@ export function defineParticipant<Op = unknown>(definition: ParticipantDefinitio
       await definition.abort({ txId, operation: parsed.value });
     },
   };
-}
-
-function clip(reason: string): string {
-  return reason.length <= MAX_REASON_CHARS ? reason : `${reason.slice(0, MAX_REASON_CHARS - 1)}…`;
 }
