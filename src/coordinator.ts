@@ -1,7 +1,8 @@
 // The coordinator's use cases: start a transaction, dispatch a phase, take a reply.
 // Decisions come from src/core; this module only sequences reads, conditional writes and sends.
 import { createHash, randomUUID } from 'node:crypto';
-import type { AckMessage, ParticipantMessage, ReplyMessage, VoteMessage } from './core/messages';
+import { z } from 'zod';
+import { type AckMessage, type ParticipantMessage, type ReplyMessage, type VoteMessage, parseMessage, replyMessage } from './core/messages';
 import {
   awaitingVote,
   executionInput,
@@ -362,4 +363,81 @@ function canonicalJson(value: unknown): string {
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value);
+}
+
+/** What the Lambda adapters log through (Powertools' Logger fits). */
+export interface HandlerLogger {
+  debug(message: string, ...extra: unknown[]): void;
+  warn(message: string, ...extra: unknown[]): void;
+  error(message: string, ...extra: unknown[]): void;
+  appendKeys(keys: Record<string, unknown>): void;
+  resetKeys(): void;
+}
+
+const dispatchEvent = z.union([
+  z.object({
+    txId: z.string().min(1),
+    phase: z.enum(['PREPARE', 'COMMIT', 'ABORT']),
+    taskToken: z.string().min(1),
+  }),
+  // The Finalize step, last of every execution: a plain invocation, no task token.
+  z.object({
+    txId: z.string().min(1),
+    phase: z.literal('FINALIZE'),
+    result: z.object({
+      from: z.enum(['COMMITTING', 'ABORTING']),
+      final: z.enum(['COMMITTED', 'ABORTED']),
+      expiresAt: z.number().int().positive(),
+    }),
+  }),
+]);
+
+/** The dispatch function's body: one task of the state machine (Prepare, Commit, Abort, Finalize). */
+export async function dispatchTask(coordinator: Coordinator, event: unknown, logger: HandlerLogger): Promise<void> {
+  const parsed = dispatchEvent.safeParse(event);
+  // Only the state machine calls this function: a malformed event is a deployment bug. Failing
+  // the task lets the state machine's Catch decide (abort in Prepare, retry in phase two).
+  if (!parsed.success) throw new Error(`dispatch event is malformed: ${parsed.error.message}`);
+  // Every log line of this invocation names the transaction; the keys go when it ends, so that a
+  // warm container (or the embedded stack, where all handlers share one logger) never carries them on.
+  logger.appendKeys({ txId: parsed.data.txId, phase: parsed.data.phase });
+  try {
+    if (parsed.data.phase === 'FINALIZE') {
+      const outcome = await coordinator.finalize(parsed.data.txId, parsed.data.result);
+      if (outcome.releaseError) logger.warn('finalized, but could not release the coordinator-held locks; their leases will free them', { error: outcome.releaseError });
+      logger.debug('finalized', { status: outcome.status, finalized: outcome.finalized, released: outcome.released });
+      return;
+    }
+    await coordinator.dispatch(parsed.data);
+    logger.debug('dispatched');
+  } finally {
+    logger.resetKeys();
+  }
+}
+
+/** The reply function's body: a batch from the reply queue; the items that failed are redelivered. */
+export async function replyBatch(
+  coordinator: Coordinator,
+  records: readonly { messageId: string; body: string }[],
+  logger: Pick<HandlerLogger, 'error'>,
+): Promise<{ batchItemFailures: { itemIdentifier: string }[] }> {
+  const failures: { itemIdentifier: string }[] = [];
+  await Promise.all(
+    records.map(async (record) => {
+      const parsed = parseMessage(replyMessage, record.body);
+      if (!parsed.ok) {
+        // Never crash the batch: report the item, which SQS redelivers until its DLQ takes it.
+        logger.error('malformed reply message', { messageId: record.messageId, reason: parsed.reason });
+        failures.push({ itemIdentifier: record.messageId });
+        return;
+      }
+      try {
+        await coordinator.onReply(parsed.value);
+      } catch (err) {
+        logger.error('reply failed', { messageId: record.messageId, txId: parsed.value.txId, error: err as Error });
+        failures.push({ itemIdentifier: record.messageId });
+      }
+    }),
+  );
+  return { batchItemFailures: failures };
 }
