@@ -17,7 +17,7 @@ export interface ReceivedMessage {
   messageId: string;
   body: string;
   attributes: MessageAttributes;
-  /** Valid until the message is received again (then stale, as SQS rejects it) or deleted. */
+  /** Honoured until the message is received again (then stale: SQS ignores it) or deleted. */
   receiptHandle: string;
   /** ApproximateReceiveCount: 1 on the first receive. */
   receiveCount: number;
@@ -113,19 +113,25 @@ export class MemoryQueue {
     return received;
   }
 
-  /** DeleteMessage. A stale receipt (the message was received again since) is rejected, as SQS does. */
-  delete(receiptHandle: string): void {
+  /**
+   * DeleteMessage; true when it deleted. A stale receipt (the message was received again since)
+   * deletes nothing and is no error: "the request succeeds, but the message will not be deleted"
+   * (SQS DeleteMessage reference; fauxqs does the same). So is a receipt of a deleted message.
+   */
+  delete(receiptHandle: string): boolean {
     const m = this.byReceipt(receiptHandle);
-    // A receipt of a message already deleted: SQS answers success.
-    if (m) this.messages.delete(m.messageId);
+    if (!m) return false;
+    this.messages.delete(m.messageId);
+    return true;
   }
 
-  /** ChangeMessageVisibility: hidden for `timeoutMs` from now (0: visible at once). */
-  changeVisibility(receiptHandle: string, timeoutMs: number): void {
+  /** ChangeMessageVisibility: hidden for `timeoutMs` from now (0: visible at once); false (ignored) for a stale receipt. */
+  changeVisibility(receiptHandle: string, timeoutMs: number): boolean {
     checkVisibility(timeoutMs);
     const m = this.byReceipt(receiptHandle);
-    if (!m) throw new ReceiptHandleIsInvalid(`the message of receipt ${receiptHandle} was deleted`);
+    if (!m) return false;
     m.visibleAtMs = this.options.clock() + timeoutMs;
+    return true;
   }
 
   /** ApproximateNumberOfMessages (visible, delayed included) and ...NotVisible (in flight). */
@@ -159,12 +165,12 @@ export class MemoryQueue {
     return [...this.messages.values()].filter((m) => m.visibleAtMs <= nowMs).sort((a, b) => a.seq - b.seq);
   }
 
+  /** The message a receipt handle still stands for: the latest receive of a message still here. */
   private byReceipt(receiptHandle: string): Stored | undefined {
     const [queue, messageId] = receiptHandle.split('/');
     if (queue !== this.name || messageId === undefined) throw new ReceiptHandleIsInvalid(`not a receipt handle of queue ${this.name}: ${receiptHandle}`);
     const m = this.messages.get(messageId);
-    if (m && m.receipt !== receiptHandle) throw new ReceiptHandleIsInvalid(`stale receipt handle: message ${messageId} was received again`);
-    return m;
+    return m?.receipt === receiptHandle ? m : undefined;
   }
 
   private messageId(seq: number): string {
