@@ -1,6 +1,7 @@
 // Messages to participants, one SQS queue per participant service, each with its dead-letter queue.
 import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { type ParticipantMessage, clipReason } from '../core/messages';
+import type { ParticipantQueuesPort } from '../core/ports';
 
 /**
  * The message attributes of a dead letter, whoever moves or copies it there (the participant SDK's
@@ -22,7 +23,7 @@ export function deadLetterAttributes(
   return attributes;
 }
 
-export class ParticipantQueues {
+export class ParticipantQueues implements ParticipantQueuesPort {
   constructor(
     private readonly queueUrls: Record<string, string>,
     private readonly sqs: SQSClient = new SQSClient({}),

@@ -10,9 +10,10 @@ import {
   TaskDoesNotExist,
   TaskTimedOut,
 } from '@aws-sdk/client-sfn';
+import type { WorkflowPort } from '../core/ports';
 import type { ExecutionState } from '../core/recovery';
 
-export class Workflow {
+export class Workflow implements WorkflowPort {
   constructor(private readonly sfn: SFNClient = new SFNClient({})) {}
 
   /**

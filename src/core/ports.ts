@@ -22,6 +22,23 @@ export type RandomSource = () => number;
 /** Resolves after `ms` of this host's time; rejects with the signal's reason when aborted. */
 export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
 
+/** A scheduled callback; cancel() after it ran, or twice, is a no-op. */
+export interface Timer {
+  cancel(): void;
+}
+
+/**
+ * Time for what AWS runs for us (queue visibility, Step Functions waits, retries and task
+ * timeouts): real time in production, virtual time in the simulation, where whoever drives the
+ * clock fires callbacks in (time, scheduling order) so a seed replays a run exactly.
+ */
+export interface Timers {
+  /** Epoch milliseconds. */
+  now(): number;
+  /** Run `callback` once at `timeMs` (epoch ms; a time in the past runs at the next turn). */
+  at(timeMs: number, callback: () => void): Timer;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The transaction log
 

@@ -1,0 +1,84 @@
+// Virtual time: a Timers whose clock moves only when its driver says so. Callbacks fire in (time,
+// scheduling order), and between two callbacks every promise continuation they caused runs, so
+// the same schedule of calls gives the same run whatever the host's speed.
+import type { Timer, Timers } from '../core/ports';
+
+interface Scheduled {
+  timeMs: number;
+  seq: number;
+  callback: () => void;
+  cancelled: boolean;
+}
+
+/** Most callbacks one advance runs: a timer that keeps re-arming itself at `now` is a bug, not a wait. */
+const MAX_CALLBACKS_PER_ADVANCE = 1_000_000;
+
+/** Lets every pending promise continuation run (they are microtasks; setImmediate runs after them). */
+export function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export class VirtualTimers implements Timers {
+  private nowMs: number;
+  private seq = 0;
+  private queue: Scheduled[] = [];
+
+  constructor(startMs = Date.UTC(2026, 0, 1)) {
+    this.nowMs = startMs;
+  }
+
+  now(): number {
+    return this.nowMs;
+  }
+
+  at(timeMs: number, callback: () => void): Timer {
+    if (!Number.isFinite(timeMs)) throw new Error(`timer time must be finite, got ${timeMs}`);
+    const entry: Scheduled = { timeMs: Math.max(timeMs, this.nowMs), seq: this.seq++, callback, cancelled: false };
+    // Sorted insert by (time, seq): seq grows, so the new entry goes after every equal time.
+    let i = this.queue.length;
+    while (i > 0 && this.queue[i - 1]!.timeMs > entry.timeMs) i--;
+    this.queue.splice(i, 0, entry);
+    return { cancel: () => void (entry.cancelled = true) };
+  }
+
+  /** When the next live timer is due, or undefined if none is scheduled. */
+  nextAt(): number | undefined {
+    this.queue = this.queue.filter((e) => !e.cancelled);
+    return this.queue[0]?.timeMs;
+  }
+
+  /** Fire every timer due up to `timeMs` in order (settling after each), then set the clock to it. */
+  async advanceTo(timeMs: number): Promise<void> {
+    if (timeMs < this.nowMs) throw new Error(`time cannot go back: now ${this.nowMs}, asked ${timeMs}`);
+    await settle();
+    for (let fired = 0; ; fired++) {
+      if (fired >= MAX_CALLBACKS_PER_ADVANCE) throw new Error(`more than ${MAX_CALLBACKS_PER_ADVANCE} timers due by ${timeMs}`);
+      const next = this.nextAt();
+      if (next === undefined || next > timeMs) break;
+      const entry = this.queue.shift()!;
+      this.nowMs = entry.timeMs;
+      entry.callback();
+      await settle();
+    }
+    this.nowMs = timeMs;
+  }
+
+  advance(ms: number): Promise<void> {
+    return this.advanceTo(this.nowMs + ms);
+  }
+
+  /**
+   * Run timers until `done()` holds, jumping the clock from one due timer to the next; throws
+   * when nothing is scheduled any more or `limitMs` of virtual time passed without it.
+   */
+  async runUntil(done: () => boolean, limitMs = 24 * 3_600_000): Promise<void> {
+    const endMs = this.nowMs + limitMs;
+    await settle();
+    while (!done()) {
+      const next = this.nextAt();
+      if (next === undefined) throw new Error('runUntil: nothing is scheduled and the condition does not hold');
+      if (next > endMs) throw new Error(`runUntil: the condition did not hold within ${limitMs} ms of virtual time`);
+      await this.advanceTo(next);
+    }
+  }
+}
