@@ -30,27 +30,27 @@ export class TxLog implements TxLogPort {
     return out.Item as TxRecord | undefined;
   }
 
-  recordVote(txId: string, participant: string, entry: VoteEntry): Promise<WriteResult> {
+  async recordVote(txId: string, participant: string, entry: VoteEntry): Promise<WriteResult> {
     return this.transition(txId, 'recordVote', 'PREPARING', LOG_TRANSITIONS.recordVote.write(participant, entry));
   }
 
-  recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
+  async recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
     return this.transition(txId, 'recordAck', PHASE_STATUS[entry.phase], LOG_TRANSITIONS.recordAck.write(participant, entry));
   }
 
-  storeTaskToken(txId: string, phase: Phase, taskToken: string, at: string): Promise<WriteResult> {
+  async storeTaskToken(txId: string, phase: Phase, taskToken: string, at: string): Promise<WriteResult> {
     return this.transition(txId, 'storeTaskToken', PHASE_STATUS[phase], LOG_TRANSITIONS.storeTaskToken.write(phase, taskToken, at));
   }
 
-  finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
+  async finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
     return this.transition(txId, 'finalize', result.from, LOG_TRANSITIONS.finalize.write(result, at));
   }
 
-  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
+  async markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
     return this.transition(txId, 'markInDoubt', PHASE_STATUS[phase], LOG_TRANSITIONS.markInDoubt.write(phase, since));
   }
 
-  decideAbort(txId: string, reason: string, at: string): Promise<WriteResult> {
+  async decideAbort(txId: string, reason: string, at: string): Promise<WriteResult> {
     return this.transition(txId, 'decideAbort', 'PREPARING', LOG_TRANSITIONS.decideAbort.write(reason, at));
   }
 
@@ -58,7 +58,7 @@ export class TxLog implements TxLogPort {
    * The state machine's Decide step, for tests and tools: production decides in the state machine
    * (cdk/workflow.ts), with the same write.
    */
-  decide(txId: string, prepare: { status: 'COMMITTING' | 'ABORTING'; outcome: Outcome; reason: string }, at: string): Promise<WriteResult> {
+  async decide(txId: string, prepare: { status: 'COMMITTING' | 'ABORTING'; outcome: Outcome; reason: string }, at: string): Promise<WriteResult> {
     return this.transition(txId, 'decide', 'PREPARING', LOG_TRANSITIONS.decide.write({ ...prepare, at }));
   }
 
@@ -92,7 +92,7 @@ export class TxLog implements TxLogPort {
    * claimant per recovery number wins, so two sweepers never both start one. Fails if the record
    * finished, or someone else recovered it since it was read.
    */
-  claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult> {
+  async claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult> {
     return this.transition(txId, 'claimRecovery', undefined, LOG_TRANSITIONS.claimRecovery.write(txId, seen, next));
   }
 
