@@ -5,6 +5,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { toDynamo } from '../src/core/log-dsl';
+import { LOG_TRANSITIONS } from '../src/core/log-transitions';
 
 export interface WorkflowProps {
   txTable: dynamodb.ITable;
@@ -40,6 +42,32 @@ const DYNAMO_TIMEOUT = sfn.Timeout.duration(Duration.seconds(10));
 
 const txKey = () => ({ pk: Attr.fromString(JsonPath.stringAt('$.txId')) });
 const now = () => Attr.fromString(JsonPath.stringAt('$$.State.EnteredTime'));
+
+/**
+ * The Decide step's write, from the log's table (src/core/log-transitions.ts): the outcome the Prepare
+ * task answered (or PrepareFailed made), at the time the state was entered.
+ */
+export function decideExpressions() {
+  const at = now(); // one object, so decidedAt and updatedAt share one value
+  const write = LOG_TRANSITIONS.decide.write<tasks.DynamoAttributeValue>({
+    status: Attr.fromString(JsonPath.stringAt('$.prepare.status')),
+    outcome: Attr.fromString(JsonPath.stringAt('$.prepare.outcome')),
+    reason: Attr.fromString(JsonPath.stringAt('$.prepare.reason')),
+    at,
+  });
+  const derived = toDynamo<tasks.DynamoAttributeValue | string>(write.condition, write.update);
+  const values = Object.entries(derived.ExpressionAttributeValues ?? {}).map(([name, value]) => {
+    if (typeof value === 'string') return [name, Attr.fromString(value)] as const;
+    if (value instanceof tasks.DynamoAttributeValue) return [name, value] as const;
+    throw new Error(`the Decide step has no DynamoDB attribute value for ${name}: ${JSON.stringify(value)}`);
+  });
+  return {
+    ConditionExpression: derived.ConditionExpression,
+    UpdateExpression: derived.UpdateExpression ?? '',
+    ExpressionAttributeNames: derived.ExpressionAttributeNames,
+    ExpressionAttributeValues: Object.fromEntries(values),
+  };
+}
 
 /**
  * One Standard execution per transaction: Prepare -> Decide (the commit point) -> Commit|Abort ->
@@ -126,22 +154,17 @@ export class Workflow extends Construct {
     const commit = phaseTwo('Commit', 'COMMIT');
     const abort = phaseTwo('Abort', 'ABORT');
 
+    // Exactly one decision: whoever else aborts (client, deadlock detector, sweeper) uses the same
+    // condition (TxLog.decideAbort), and the loser reads the winner's decision instead of writing its
+    // own. Condition and update come from the log's table of state changes.
+    const decideWrite = decideExpressions();
     const decide = new tasks.DynamoUpdateItem(this, 'Decide', {
       table,
       key: txKey(),
-      updateExpression:
-        'SET #status = :to, decision = :outcome, decisionReason = :reason, decidedAt = :now, updatedAt = :now REMOVE taskToken, taskPhase',
-      // Exactly one decision: whoever else aborts (client, deadlock detector, sweeper) uses the same
-      // condition, and the loser reads the winner's decision instead of writing its own.
-      conditionExpression: '#status = :preparing',
-      expressionAttributeNames: { '#status': 'status' },
-      expressionAttributeValues: {
-        ':to': Attr.fromString(JsonPath.stringAt('$.prepare.status')),
-        ':outcome': Attr.fromString(JsonPath.stringAt('$.prepare.outcome')),
-        ':reason': Attr.fromString(JsonPath.stringAt('$.prepare.reason')),
-        ':now': now(),
-        ':preparing': Attr.fromString('PREPARING'),
-      },
+      updateExpression: decideWrite.UpdateExpression,
+      conditionExpression: decideWrite.ConditionExpression,
+      expressionAttributeNames: decideWrite.ExpressionAttributeNames,
+      expressionAttributeValues: decideWrite.ExpressionAttributeValues,
       resultPath: JsonPath.DISCARD,
       taskTimeout: DYNAMO_TIMEOUT,
     });

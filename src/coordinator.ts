@@ -16,6 +16,7 @@ import {
   awaitingAck,
   declaredResources,
   IN_DOUBT_AFTER_ATTEMPTS,
+  STATUS_PHASE,
   type FieldError,
   type Phase,
   type PhaseTwoResult,
@@ -24,7 +25,7 @@ import {
   toView,
 } from './core/transaction';
 import type { CoordinatorConfig } from './aws/config';
-import type { ListPage, TxLog } from './aws/log-store';
+import type { ListPage, TxLogPort } from './core/ports';
 import type { ParticipantQueues } from './aws/queues';
 import type { Workflow } from './aws/workflow';
 import { METRIC, noMetrics, type MetricsPort } from './metrics';
@@ -40,7 +41,7 @@ export const COORDINATOR_LOCK_SCOPE = 'coordinator';
 
 export interface CoordinatorDeps {
   config: CoordinatorConfig;
-  log: TxLog;
+  log: TxLogPort;
   queues: ParticipantQueues;
   workflow: Workflow;
   /** Business metrics (transactions, votes, decision latency); none by default. */
@@ -297,7 +298,7 @@ export class Coordinator {
     if (phase === 'PREPARE') {
       const status = record.status === 'COMMITTING' || record.status === 'COMMITTED' ? 'COMMITTING' : 'ABORTING';
       return {
-        outcome: status === 'COMMITTING' ? 'COMMIT' : 'ABORT',
+        outcome: STATUS_PHASE[status],
         status,
         reason: record.decisionReason ?? `decided elsewhere (${record.status})`,
       };

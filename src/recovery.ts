@@ -4,8 +4,8 @@
 // Two sweeps at once are safe: a recovery starts only after the conditional claim of its number.
 import { z } from 'zod';
 import { isStale, recoveryAction, recoveryExecutionName, resumeInput } from './core/recovery';
-import { PHASE_OF_STATUS, type TxRecord } from './core/transaction';
-import type { TxLog } from './aws/log-store';
+import { STATUS_PHASE, type TxRecord } from './core/transaction';
+import type { TxLogPort } from './core/ports';
 import { executionArn, type Workflow } from './aws/workflow';
 
 export interface SweepOptions {
@@ -25,7 +25,7 @@ export interface SweepOptions {
 export const SWEEP_DEFAULTS = { maxPerRun: 50, maxScanned: 1000, concurrency: 8, reserveMs: 3000 } as const;
 
 export interface SweepDeps {
-  log: TxLog;
+  log: TxLogPort;
   workflow: Workflow;
   now?: () => number;
 }
@@ -109,8 +109,10 @@ export async function recoverOne(deps: SweepDeps, options: Pick<SweepOptions, 's
   return { txId, kind: 'resumed', executionName, from, abortedFirst };
 }
 
+/** The claim applied, so the record is open: its status names a phase. */
 function phaseOf(record: TxRecord): 'PREPARE' | 'COMMIT' | 'ABORT' {
-  return record.status === 'PREPARING' ? 'PREPARE' : PHASE_OF_STATUS[record.status === 'COMMITTING' ? 'COMMITTING' : 'ABORTING'];
+  if (record.status === 'COMMITTED' || record.status === 'ABORTED') throw new Error(`a claimed recovery of ${record.txId} found it ${record.status}`);
+  return STATUS_PHASE[record.status];
 }
 
 const sweeperEnv = z.object({

@@ -1,40 +1,19 @@
-// The durable transaction log on DynamoDB. Every state change is one conditional write on one item;
+// The durable transaction log on DynamoDB. Every state change is one conditional write on one item,
+// derived from the table of state changes (src/core/log-transitions.ts);
 // a failed condition is expected (duplicates, races) and answered with the current record, read
 // consistently (dynalite ignores ReturnValuesOnConditionCheckFailure, and so may older regions).
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { decodeCursor, encodeCursor } from './cursor';
-import type { AckEntry, Phase, PhaseTwoResult, TxRecord, TxStatus, VoteEntry } from '../core/transaction';
+import { toDynamo } from '../core/log-dsl';
+import { LOG_TRANSITIONS, type PutWrite, type TransitionName, type UpdateWrite, assertTransition, claimIdempotencyKeyWrite, idempotencyPk } from '../core/log-transitions';
+import type { IdempotencyRecord, ListPage, StalePage, TxLogPort, WriteResult } from '../core/ports';
+import { type AckEntry, type Outcome, PHASE_STATUS, type Phase, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry } from '../core/transaction';
 
 export { documentClient } from './document-client';
+export type { IdempotencyRecord, ListPage, StalePage, WriteResult } from '../core/ports';
 
-export interface WriteResult {
-  /** True when this call's write happened; false when the condition failed (duplicate or moved on). */
-  applied: boolean;
-  /** The record after the write, or as it is now when the write did not apply; undefined if absent. */
-  record: TxRecord | undefined;
-}
-
-export interface IdempotencyRecord {
-  pk: string;
-  txId: string;
-  requestHash: string;
-  createdAt: string;
-}
-
-export interface ListPage {
-  items: Pick<TxRecord, 'txId' | 'status' | 'createdAt' | 'updatedAt' | 'decision' | 'decisionReason'>[];
-  nextCursor?: string;
-}
-
-export interface StalePage {
-  items: Pick<TxRecord, 'txId' | 'status' | 'updatedAt' | 'prepareDeadlineAt'>[];
-  nextKey?: Record<string, unknown>;
-}
-
-const EXPECTED_STATUS: Record<Phase, TxStatus> = { PREPARE: 'PREPARING', COMMIT: 'COMMITTING', ABORT: 'ABORTING' };
-
-export class TxLog {
+export class TxLog implements TxLogPort {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     private readonly table: string,
@@ -42,13 +21,8 @@ export class TxLog {
 
   /** Write the first record; false if a record with this id exists already. */
   async create(record: TxRecord): Promise<boolean> {
-    try {
-      await this.doc.send(new PutCommand({ TableName: this.table, Item: record, ConditionExpression: 'attribute_not_exists(pk)' }));
-      return true;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return false;
-      throw err;
-    }
+    assertTransition('create', null);
+    return this.put(LOG_TRANSITIONS.create.write(record));
   }
 
   async get(txId: string): Promise<TxRecord | undefined> {
@@ -56,78 +30,36 @@ export class TxLog {
     return out.Item as TxRecord | undefined;
   }
 
-  /** Record a vote once, only while the transaction is still preparing. */
-  recordVote(txId: string, participant: string, entry: VoteEntry): Promise<WriteResult> {
-    return this.conditionalUpdate(txId, {
-      UpdateExpression: 'SET votes.#p = :entry, updatedAt = :at',
-      ConditionExpression: '#status = :preparing AND attribute_not_exists(votes.#p)',
-      ExpressionAttributeNames: { '#p': participant, '#status': 'status' },
-      ExpressionAttributeValues: { ':entry': entry, ':at': entry.at, ':preparing': 'PREPARING' },
-    });
+  async recordVote(txId: string, participant: string, entry: VoteEntry): Promise<WriteResult> {
+    return this.transition(txId, 'recordVote', 'PREPARING', LOG_TRANSITIONS.recordVote.write(participant, entry));
   }
 
-  /** Record an acknowledgement once, only in the phase it acknowledges. */
-  recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
-    return this.conditionalUpdate(txId, {
-      UpdateExpression: 'SET acks.#p = :entry, updatedAt = :at',
-      ConditionExpression: '#status = :phaseStatus AND attribute_not_exists(acks.#p)',
-      ExpressionAttributeNames: { '#p': participant, '#status': 'status' },
-      ExpressionAttributeValues: { ':entry': entry, ':at': entry.at, ':phaseStatus': EXPECTED_STATUS[entry.phase] },
-    });
+  async recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
+    return this.transition(txId, 'recordAck', PHASE_STATUS[entry.phase], LOG_TRANSITIONS.recordAck.write(participant, entry));
   }
 
-  /**
-   * Store the task token of the phase's current attempt, only while the record is in that phase.
-   * Counts attempts per phase too, so re-sent messages carry their attempt number.
-   */
-  storeTaskToken(txId: string, phase: Phase, taskToken: string, at: string): Promise<WriteResult> {
-    return this.conditionalUpdate(txId, {
-      UpdateExpression: 'SET taskToken = :token, taskPhase = :phase, updatedAt = :at ADD #attempts :one',
-      ConditionExpression: '#status = :expected',
-      ExpressionAttributeNames: { '#status': 'status', '#attempts': `${phase.toLowerCase()}Attempts` },
-      ExpressionAttributeValues: { ':token': taskToken, ':phase': phase, ':at': at, ':one': 1, ':expected': EXPECTED_STATUS[phase] },
-    });
+  async storeTaskToken(txId: string, phase: Phase, taskToken: string, at: string): Promise<WriteResult> {
+    return this.transition(txId, 'storeTaskToken', PHASE_STATUS[phase], LOG_TRANSITIONS.storeTaskToken.write(phase, taskToken, at));
+  }
+
+  async finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
+    return this.transition(txId, 'finalize', result.from, LOG_TRANSITIONS.finalize.write(result, at));
+  }
+
+  async markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
+    return this.transition(txId, 'markInDoubt', PHASE_STATUS[phase], LOG_TRANSITIONS.markInDoubt.write(phase, since));
+  }
+
+  async decideAbort(txId: string, reason: string, at: string): Promise<WriteResult> {
+    return this.transition(txId, 'decideAbort', 'PREPARING', LOG_TRANSITIONS.decideAbort.write(reason, at));
   }
 
   /**
-   * Finalize: the phase-two status becomes final, the record leaves the open index, and the TTL
-   * starts. Conditional on the phase-two status, so a second Finalize (a retried task, a recovery
-   * execution) changes nothing and reads the record instead.
+   * The state machine's Decide step, for tests and tools: production decides in the state machine
+   * (cdk/workflow.ts), with the same write.
    */
-  finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
-    return this.conditionalUpdate(txId, {
-      UpdateExpression: 'SET #status = :final, finishedAt = :at, updatedAt = :at, expiresAt = :expiresAt REMOVE openPk, taskToken, taskPhase',
-      ConditionExpression: '#status = :from',
-      ExpressionAttributeNames: { '#status': 'status' },
-      ExpressionAttributeValues: { ':final': result.final, ':from': result.from, ':expiresAt': result.expiresAt, ':at': at },
-    });
-  }
-
-  /**
-   * Record, once per transaction, which participants phase two found in doubt, only while the
-   * record is still in that phase. `updatedAt` is left alone: being in doubt is not progress.
-   */
-  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
-    return this.conditionalUpdate(txId, {
-      UpdateExpression: 'SET inDoubtSince = :since',
-      ConditionExpression: '#status = :phaseStatus AND attribute_not_exists(inDoubtSince)',
-      ExpressionAttributeNames: { '#status': 'status' },
-      ExpressionAttributeValues: { ':since': since, ':phaseStatus': EXPECTED_STATUS[phase] },
-    });
-  }
-
-  /**
-   * Decide ABORT from outside the state machine (a failed start; later the client, the sweeper
-   * and the deadlock detector). The same conditional write as the Decide step, so exactly one
-   * decision ever exists; the abort phase that follows is the state machine's or recovery's.
-   */
-  decideAbort(txId: string, reason: string, at: string): Promise<WriteResult> {
-    return this.conditionalUpdate(txId, {
-      UpdateExpression: 'SET #status = :aborting, decision = :abort, decisionReason = :reason, decidedAt = :at, updatedAt = :at',
-      ConditionExpression: '#status = :preparing',
-      ExpressionAttributeNames: { '#status': 'status' },
-      ExpressionAttributeValues: { ':aborting': 'ABORTING', ':abort': 'ABORT', ':reason': reason, ':at': at, ':preparing': 'PREPARING' },
-    });
+  async decide(txId: string, prepare: { status: 'COMMITTING' | 'ABORTING'; outcome: Outcome; reason: string }, at: string): Promise<WriteResult> {
+    return this.transition(txId, 'decide', 'PREPARING', LOG_TRANSITIONS.decide.write({ ...prepare, at }));
   }
 
   /**
@@ -160,20 +92,8 @@ export class TxLog {
    * claimant per recovery number wins, so two sweepers never both start one. Fails if the record
    * finished, or someone else recovered it since it was read.
    */
-  claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult> {
-    const seenName = seen.executionName === txId ? '(executionName = :seenName OR attribute_not_exists(executionName))' : 'executionName = :seenName';
-    const seenCount = seen.recoveries === 0 ? 'attribute_not_exists(recoveries)' : 'recoveries = :seenCount';
-    return this.conditionalUpdate(txId, {
-      UpdateExpression: 'SET executionName = :next, recoveries = :count, updatedAt = :at',
-      ConditionExpression: `attribute_exists(openPk) AND ${seenName} AND ${seenCount}`,
-      ExpressionAttributeValues: {
-        ':next': next.executionName,
-        ':count': seen.recoveries + 1,
-        ':at': next.at,
-        ':seenName': seen.executionName,
-        ...(seen.recoveries === 0 ? {} : { ':seenCount': seen.recoveries }),
-      },
-    });
+  async claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult> {
+    return this.transition(txId, 'claimRecovery', undefined, LOG_TRANSITIONS.claimRecovery.write(txId, seen, next));
   }
 
   /** Most recent first, through the `byCreated` index. The cursor is opaque to clients. */
@@ -202,38 +122,36 @@ export class TxLog {
   /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */
   async claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string): Promise<IdempotencyRecord> {
     const item: IdempotencyRecord = { pk: idempotencyPk(key), txId, requestHash, createdAt: at };
+    if (await this.put(claimIdempotencyKeyWrite(item))) return item;
+    const out = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk: item.pk }, ConsistentRead: true }));
+    if (!out.Item) throw new Error(`idempotency key ${key} vanished after a failed claim`);
+    return out.Item as IdempotencyRecord;
+  }
+
+  /** A conditional put; false when the condition failed. */
+  private async put(write: PutWrite): Promise<boolean> {
     try {
-      await this.doc.send(new PutCommand({ TableName: this.table, Item: item, ConditionExpression: 'attribute_not_exists(pk)' }));
-      return item;
+      await this.doc.send(new PutCommand({ TableName: this.table, Item: write.item, ...toDynamo(write.condition) }));
+      return true;
     } catch (err) {
-      if (!(err instanceof ConditionalCheckFailedException)) throw err;
-      const out = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk: idempotencyPk(key) }, ConsistentRead: true }));
-      if (!out.Item) throw new Error(`idempotency key ${key} vanished after a failed claim`);
-      return out.Item as IdempotencyRecord;
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
     }
   }
 
-  private async conditionalUpdate(
-    txId: string,
-    expression: Pick<UpdateCommand['input'], 'UpdateExpression' | 'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'>,
-  ): Promise<WriteResult> {
+  /** One state change of the table, asserted before and after; a failed condition answers the record as it is now. */
+  private async transition(txId: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): Promise<WriteResult> {
+    assertTransition(name, before);
     try {
       const out = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: { pk: txId },
-          ...expression,
-          // attribute_exists(pk) keeps an update from creating a record for an unknown transaction.
-          ConditionExpression: `attribute_exists(pk) AND (${expression.ConditionExpression})`,
-          ReturnValues: 'ALL_NEW',
-        }),
+        new UpdateCommand({ TableName: this.table, Key: { pk: txId }, ...toDynamo(write.condition, write.update), ReturnValues: 'ALL_NEW' }),
       );
-      return { applied: true, record: out.Attributes as TxRecord };
+      const record = out.Attributes as TxRecord | undefined;
+      assertTransition(name, before, record);
+      return { applied: true, record };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
       return { applied: false, record: await this.get(txId) };
     }
   }
 }
-
-const idempotencyPk = (key: string) => `idem#${key}`;

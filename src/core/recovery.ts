@@ -1,16 +1,11 @@
 // Recovery rules, pure: what the sweeper does with an open transaction whose execution may be gone,
 // and what a participant in doubt concludes from what the log says. No I/O and no clock: callers
 // pass `nowMs` and what they read. The sweeper (src/recovery.ts) and the simulation both run these.
-import { type ExecutionInput, type Phase, type TxRecord, type TxStatus, executionInput } from './transaction';
+import { type ExecutionInput, type OpenStatus, type Phase, STATUS_PHASE, type TxRecord, type TxStatus, executionInput } from './transaction';
 
 /** What DescribeExecution says, with MISSING for ExecutionDoesNotExist (a local stack restarted). */
 export type ExecutionState = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED' | 'MISSING';
 
-export const PHASE_TO_RESUME: Record<'PREPARING' | 'COMMITTING' | 'ABORTING', Phase> = {
-  PREPARING: 'PREPARE',
-  COMMITTING: 'COMMIT',
-  ABORTING: 'ABORT',
-};
 
 /** Execution names allow 80 characters; a txId has at most 64, so the suffix always fits. */
 export function recoveryExecutionName(txId: string, n: number): string {
@@ -45,7 +40,7 @@ export function recoveryAction(record: RecoveryRecord, execution: ExecutionState
   if (record.status === 'PREPARING' && nowMs >= record.prepareDeadlineAt) {
     return { kind: 'abort', reason: `recovery: execution ${execution.toLowerCase()} and the prepare deadline passed` };
   }
-  return { kind: 'resume', from: PHASE_TO_RESUME[record.status as keyof typeof PHASE_TO_RESUME] };
+  return { kind: 'resume', from: STATUS_PHASE[record.status as OpenStatus] };
 }
 
 /**

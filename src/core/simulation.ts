@@ -30,6 +30,8 @@ import type { Vote } from './messages';
 import { createRandom, type Random } from './random';
 import { backoffMs, decisionOf, isStale, recoveryAction, recoveryExecutionName, resumeInput, type ExecutionState } from './recovery';
 import {
+  PHASE_STATUS,
+  STATUS_PHASE,
   awaitingVote,
   executionInput,
   newTransaction,
@@ -279,7 +281,6 @@ interface TxPlan {
   commitSeconds: number;
 }
 
-const EXPECTED_STATUS: Record<Phase, TxRecord['status']> = { PREPARE: 'PREPARING', COMMIT: 'COMMITTING', ABORT: 'ABORTING' };
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 export function simulate(options: SimOptions): SimResult {
@@ -614,7 +615,7 @@ class World {
       this.violate(`${execution.txId}: dispatch found no record`);
       return;
     }
-    if (record.status !== EXPECTED_STATUS[phase]) {
+    if (record.status !== PHASE_STATUS[phase]) {
       this.signal(token, this.resultFor(phase, record));
       return;
     }
@@ -767,7 +768,7 @@ class World {
           }
         };
       } else {
-        const phaseStatus = EXPECTED_STATUS[body.phase];
+        const phaseStatus = PHASE_STATUS[body.phase];
         const applied = record !== undefined && record.status === phaseStatus && record.acks[body.participant] === undefined;
         if (applied) {
           record.acks[body.participant] = { phase: body.phase, at: iso(this.s.now) };
@@ -1127,7 +1128,7 @@ class World {
         this.note(`sweeper ${instance} recovers ${txId} (${state}) as ${name}`);
         this.s.after(this.step(), () => {
           if (!alive()) return; // claimed, not started: the next sweep finds it MISSING
-          const from: Phase = now.status === 'PREPARING' ? 'PREPARE' : now.status === 'COMMITTING' ? 'COMMIT' : 'ABORT';
+          const from: Phase = now.status === 'COMMITTED' || now.status === 'ABORTED' ? 'ABORT' : STATUS_PHASE[now.status];
           if (now.openPk !== undefined) this.startExecution(name, resumeInput(now, from, this.s.now));
           done();
         });

@@ -9,6 +9,12 @@ export type TxStatus = (typeof TX_STATUSES)[number];
 export type Outcome = 'COMMIT' | 'ABORT';
 export type Phase = 'PREPARE' | 'COMMIT' | 'ABORT';
 
+/** The status a record has while a phase runs, and back: the one mapping between phases and statuses. */
+export const PHASE_STATUS = { PREPARE: 'PREPARING', COMMIT: 'COMMITTING', ABORT: 'ABORTING' } as const satisfies Record<Phase, TxStatus>;
+/** The statuses of an open transaction (one per phase). */
+export type OpenStatus = (typeof PHASE_STATUS)[Phase];
+export const STATUS_PHASE = { PREPARING: 'PREPARE', COMMITTING: 'COMMIT', ABORTING: 'ABORT' } as const satisfies Record<OpenStatus, Phase>;
+
 /** Bounds on per-transaction timeouts. Out-of-bounds values are rejected (400), never clamped. */
 export const TIMEOUT_BOUNDS = {
   prepareSeconds: { min: 1, max: 900, default: 10 },
@@ -274,8 +280,6 @@ export interface PhaseTwoResult {
   /** Epoch seconds for the TTL attribute, written by Finalize (finish time + retention). */
   expiresAt: number;
 }
-
-export const PHASE_OF_STATUS = { COMMITTING: 'COMMIT', ABORTING: 'ABORT' } as const;
 
 /**
  * Participants whose acknowledgement phase two waits for: those that voted YES (they hold

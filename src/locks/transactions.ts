@@ -1,7 +1,7 @@
 // What the lock service and the deadlock detector need from the transaction log: a transaction's
 // status and age, and the one way anyone outside the state machine ends a transaction: the
 // conditional decision write (TxLog.decideAbort), followed by waking its execution.
-import type { TxLog } from '../aws/log-store';
+import type { TxLogPort } from '../core/ports';
 import type { Workflow } from '../aws/workflow';
 import type { TxRecord } from '../core/transaction';
 
@@ -21,7 +21,7 @@ export interface TransactionPort {
 
 export class Transactions implements TransactionPort {
   constructor(
-    private readonly log: TxLog,
+    private readonly log: TxLogPort,
     /** Without it the execution wakes at the next vote (see Coordinator.onVote) or its prepare timeout. */
     private readonly workflow?: Workflow,
     private readonly now: () => number = Date.now,

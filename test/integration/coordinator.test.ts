@@ -1,8 +1,8 @@
 // The coordinator's use cases against the real log store on dynalite, with the queues and the
 // workflow recorded: which messages go out, and when the execution is woken, for each transition.
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type TxLog, documentClient } from '../../src/aws/log-store';
+import type { TxLog } from '../../src/aws/log-store';
+import { STATUS_PHASE } from '../../src/core/transaction';
 import type { ParticipantQueues } from '../../src/aws/queues';
 import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
@@ -10,7 +10,6 @@ import type { ParticipantMessage } from '../../src/core/messages';
 import { coordinatorConfig, startLogTable, type LogFixture } from './fixture';
 
 let fixture: LogFixture;
-let client: DynamoDBClient;
 let log: TxLog;
 let sent: ParticipantMessage[];
 let signals: { token: string; output: unknown }[];
@@ -24,7 +23,7 @@ const services = ['inventory', 'payment', 'shipping'];
 
 beforeAll(async () => {
   fixture = await startLogTable();
-  ({ client, log } = fixture);
+  ({ log } = fixture);
 });
 
 afterAll(async () => {
@@ -69,21 +68,9 @@ const vote = (txId: string, participant: string, v: 'YES' | 'NO' | 'READ_ONLY', 
   coordinator.onReply({ v: 1, type: 'VOTE', txId, participant, vote: v, ...(reason ? { reason } : {}) });
 const ack = (txId: string, participant: string, phase: 'COMMIT' | 'ABORT') => coordinator.onReply({ v: 1, type: 'ACK', txId, participant, phase });
 
+/** What the state machine's Decide step writes (the same write, from the log's table). */
 async function decide(txId: string, status: 'COMMITTING' | 'ABORTING') {
-  // What the state machine's Decide step writes; reproduced with the same conditional semantics.
-  const r = await log.get(txId);
-  if (r?.status !== 'PREPARING') return;
-  const { UpdateCommand } = await import('@aws-sdk/lib-dynamodb');
-  await documentClient(client).send(
-    new UpdateCommand({
-      TableName: 'log',
-      Key: { pk: txId },
-      UpdateExpression: 'SET #s = :to, decision = :d',
-      ConditionExpression: '#s = :p',
-      ExpressionAttributeNames: { '#s': 'status' },
-      ExpressionAttributeValues: { ':to': status, ':d': status === 'COMMITTING' ? 'COMMIT' : 'ABORT', ':p': 'PREPARING' },
-    }),
-  );
+  await log.decide(txId, { status, outcome: STATUS_PHASE[status], reason: 'decided by the test' }, new Date(clock).toISOString());
 }
 
 describe('start', () => {

@@ -12,7 +12,7 @@ export interface LogFixture {
   stop(): Promise<void>;
 }
 
-/** dynalite in memory with the log table `log` (and its `byCreated` listing index). */
+/** dynalite in memory with the log table `log` and its indexes (`byCreated` for listing, `open` for the sweeper). */
 export async function startLogTable(): Promise<LogFixture> {
   const dynamo = await startDynamo();
   const client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
@@ -22,6 +22,8 @@ export async function startLogTable(): Promise<LogFixture> {
       { AttributeName: 'pk', AttributeType: 'S' },
       { AttributeName: 'listPk', AttributeType: 'S' },
       { AttributeName: 'createdAt', AttributeType: 'S' },
+      { AttributeName: 'openPk', AttributeType: 'S' },
+      { AttributeName: 'updatedAt', AttributeType: 'S' },
     ],
     KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
     GlobalSecondaryIndexes: [
@@ -30,6 +32,14 @@ export async function startLogTable(): Promise<LogFixture> {
         KeySchema: [
           { AttributeName: 'listPk', KeyType: 'HASH' },
           { AttributeName: 'createdAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+      {
+        IndexName: 'open',
+        KeySchema: [
+          { AttributeName: 'openPk', KeyType: 'HASH' },
+          { AttributeName: 'updatedAt', KeyType: 'RANGE' },
         ],
         Projection: { ProjectionType: 'ALL' },
       },

@@ -1,10 +1,9 @@
 // Business metrics: the coordinator counts each event once, where it happens (duplicates and
 // retries are not counted again); the Lambda adapter writes them as EMF in namespace Dtc with the
 // `service` dimension the alarms read, and stays silent when nothing was recorded.
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type TxLog, documentClient } from '../../src/aws/log-store';
+import type { TxLog } from '../../src/aws/log-store';
+import { STATUS_PHASE } from '../../src/core/transaction';
 import type { ParticipantQueues } from '../../src/aws/queues';
 import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
@@ -12,12 +11,11 @@ import { coordinatorConfig, startLogTable, type LogFixture } from './fixture';
 import type { MetricName, MetricsPort } from '../../src/metrics';
 
 let fixture: LogFixture;
-let client: DynamoDBClient;
 let log: TxLog;
 
 beforeAll(async () => {
   fixture = await startLogTable();
-  ({ client, log } = fixture);
+  ({ log } = fixture);
 });
 
 afterAll(async () => {
@@ -57,18 +55,9 @@ function coordinatorWith(metrics: MetricsPort, clock: { now: number }) {
   });
 }
 
-/** What the state machine's Decide step writes. */
+/** What the state machine's Decide step writes (the same write, from the log's table). */
 async function decide(txId: string, status: 'COMMITTING' | 'ABORTING', at: string) {
-  await documentClient(client).send(
-    new UpdateCommand({
-      TableName: 'log',
-      Key: { pk: txId },
-      UpdateExpression: 'SET #s = :to, decision = :d, decidedAt = :at',
-      ConditionExpression: '#s = :p',
-      ExpressionAttributeNames: { '#s': 'status' },
-      ExpressionAttributeValues: { ':to': status, ':d': status === 'COMMITTING' ? 'COMMIT' : 'ABORT', ':p': 'PREPARING', ':at': at },
-    }),
-  );
+  await log.decide(txId, { status, outcome: STATUS_PHASE[status], reason: 'decided by the test' }, at);
 }
 
 describe('the coordinator', () => {

@@ -1,6 +1,6 @@
 // The lock service on loopback DynamoDB (dynalite): a lock table shaped like cdk/locks.ts, a log
 // table, and helpers to create transactions in a given state. Not a test file itself.
-import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { createTableAndWait } from '../../src/aws/tables';
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DEADLOCK_INDEX, LockStore, WAITING_INDEX } from '../../src/aws/lock-store';
@@ -112,22 +112,8 @@ export async function lockEnvOn(dynamodb: DynamoDBClient, lockTable: string, txT
       );
     },
     async decideCommit(txId) {
-      try {
-        await doc.send(
-          new UpdateCommand({
-            TableName: txTable,
-            Key: { pk: txId },
-            UpdateExpression: 'SET #s = :c, decision = :commit',
-            ConditionExpression: '#s = :p',
-            ExpressionAttributeNames: { '#s': 'status' },
-            ExpressionAttributeValues: { ':c': 'COMMITTING', ':commit': 'COMMIT', ':p': 'PREPARING' },
-          }),
-        );
-        return true;
-      } catch (err) {
-        if (err instanceof ConditionalCheckFailedException) return false;
-        throw err;
-      }
+      const { applied } = await log.decide(txId, { status: 'COMMITTING', outcome: 'COMMIT', reason: 'decided by the test' }, new Date().toISOString());
+      return applied;
     },
     async stop() {
       // The caller owns the DynamoDB: nothing to stop here.
