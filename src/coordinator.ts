@@ -26,8 +26,7 @@ import {
 } from './core/transaction';
 import type { CoordinatorConfig } from './aws/config';
 import type { ListPage, TxLogPort } from './core/ports';
-import type { ParticipantQueues } from './aws/queues';
-import type { Workflow } from './aws/workflow';
+import type { ParticipantQueuesPort, WorkflowPort } from './core/ports';
 import { METRIC, noMetrics, type MetricsPort } from './metrics';
 import { LOCK_LIMITS, type OwnerRef } from './core/locks';
 import { type LockService, LockWaitTimeoutError, TransactionAbortedError } from './locks/service';
@@ -42,8 +41,8 @@ export const COORDINATOR_LOCK_SCOPE = 'coordinator';
 export interface CoordinatorDeps {
   config: CoordinatorConfig;
   log: TxLogPort;
-  queues: ParticipantQueues;
-  workflow: Workflow;
+  queues: ParticipantQueuesPort;
+  workflow: WorkflowPort;
   /** Business metrics (transactions, votes, decision latency); none by default. */
   metrics?: MetricsPort;
   /** Locks the resources a request declares (`participants[].resources`), before PREPARE is sent. */

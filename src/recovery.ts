@@ -6,7 +6,8 @@ import { z } from 'zod';
 import { isStale, recoveryAction, recoveryExecutionName, resumeInput } from './core/recovery';
 import { STATUS_PHASE, type TxRecord } from './core/transaction';
 import type { TxLogPort } from './core/ports';
-import { executionArn, type Workflow } from './aws/workflow';
+import { executionArn } from './aws/workflow';
+import type { WorkflowPort } from './core/ports';
 
 export interface SweepOptions {
   stateMachineArn: string;
@@ -26,7 +27,7 @@ export const SWEEP_DEFAULTS = { maxPerRun: 50, maxScanned: 1000, concurrency: 8,
 
 export interface SweepDeps {
   log: TxLogPort;
-  workflow: Workflow;
+  workflow: WorkflowPort;
   now?: () => number;
 }
 

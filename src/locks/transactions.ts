@@ -2,7 +2,7 @@
 // status and age, and the one way anyone outside the state machine ends a transaction: the
 // conditional decision write (TxLog.decideAbort), followed by waking its execution.
 import type { TxLogPort } from '../core/ports';
-import type { Workflow } from '../aws/workflow';
+import type { WorkflowPort } from '../core/ports';
 import type { TxRecord } from '../core/transaction';
 
 export type TxFacts = Pick<TxRecord, 'txId' | 'status' | 'createdAt' | 'taskToken' | 'taskPhase'>;
@@ -23,7 +23,7 @@ export class Transactions implements TransactionPort {
   constructor(
     private readonly log: TxLogPort,
     /** Without it the execution wakes at the next vote (see Coordinator.onVote) or its prepare timeout. */
-    private readonly workflow?: Workflow,
+    private readonly workflow?: WorkflowPort,
     private readonly now: () => number = Date.now,
   ) {}
 

@@ -105,6 +105,11 @@ export class MemoryTxLog implements TxLogPort {
     return [...this.items.values()].filter((i) => i.listPk === 'tx').map((i) => copy(i) as unknown as TxRecord);
   }
 
+  /** One record as it is now, copied, without a round trip (for a simulation's checks). */
+  peek(txId: string): TxRecord | undefined {
+    return this.read(txId);
+  }
+
   private read(pk: string): TxRecord | undefined {
     const item = this.items.get(pk);
     return item === undefined ? undefined : (copy(item) as unknown as TxRecord);
