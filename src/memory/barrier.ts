@@ -12,28 +12,28 @@ export class MemoryBarrierStore implements BarrierStorePort {
 
   constructor(readonly participant: string) {}
 
-  read(txId: string): Promise<StoredBarrier> {
+  async read(txId: string): Promise<StoredBarrier> {
     const item = this.items.get(barrierKey(txId));
-    return Promise.resolve(item ? decodeBarrier(item, `${barrierKey(txId)} of ${this.participant}`) : { rev: ABSENT.rev, record: { state: 'NONE' } });
+    return item ? decodeBarrier(item, `${barrierKey(txId)} of ${this.participant}`) : { rev: ABSENT.rev, record: { state: 'NONE' } };
   }
 
-  write(txId: string, expectedRev: number, next: BarrierRecord, nowMs: number): Promise<boolean> {
+  async write(txId: string, expectedRev: number, next: BarrierRecord, nowMs: number): Promise<boolean> {
     const item = encodeBarrier(txId, this.participant, expectedRev + 1, next, nowMs);
     const current = this.items.get(barrierKey(txId));
     // Revision 0: no record may exist yet; otherwise it must still be at the revision read.
-    if (expectedRev === 0 ? current !== undefined : current?.rev !== expectedRev) return Promise.resolve(false);
+    if (expectedRev === 0 ? current !== undefined : current?.rev !== expectedRev) return false;
     this.items.set(barrierKey(txId), item);
-    return Promise.resolve(true);
+    return true;
   }
 
   /** In txId order (a Scan's order is DynamoDB's own): one pass, so `maxPages` never binds here. */
-  scanUnsettled(sinceMs: number, _maxPages = 100): Promise<UnsettledBarrier[]> {
+  async scanUnsettled(sinceMs: number, _maxPages = 100): Promise<UnsettledBarrier[]> {
     const found: UnsettledBarrier[] = [];
     for (const key of [...this.items.keys()].sort()) {
       const b = unsettled(this.items.get(key)!, sinceMs);
       if (b) found.push(b);
     }
-    return Promise.resolve(found);
+    return found;
   }
 
   /** Every record as read back, by txId (for invariant checks in tests and simulations). */

@@ -22,75 +22,75 @@ export class MemoryLockStore implements LockStorePort {
   private readonly heldLists = new Map<string, Stored<Set<string>>>();
   private readonly deadlocks = new Map<string, Stored<DeadlockRecord>>();
 
-  get(resource: string): Promise<LockItem> {
+  async get(resource: string): Promise<LockItem> {
     const stored = this.locks.get(resource);
-    return Promise.resolve(stored ? copyLock(stored.value) : emptyLock(resource));
+    return stored ? copyLock(stored.value) : emptyLock(resource);
   }
 
-  put(next: LockItem, expectedVersion: number, nowMs: number): Promise<boolean> {
+  async put(next: LockItem, expectedVersion: number, nowMs: number): Promise<boolean> {
     assertLockInvariants(next);
     const current = this.locks.get(next.resource);
     // Version 0: the item must not exist; otherwise it must still be at the version read.
-    if (expectedVersion === 0 ? current !== undefined : current?.value.version !== expectedVersion) return Promise.resolve(false);
+    if (expectedVersion === 0 ? current !== undefined : current?.value.version !== expectedVersion) return false;
     const value = { ...copyLock(next), version: expectedVersion + 1 };
     this.locks.set(next.resource, { value, expiresAtS: isIdle(value) ? gcAfterS(nowMs) : undefined });
-    return Promise.resolve(true);
+    return true;
   }
 
   /** Ordered as the sharded index is read (shard, then resource); callers must treat it as a set. */
-  waiting(): Promise<LockItem[]> {
+  async waiting(): Promise<LockItem[]> {
     const items = [...this.locks.values()].map((s) => s.value).filter((item) => Object.keys(item.waiters).length > 0);
     items.sort((a, b) => compare(waitShard(a.resource), waitShard(b.resource)) || compare(a.resource, b.resource));
-    return Promise.resolve(items.map(copyLock));
+    return items.map(copyLock);
   }
 
-  addHeld(owner: string, scope: string, resource: string, nowMs: number): Promise<void> {
+  async addHeld(owner: string, scope: string, resource: string, nowMs: number): Promise<void> {
     const key = heldKey(owner, scope);
     const resources = this.heldLists.get(key)?.value ?? new Set<string>();
     resources.add(resource);
     this.heldLists.set(key, { value: resources, expiresAtS: gcAfterS(nowMs) });
-    return Promise.resolve();
+    return;
   }
 
-  held(owner: string, scope: string): Promise<string[]> {
-    return Promise.resolve([...(this.heldLists.get(heldKey(owner, scope))?.value ?? [])].sort());
+  async held(owner: string, scope: string): Promise<string[]> {
+    return [...(this.heldLists.get(heldKey(owner, scope))?.value ?? [])].sort();
   }
 
-  forgetHeld(owner: string, scope: string, resources: string[]): Promise<void> {
+  async forgetHeld(owner: string, scope: string, resources: string[]): Promise<void> {
     const set = this.heldLists.get(heldKey(owner, scope))?.value;
     for (const r of resources) set?.delete(r);
-    return Promise.resolve();
+    return;
   }
 
-  putDeadlock(record: DeadlockRecord, nowMs: number): Promise<boolean> {
-    if (this.deadlocks.has(record.id)) return Promise.resolve(false);
+  async putDeadlock(record: DeadlockRecord, nowMs: number): Promise<boolean> {
+    if (this.deadlocks.has(record.id)) return false;
     this.deadlocks.set(record.id, { value: copyDeadlock(record), expiresAtS: gcAfterS(nowMs) });
-    return Promise.resolve(true);
+    return true;
   }
 
   /**
    * Newest first (createdAt descending; equal createdAt by id descending: DynamoDB leaves that order
    * to its hashing). As DynamoDB does, a full page carries a cursor even when nothing follows it.
    */
-  listDeadlocks(limit: number, cursor?: string): Promise<DeadlockPage> {
-    if (!Number.isInteger(limit) || limit < 1) return Promise.reject(new RangeError(`limit must be a positive integer, got ${limit}`));
+  async listDeadlocks(limit: number, cursor?: string): Promise<DeadlockPage> {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`);
     let after: { createdAt: string; id: string } | undefined;
     if (cursor) {
       const key = decodeCursor(cursor);
-      if (typeof key.createdAt !== 'string' || typeof key.resource !== 'string') return Promise.reject(new BadCursorError('cursor is not one this API returned'));
+      if (typeof key.createdAt !== 'string' || typeof key.resource !== 'string') throw new BadCursorError('cursor is not one this API returned');
       after = { createdAt: key.createdAt, id: key.resource };
     }
     const newestFirst = [...this.deadlocks.values()].map((s) => s.value).sort((a, b) => compare(b.createdAt, a.createdAt) || compare(b.id, a.id));
     const rest = after ? newestFirst.filter((r) => compare(r.createdAt, after.createdAt) < 0 || (r.createdAt === after.createdAt && compare(r.id, after.id) < 0)) : newestFirst;
     const items = rest.slice(0, limit);
     const last = items.length === limit ? items[items.length - 1] : undefined;
-    return Promise.resolve({
+    return {
       items: items.map(copyDeadlock),
       ...(last ? { nextCursor: encodeCursor({ resource: last.id, deadlockPk: 'deadlock', createdAt: last.createdAt }) } : {}),
-    });
+    };
   }
 
-  /** DynamoDB's TTL: removes what expired by `nowMs` (idle lock items only, since only they carry an expiry). */
+  /** DynamoDB's TTL: removes what expired by `nowMs`; of the lock items only idle ones ever carry an expiry. Answers how many went. */
   collectGarbage(nowMs: number): number {
     let removed = 0;
     for (const map of [this.locks, this.heldLists, this.deadlocks] as Map<string, Stored<unknown>>[]) {

@@ -5,9 +5,8 @@ import type { ReplySender } from '../core/ports';
 export class MemoryReplySender implements ReplySender {
   private readonly sent: ReplyMessage[] = [];
 
-  send(message: ReplyMessage): Promise<void> {
+  async send(message: ReplyMessage): Promise<void> {
     this.sent.push(structuredClone(message));
-    return Promise.resolve();
   }
 
   /** Takes (and forgets) what was sent so far. */
