@@ -15,6 +15,32 @@ export default tseslint.config(
     },
   },
   {
+    // Time, ids, randomness and timers come in as ports (src/core/ports.ts), so a seeded simulation
+    // replays a run exactly; their real defaults live in src/aws/system.ts alone. (Files owned by the
+    // lock service, the participant runner and the in-memory adapters; the rest follow.)
+    files: ['src/locks/**/*.ts', 'src/participant/**/*.ts', 'src/memory/**/*.ts', 'src/core/locks.ts', 'src/core/barrier-item.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        { object: 'Date', property: 'now', message: 'take a Clock (src/core/ports.ts); the default is systemClock in src/aws/system.ts' },
+        { object: 'Math', property: 'random', message: 'take a RandomSource; the default is systemRandom in src/aws/system.ts' },
+        { object: 'crypto', property: 'randomUUID', message: 'take an IdSource; the default is systemIds in src/aws/system.ts' },
+        { object: 'performance', property: 'now', message: 'take a Clock' },
+      ],
+      'no-restricted-globals': [
+        'error',
+        ...['setTimeout', 'setInterval', 'setImmediate'].map((name) => ({ name, message: 'take a Sleep (src/core/ports.ts); the default is systemSleep in src/aws/system.ts' })),
+      ],
+      'no-restricted-imports': [
+        'error',
+        { paths: ['node:crypto', 'crypto'].map((name) => ({ name, importNames: ['randomUUID', 'randomInt', 'randomBytes'], message: 'take an IdSource or RandomSource' })).concat(
+          ['node:timers', 'timers', 'node:timers/promises', 'timers/promises'].map((name) => ({ name, message: 'take a Sleep' })),
+        ) },
+      ],
+      'no-restricted-syntax': ['error', { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'new Date() reads the clock: take a Clock' }],
+    },
+  },
+  {
     files: ['test/**/*.ts'],
     plugins: { vitest },
     rules: { 'vitest/no-focused-tests': 'error', 'vitest/no-disabled-tests': 'error' },

@@ -11,14 +11,13 @@ import { decodeCursor, encodeCursor } from './cursor';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { type LockItem, LOCK_MODES, assertLockInvariants, emptyLock, isIdle } from '../core/locks';
+import { type LockItem, LOCK_GC_DAYS, LOCK_MODES, WAIT_SHARDS, assertLockInvariants, emptyLock, isIdle, waitShard } from '../core/locks';
+import type { DeadlockPage, DeadlockRecord, LockStorePort } from '../core/ports';
 
 /** The sparse index of items that have waiters, split so that no index partition runs hot. */
 export const WAITING_INDEX = 'waiting';
-export const WAIT_SHARDS = 8;
 export const DEADLOCK_INDEX = 'deadlocks';
-/** TTL only collects garbage: idle lock items, release indexes and deadlock records after this long. */
-export const LOCK_GC_DAYS = 30;
+export { LOCK_GC_DAYS };
 /** Pages read per index partition in one scan of the waiters: a bound, far above any real backlog. */
 const MAX_PAGES_PER_SHARD = 1_000;
 
@@ -38,30 +37,12 @@ const storedLock = z.object({
   waiters: z.record(z.string(), waiter).default({}),
 });
 
-export interface DeadlockRecord {
-  id: string;
-  createdAt: string;
-  victim: string;
-  cycle: string[];
-  edges: { waiter: string; holder: string; resource: string }[];
-  trigger: 'schedule' | 'on-demand';
-}
-
-export interface DeadlockPage {
-  items: DeadlockRecord[];
-  nextCursor?: string;
-}
-
-export function waitShard(resource: string): string {
-  // FNV-1a: a stable spread of resources over the index partitions.
-  let h = 0x811c9dc5;
-  for (let i = 0; i < resource.length; i++) h = Math.imul(h ^ resource.charCodeAt(i), 0x01000193) >>> 0;
-  return `waiting#${h % WAIT_SHARDS}`;
-}
+export type { DeadlockPage, DeadlockRecord };
+export { WAIT_SHARDS, waitShard };
 
 const heldKey = (owner: string, scope: string): string => `held#${owner}#${scope}`;
 
-export class LockStore {
+export class LockStore implements LockStorePort {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     readonly table: string,

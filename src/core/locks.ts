@@ -88,6 +88,19 @@ export interface LockItem {
   waiters: Record<string, Waiter>;
 }
 
+/** TTL only collects garbage: idle lock items, release indexes and deadlock records after this long. */
+export const LOCK_GC_DAYS = 30;
+
+/** The sparse index of items with waiters is split over this many partitions, so none runs hot. */
+export const WAIT_SHARDS = 8;
+
+/** The waiters index partition of a resource: FNV-1a, a stable spread over WAIT_SHARDS. */
+export function waitShard(resource: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < resource.length; i++) h = Math.imul(h ^ resource.charCodeAt(i), 0x01000193) >>> 0;
+  return `waiting#${h % WAIT_SHARDS}`;
+}
+
 export const emptyLock = (resource: string): LockItem => ({ resource, version: 0, token: 0, owners: {}, waiters: {} });
 
 /** What the transaction log says about an expired transaction owner. */

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { LOCK_LIMITS, LOCK_MODES, type OwnerRef, ownerName, resourceName } from '../core/locks';
 import { BadCursorError } from '../aws/cursor';
-import type { LockStore } from '../aws/lock-store';
+import type { LockStorePort } from '../core/ports';
 import { LeaseLostError, type LockService, LockWaitTimeoutError } from './service';
 
 /** The API function has a 10 s timeout (and API Gateway 29 s): a request waits at most this long. */
@@ -58,7 +58,7 @@ const standalone = (owner: string): OwnerRef => ({ kind: 'owner', id: owner });
 export class LockApi {
   constructor(
     private readonly locks: LockService,
-    private readonly store: LockStore,
+    private readonly store: LockStorePort,
   ) {}
 
   /** POST /locks/{resource} */

@@ -5,13 +5,14 @@
 // deterministic, so overlapping runs that see the same cycle pick the same victim.
 import { type NodeInfo, type Resolution, buildWaitForGraph, cyclicComponents, planResolution } from '../core/deadlock';
 import { parseOwnerKey, type LockItem } from '../core/locks';
-import type { DeadlockRecord, LockStore } from '../aws/lock-store';
+import type { Clock, DeadlockRecord, LockStorePort } from '../core/ports';
+import { systemClock } from '../aws/system';
 import type { TransactionPort } from './transactions';
 
 export interface DetectorDeps {
-  store: LockStore;
+  store: LockStorePort;
   transactions: TransactionPort;
-  nowMs?: () => number;
+  nowMs?: Clock;
   logger?: { info(message: string, ...extra: unknown[]): void; warn(message: string, ...extra: unknown[]): void };
 }
 
@@ -32,10 +33,10 @@ const MAX_LOOKUPS = 20_000;
 const LOOKUP_CONCURRENCY = 16;
 
 export class DeadlockDetector {
-  private readonly now: () => number;
+  private readonly now: Clock;
 
   constructor(private readonly deps: DetectorDeps) {
-    this.now = deps.nowMs ?? Date.now;
+    this.now = deps.nowMs ?? systemClock;
   }
 
   async run(trigger: DeadlockRecord['trigger'] = 'schedule'): Promise<DetectionReport> {

@@ -20,7 +20,8 @@ import {
   parseOwnerKey,
   withoutWaiter,
 } from '../core/locks';
-import type { LockStore } from '../aws/lock-store';
+import type { Clock, LockStorePort, RandomSource, Sleep } from '../core/ports';
+import { systemClock, systemRandom, systemSleep } from '../aws/system';
 import type { TransactionPort } from './transactions';
 
 export interface LockLogger {
@@ -29,16 +30,16 @@ export interface LockLogger {
 }
 
 export interface LockServiceDeps {
-  store: LockStore;
+  store: LockStorePort;
   /** Required for transaction owners: their status guards takeovers and ends their waits. */
   transactions?: TransactionPort;
   /** Runs deadlock detection now; called when a wait passes `detectAfterMs` (at most one at a time). */
   detect?: () => Promise<unknown>;
   /** A wait longer than this triggers detection, and again after each further such period. */
   detectAfterMs?: number;
-  nowMs?: () => number;
-  random?: () => number;
-  sleep?: (ms: number) => Promise<void>;
+  nowMs?: Clock;
+  random?: RandomSource;
+  sleep?: Sleep;
   /** How waiters poll (default DEFAULT_BACKOFF: 20 ms doubling to 400 ms). */
   backoff?: BackoffPolicy;
   logger?: LockLogger;
@@ -114,22 +115,22 @@ export const DEFAULT_DETECT_AFTER_MS = 1_000;
 export const STATUS_CHECK_MS = 300;
 
 export class LockService {
-  private readonly now: () => number;
-  private readonly random: () => number;
-  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly now: Clock;
+  private readonly random: RandomSource;
+  private readonly sleep: Sleep;
   private readonly detectAfterMs: number;
   private readonly backoff: BackoffPolicy;
   private detection: Promise<unknown> | undefined;
 
   constructor(private readonly deps: LockServiceDeps) {
-    this.now = deps.nowMs ?? Date.now;
-    this.random = deps.random ?? Math.random;
-    this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.now = deps.nowMs ?? systemClock;
+    this.random = deps.random ?? systemRandom;
+    this.sleep = deps.sleep ?? systemSleep;
     this.detectAfterMs = deps.detectAfterMs ?? DEFAULT_DETECT_AFTER_MS;
     this.backoff = deps.backoff ?? DEFAULT_BACKOFF;
   }
 
-  get store(): LockStore {
+  get store(): LockStorePort {
     return this.deps.store;
   }
 

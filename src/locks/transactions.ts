@@ -1,8 +1,8 @@
 // What the lock service and the deadlock detector need from the transaction log: a transaction's
 // status and age, and the one way anyone outside the state machine ends a transaction: the
 // conditional decision write (TxLog.decideAbort), followed by waking its execution.
-import type { TxLogPort } from '../core/ports';
-import type { WorkflowPort } from '../core/ports';
+import { systemClock } from '../aws/system';
+import type { Clock, TxLogPort, WorkflowPort } from '../core/ports';
 import type { TxRecord } from '../core/transaction';
 
 export type TxFacts = Pick<TxRecord, 'txId' | 'status' | 'createdAt' | 'taskToken' | 'taskPhase'>;
@@ -21,10 +21,10 @@ export interface TransactionPort {
 
 export class Transactions implements TransactionPort {
   constructor(
-    private readonly log: TxLogPort,
+    private readonly log: Pick<TxLogPort, 'get' | 'decideAbort'>,
     /** Without it the execution wakes at the next vote (see Coordinator.onVote) or its prepare timeout. */
-    private readonly workflow?: WorkflowPort,
-    private readonly now: () => number = Date.now,
+    private readonly workflow?: Pick<WorkflowPort, 'signal'>,
+    private readonly now: Clock = systemClock,
   ) {}
 
   get(txId: string): Promise<TxFacts | undefined> {

@@ -13,7 +13,10 @@ import {
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
 import { deadLetterAttributes } from '../aws/queues';
+import { systemClock, systemSleep } from '../aws/system';
+import type { Sleep } from '../core/ports';
 import { BarrierBusyError, ProtocolViolationError } from '../core/barrier';
+import { type Repeating, repeatEvery } from './repeat';
 import { type InDoubtInquiry, MalformedMessageError, type ParticipantLogger, type RunnerOptions, createRunner } from './runner';
 
 export interface ConsumerOptions extends RunnerOptions {
@@ -49,6 +52,8 @@ export function startConsumer(options: ConsumerOptions): Consumer {
     throw new Error(`visibilityTimeoutSeconds must be a positive integer, got ${visibilityTimeoutSeconds}`);
   }
   const sqs = options.sqs ?? new SQSClient({});
+  const nowMs = options.nowMs ?? systemClock;
+  const sleep = options.sleep ?? systemSleep;
   const logger: ParticipantLogger = options.logger ?? new Logger({ serviceName: options.participant.service });
   // Messages whose prepare waits for a lock do not count against the concurrency (up to a bound):
   // otherwise waiting prepares could fill every slot, and the COMMIT/ABORT messages that would
@@ -64,7 +69,7 @@ export function startConsumer(options: ConsumerOptions): Consumer {
   const poll = new AbortController();
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
-  const inquiry = runner.inDoubt ? startInquiry(runner.inDoubt, options.inquiryIntervalMs ?? 1_000, logger) : undefined;
+  const inquiry = runner.inDoubt ? startInquiry(sleep, runner.inDoubt, options.inquiryIntervalMs ?? 1_000, logger) : undefined;
   let redrive: Promise<DeadLetterTarget | undefined> | undefined;
 
   /** The queue's dead-letter queue and receive limit, from its RedrivePolicy (read once). */
@@ -112,15 +117,15 @@ export function startConsumer(options: ConsumerOptions): Consumer {
 
   /** Never rejects: every failure is logged and the message left to SQS. */
   async function processMessage(message: Message): Promise<void> {
-    const startedMs = Date.now();
-    const extender = setInterval(
-      () => {
-        if (Date.now() - startedMs > maxHandlerMs) return;
-        changeVisibility(message, visibilityTimeoutSeconds).catch((err: unknown) =>
-          logger.warn('could not extend message visibility', { messageId: message.MessageId, error: err as Error }),
-        );
-      },
+    const startedMs = nowMs();
+    const extender = repeatEvery(
+      sleep,
       Math.max(500, (visibilityTimeoutSeconds * 1000) / 2),
+      async () => {
+        if (nowMs() - startedMs > maxHandlerMs) return;
+        await changeVisibility(message, visibilityTimeoutSeconds);
+      },
+      (err) => logger.warn('could not extend message visibility', { messageId: message.MessageId, error: err as Error }),
     );
     try {
       await runner.handleBody(message.Body ?? '');
@@ -128,7 +133,7 @@ export function startConsumer(options: ConsumerOptions): Consumer {
     } catch (err) {
       await onFailure(message, err);
     } finally {
-      clearInterval(extender);
+      await extender.stop();
     }
   }
 
@@ -182,7 +187,10 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       } catch (err) {
         if (stopping) break;
         logger.error('receive failed; retrying', { queueUrl, error: err as Error });
-        await sleep(RECEIVE_RETRY_MS, poll.signal);
+        // A stop aborts the pause too (and the loop then ends).
+        await sleep(RECEIVE_RETRY_MS, poll.signal).catch((e: unknown) => {
+          if (!poll.signal.aborted) throw e;
+        });
         continue;
       }
       for (const message of messages) {
@@ -201,16 +209,6 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       await Promise.all(inFlight);
     },
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
-  });
 }
 
 interface DeadLetterTarget {
@@ -236,9 +234,8 @@ function receiveCount(message: Message): number {
 }
 
 /** Asks about in-doubt transactions on a timer (one tick at a time); first finds the stored ones. */
-function startInquiry(inDoubt: InDoubtInquiry, intervalMs: number, logger: ParticipantLogger): { stop(): Promise<void> } {
+function startInquiry(sleep: Sleep, inDoubt: InDoubtInquiry, intervalMs: number, logger: ParticipantLogger): Repeating {
   let found = false;
-  let running: Promise<void> | undefined;
   const tick = async (): Promise<void> => {
     if (!found) {
       const { watched, cleaned } = await inDoubt.recoverStored();
@@ -247,18 +244,5 @@ function startInquiry(inDoubt: InDoubtInquiry, intervalMs: number, logger: Parti
     }
     await inDoubt.inquireDue(INQUIRIES_PER_TICK);
   };
-  const timer = setInterval(() => {
-    if (running) return;
-    running = tick()
-      .catch((err: unknown) => logger.warn('in-doubt inquiry tick failed', { error: err as Error }))
-      .finally(() => {
-        running = undefined;
-      });
-  }, Math.max(10, intervalMs));
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return repeatEvery(sleep, Math.max(10, intervalMs), tick, (err) => logger.warn('in-doubt inquiry tick failed', { error: err as Error }));
 }

@@ -72,7 +72,7 @@ export class InDoubtWatch {
   }
 
   /** No answer yet: ask again later, with capped exponential backoff and jitter. */
-  postpone(txId: string, nowMs: number, random: number = Math.random()): void {
+  postpone(txId: string, nowMs: number, random: number): void {
     const e = this.entries.get(txId);
     if (!e) return;
     e.asks++;
@@ -86,6 +86,8 @@ export interface InquiryPorts {
   /** The runner's handler: barrier, user code, ACK. */
   handle(message: ParticipantMessage): Promise<Outcome>;
   nowMs(): number;
+  /** Jitter for the backoff of unanswered questions. */
+  random(): number;
 }
 
 /**
@@ -127,14 +129,14 @@ export async function inquireDue(
         const answer = await inquire(ports, txId);
         if (answer === 'PENDING') {
           report.pending++;
-          watch.postpone(txId, ports.nowMs());
+          watch.postpone(txId, ports.nowMs(), ports.random());
         } else {
           // The ACK outcome, noted by the runner, has ended the watch.
           report.applied++;
         }
       } catch (err) {
         report.failed++;
-        watch.postpone(txId, ports.nowMs());
+        watch.postpone(txId, ports.nowMs(), ports.random());
         onError(txId, err);
       }
     }

@@ -1,9 +1,10 @@
 // Runs one participant message through the barrier and sends the reply (VOTE or ACK) to the
 // coordinator's reply queue. The consumer and the Lambda handler are thin loops around `handle`.
-import { randomUUID } from 'node:crypto';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { documentClient } from '../aws/document-client';
+import { SqsReplySender } from '../aws/reply-sender';
+import { systemClock, systemIds, systemRandom, systemSleep } from '../aws/system';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { BarrierBusyError, type BarrierPorts, type Outcome, renewClaim, runBarrier } from '../core/barrier';
 import {
@@ -18,11 +19,13 @@ import {
 } from '../core/messages';
 import { LOCK_LIMITS, type LockMode, type OwnerRef } from '../core/locks';
 import type { LockService } from '../locks/service';
+import type { BarrierStorePort, Clock, IdSource, RandomSource, ReplySender, Sleep } from '../core/ports';
 import { BarrierStore } from './barrier-store';
 import type { DecisionSource } from './decisions';
 import type { Participant } from './define';
 import { DEFAULT_INQUIRE_AFTER_MS, DEFAULT_INQUIRY_MAX_BACKOFF_MS, InDoubtWatch, type InquiryReport, inquire, inquireDue } from './inquiry';
 import type { DecisionAnswer } from '../core/recovery';
+import { type Repeating, repeatEvery } from './repeat';
 
 export type ParticipantLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
@@ -38,13 +41,25 @@ export const DEFAULT_CLEANUP_WINDOW_MS = 3_600_000;
 export const DEFAULT_BUSY_WAIT_MS = 10_000;
 const MAX_BUSY_POLL_MS = 1_000;
 
+/**
+ * How to build a runner. Its side effects come either as ports (`barrierStore`, `replies`, and
+ * `nowMs`, `newRunId`, `random`, `sleep`: what a simulation passes) or, for the AWS deployment, as
+ * the table and queue they are built on (`table` + `dynamodb`, `replyQueueUrl` + `sqs`); a port
+ * given wins over the AWS options for the same thing. Clock, ids, randomness and sleep default to
+ * the system's.
+ */
 export interface RunnerOptions {
   participant: Participant;
-  replyQueueUrl: string;
-  /** The participant's own table (partition key `pk`, type S), which holds its barrier records. */
-  table: string;
+  /** The coordinator's reply queue; not needed when `replies` is given. */
+  replyQueueUrl?: string;
+  /** The participant's own table (partition key `pk`, type S), which holds its barrier records; not needed when `barrierStore` is given. */
+  table?: string;
   sqs?: SQSClient;
   dynamodb?: DynamoDBClient;
+  /** The barrier records (default: a BarrierStore on `table`). */
+  barrierStore?: BarrierStorePort;
+  /** Where votes and acknowledgements go (default: an SqsReplySender on `replyQueueUrl`). */
+  replies?: ReplySender;
   logger?: ParticipantLogger;
   /** How long a crashed prepare run blocks duplicates; renewed every third of it while the run lives. */
   leaseMs?: number;
@@ -54,8 +69,12 @@ export interface RunnerOptions {
    * answers within milliseconds and does not spend the message's receive count towards its DLQ.
    */
   busyWaitMs?: number;
-  nowMs?: () => number;
-  newRunId?: () => string;
+  nowMs?: Clock;
+  newRunId?: IdSource;
+  /** Jitter of the in-doubt inquiry's backoff. */
+  random?: RandomSource;
+  /** Every wait: a duplicate's polling of a busy barrier, the heartbeats, the consumer's pauses. */
+  sleep?: Sleep;
   /**
    * The lock service behind `lock()` in prepare (see src/locks). Locks are owned by the transaction,
    * held for this service (scope), and released after its commit or abort.
@@ -120,13 +139,15 @@ export interface InDoubtInquiry {
 export { documentClient };
 
 export function createRunner(options: RunnerOptions): ParticipantRunner {
-  const { participant, replyQueueUrl } = options;
-  const sqs = options.sqs ?? new SQSClient({});
-  const store = new BarrierStore(documentClient(options.dynamodb), options.table, participant.service);
+  const { participant } = options;
+  const store = barrierStoreOf(options);
+  const replies = replySenderOf(options);
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
   const busyWaitMs = options.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
-  const nowMs = options.nowMs ?? (() => Date.now());
-  const newRunId = options.newRunId ?? (() => randomUUID());
+  const nowMs = options.nowMs ?? systemClock;
+  const newRunId = options.newRunId ?? systemIds;
+  const random = options.random ?? systemRandom;
+  const sleep = options.sleep ?? systemSleep;
   const locks = options.locks;
   const lockLeaseMs = options.lockLeaseMs ?? DEFAULT_LOCK_LEASE_MS;
   const scope = participant.service;
@@ -138,8 +159,7 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
 
   async function reply(message: ReplyMessage): Promise<void> {
     // Checked on the way out too: the coordinator would dead-letter a reply it cannot parse.
-    const body = JSON.stringify(replyMessage.parse(message));
-    await sqs.send(new SendMessageCommand({ QueueUrl: replyQueueUrl, MessageBody: body }));
+    await replies.send(replyMessage.parse(message));
   }
 
   async function handle(message: ParticipantMessage): Promise<Outcome> {
@@ -187,11 +207,11 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
         await releaseLocks();
       },
     };
-    const heartbeat = message.type === 'PREPARE' ? startHeartbeat(store, txId, runId, leaseMs, nowMs, options.logger) : undefined;
-    const lockHeartbeat = message.type === 'PREPARE' && locks ? startLockHeartbeat(locks, owner, scope, lockLeaseMs, options.logger) : undefined;
+    const heartbeat = message.type === 'PREPARE' ? startHeartbeat(sleep, store, txId, runId, leaseMs, nowMs, options.logger) : undefined;
+    const lockHeartbeat = message.type === 'PREPARE' && locks ? startLockHeartbeat(sleep, locks, owner, scope, lockLeaseMs, options.logger) : undefined;
     let outcome: Outcome;
     try {
-      outcome = await waitWhileBusy(() => runBarrier(message.type, message.operation, ports, { runId, leaseMs }), busyWaitMs);
+      outcome = await waitWhileBusy(sleep, () => runBarrier(message.type, message.operation, ports, { runId, leaseMs }), busyWaitMs);
     } finally {
       await heartbeat?.stop();
       await lockHeartbeat?.stop();
@@ -222,9 +242,9 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
           get watched() {
             return watch.size;
           },
-          inquire: (txId) => inquire({ participant: participant.service, decisions, handle, nowMs }, txId),
+          inquire: (txId) => inquire({ participant: participant.service, decisions, handle, nowMs, random }, txId),
           inquireDue: (max = 16) =>
-            inquireDue({ participant: participant.service, decisions, handle, nowMs }, watch, max, (txId, err) =>
+            inquireDue({ participant: participant.service, decisions, handle, nowMs, random }, watch, max, (txId, err) =>
               options.logger?.warn('in-doubt inquiry failed; asking again later', { txId, error: err as Error }),
             ),
           async recoverStored() {
@@ -264,8 +284,20 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
   };
 }
 
+function barrierStoreOf(options: RunnerOptions): BarrierStorePort {
+  if (options.barrierStore) return options.barrierStore;
+  if (!options.table) throw new Error(`participant ${options.participant.service}: RunnerOptions needs \`barrierStore\` or \`table\``);
+  return new BarrierStore(documentClient(options.dynamodb), options.table, options.participant.service);
+}
+
+function replySenderOf(options: RunnerOptions): ReplySender {
+  if (options.replies) return options.replies;
+  if (!options.replyQueueUrl) throw new Error(`participant ${options.participant.service}: RunnerOptions needs \`replies\` or \`replyQueueUrl\``);
+  return new SqsReplySender(options.replyQueueUrl, options.sqs);
+}
+
 /** Retries while another run owns the barrier, with doubling pauses; the wait is counted, not clocked. */
-async function waitWhileBusy(run: () => Promise<Outcome>, busyWaitMs: number): Promise<Outcome> {
+async function waitWhileBusy(sleep: Sleep, run: () => Promise<Outcome>, busyWaitMs: number): Promise<Outcome> {
   let waitedMs = 0;
   let pauseMs = 50;
   for (;;) {
@@ -274,40 +306,17 @@ async function waitWhileBusy(run: () => Promise<Outcome>, busyWaitMs: number): P
     } catch (err) {
       if (!(err instanceof BarrierBusyError) || waitedMs >= busyWaitMs) throw err;
       const ms = Math.max(1, Math.min(pauseMs, err.retryAfterMs, busyWaitMs - waitedMs));
-      await new Promise((resolve) => setTimeout(resolve, ms));
+      await sleep(ms);
       waitedMs += ms;
       pauseMs = Math.min(pauseMs * 2, MAX_BUSY_POLL_MS);
     }
   }
 }
 
-/**
- * Runs `task` every `periodMs` while a prepare runs, never two at once (a slow renewal delays the
- * next), logging rather than throwing a failure; stop() waits for the one in flight.
- */
-function repeatWhileRunning(periodMs: number, task: () => Promise<unknown>, onError: (err: unknown) => void): { stop(): Promise<void> } {
-  let stopped = false;
-  let inFlight: Promise<unknown> | undefined;
-  const timer = setInterval(() => {
-    if (stopped || inFlight) return;
-    inFlight = task()
-      .catch(onError)
-      .finally(() => {
-        inFlight = undefined;
-      });
-  }, Math.max(1, Math.floor(periodMs)));
-  return {
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await inFlight;
-    },
-  };
-}
-
 /** Renews the transaction's locks while its prepare runs (a long wait for one lock must not cost the others). */
-function startLockHeartbeat(locks: LockService, owner: OwnerRef, scope: string, leaseMs: number, logger: ParticipantLogger | undefined): { stop(): Promise<void> } {
-  return repeatWhileRunning(
+function startLockHeartbeat(sleep: Sleep, locks: LockService, owner: OwnerRef, scope: string, leaseMs: number, logger: ParticipantLogger | undefined): Repeating {
+  return repeatEvery(
+    sleep,
     leaseMs / 3,
     () => locks.renewAll(owner, scope, leaseMs),
     (err) => logger?.warn('lock lease renewal failed', { txId: owner.id, error: err as Error }),
@@ -316,14 +325,16 @@ function startLockHeartbeat(locks: LockService, owner: OwnerRef, scope: string, 
 
 /** Keeps a live prepare run's claim from expiring, so a duplicate waits instead of racing it. */
 function startHeartbeat(
-  store: BarrierStore,
+  sleep: Sleep,
+  store: BarrierStorePort,
   txId: string,
   runId: string,
   leaseMs: number,
   nowMs: () => number,
   logger: ParticipantLogger | undefined,
-): { stop(): Promise<void> } {
-  return repeatWhileRunning(
+): Repeating {
+  return repeatEvery(
+    sleep,
     leaseMs / 3,
     async () => {
       const stored = await store.read(txId);

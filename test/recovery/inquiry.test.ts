@@ -216,7 +216,8 @@ describe('messages that will not succeed', () => {
         expect.stringMatching(/^malformed: /),
       ]);
       expect(received.find((r) => r.reason.startsWith('failed'))?.count).toBe('2');
-      expect(await local.queueDepth(queueUrl)).toBe(0);
+      // The copy reaches the DLQ just before the original is deleted: wait for the delete.
+      await expect.poll(() => local.queueDepth(queueUrl), { timeout: 5_000 }).toBe(0);
       expect(logger.lines.some((l) => l.level === 'error' && l.message.includes('moved to the dead-letter queue'))).toBe(true);
     } finally {
       await consumer.stop();
