@@ -1,5 +1,6 @@
 // The coordinator's use cases: start a transaction, dispatch a phase, take a reply.
 // Decisions come from src/core; this module only sequences reads, conditional writes and sends.
+import { mutated } from './core/mutations';
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { type AckMessage, type ParticipantMessage, type ReplyMessage, type VoteMessage, parseMessage, replyMessage } from './core/messages';
@@ -159,7 +160,7 @@ export class Coordinator {
     // machine's Decide writes it directly): count each decision here, once per transaction.
     if (attempt === 1) this.countDecision(phase, record);
     const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
-    const recipients = phaseTwoRecipients(record, phase);
+    const recipients = mutated('phaseTwoGivesUp') && attempt > 2 ? [] : phaseTwoRecipients(record, phase);
     const messages = recipients.map((service) => this.message(phase, record, service, deadlineAt, attempt));
     await this.deps.queues.send(messages);
     this.metrics.count(METRIC.MessagesSent, recipients.length);
@@ -279,7 +280,7 @@ export class Coordinator {
     // A YES that was never recorded arrived after an abort decision (say, after the prepare
     // timeout): the participant holds resources for a transaction that will never commit.
     const aborting = record.status === 'ABORTING' || record.status === 'ABORTED';
-    if (aborting && message.vote === 'YES' && record.votes[message.participant] === undefined) {
+    if (aborting && message.vote === 'YES' && record.votes[message.participant] === undefined && !mutated('noAbortToSilent')) {
       await this.sendAbort(record.txId, message.participant);
     }
   }

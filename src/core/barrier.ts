@@ -19,6 +19,7 @@
 // before COMMITTED is written) or sold a second time (by a duplicate COMMIT that read PREPARED before).
 // Closing it needs a per-txId tombstone on the user's own item; the model test in
 // test/unit/barrier.test.ts checks that nothing else leaks or commits twice.
+import { mutated } from './mutations';
 import type { Vote } from './messages';
 
 export interface Claim {
@@ -196,6 +197,7 @@ export interface RunOptions {
 
 /** Runs one delivery to its outcome. Throws BarrierBusyError, ProtocolViolationError, or whatever a port throws. */
 export async function runBarrier(type: BarrierMessageType, operation: unknown, ports: BarrierPorts, options: RunOptions): Promise<Outcome> {
+  if (mutated('skipBarrier')) return withoutBarrier(type, operation, ports);
   // A PREPARE is almost always the first message for its transaction: start from "no record" and
   // let the conditional write find out otherwise, saving a read on the prepare path. Safe because
   // every write is conditional on the revision it assumes: a wrong guess is a stale read, which
@@ -231,4 +233,14 @@ export async function runBarrier(type: BarrierMessageType, operation: unknown, p
     }
   }
   throw new Error(`barrier for ${type} did not settle within ${maxSteps} steps (last state ${describe(stored.record)})`);
+}
+
+/** The planted bug `skipBarrier`: the user's handlers run on every delivery, in whatever order. */
+async function withoutBarrier(type: BarrierMessageType, operation: unknown, ports: BarrierPorts): Promise<Outcome> {
+  if (type === 'PREPARE') {
+    const { vote, reason } = await ports.prepare(operation);
+    return { kind: 'vote', vote, ...(reason === undefined ? {} : { reason }) };
+  }
+  await (type === 'COMMIT' ? ports.commit(operation) : ports.abort(operation));
+  return { kind: 'ack', phase: type };
 }

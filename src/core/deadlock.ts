@@ -3,6 +3,7 @@
 // Tarjan's strongly connected components, written with an explicit stack so that 10,000 waiting
 // transactions in one chain do not overflow the call stack; each cycle loses its youngest
 // transaction (the one that has done the least work and is least likely to be retried at once).
+import { mutated } from './mutations';
 import { type LockItem, parseOwnerKey } from './locks';
 
 export interface WaitEdge {
@@ -189,7 +190,7 @@ export function planResolution(graph: WaitForGraph, info: ReadonlyMap<string, No
       removed = cycle[0]!;
     } else {
       removed = youngest(candidates, info);
-      plan.resolutions.push({ cycle, edges, victim: removed });
+      plan.resolutions.push({ cycle, edges, victim: mutated('victimOutsideCycle') ? outsider(graph, cycle, info) ?? removed : removed });
     }
     work.push(...cyclicComponents(induced(sub, component.filter((v) => v !== removed))));
   }
@@ -203,4 +204,9 @@ export function youngest(candidates: readonly string[], info: ReadonlyMap<string
     const b = info.get(best)!.createdAt;
     return a > b || (a === b && v > best) ? v : best;
   });
+}
+
+/** The planted bug `victimOutsideCycle`: some abortable transaction of the graph that is not in the cycle. */
+function outsider(graph: WaitForGraph, cycle: readonly string[], info: ReadonlyMap<string, NodeInfo>): string | undefined {
+  return [...graph.adjacency.keys()].find((v) => !cycle.includes(v) && info.get(v)?.abortable === true);
 }

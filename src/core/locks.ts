@@ -13,6 +13,7 @@
 // - Every grant raises the resource's fencing token: max(previous + 1, nowMs). The clock floor keeps
 //   tokens rising even after TTL collected an idle item (its next token is still higher).
 // - A requester that must wait is recorded in `waiters` (owner key -> since): the wait-for edges.
+import { mutated } from './mutations';
 import { z } from 'zod';
 
 export type LockMode = 'S' | 'X';
@@ -197,7 +198,7 @@ function prune(item: LockItem, nowMs: number, verdicts: ReadonlyMap<string, Owne
   const takenOver: string[] = [];
   for (const [key, h] of Object.entries(item.owners)) {
     const expired = h.leaseUntilMs <= nowMs && key !== me;
-    const removable = expired && (parseOwnerKey(key).kind === 'owner' || verdicts.get(key) === 'removable');
+    const removable = expired && (parseOwnerKey(key).kind === 'owner' || verdicts.get(key) === 'removable' || mutated('leaseFreesPreparedLock'));
     if (removable) takenOver.push(key);
     else owners[key] = h;
   }

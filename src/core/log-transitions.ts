@@ -2,7 +2,8 @@
 // the condition it requires and what it writes, in the DSL of log-dsl.ts. The DynamoDB adapter
 // (src/aws/log-store.ts), the in-memory adapter (src/memory/log.ts) and the state machine's Decide
 // step (cdk/workflow.ts) all derive their writes from here: one truth per rule. Pure.
-import { type Condition, type Update, and, add, eq, exists, notExists, or, remove, set } from './log-dsl';
+import { type Condition, type Update, and, add, eq, exists, gt, notExists, or, remove, set } from './log-dsl';
+import { mutated } from './mutations';
 import type { IdempotencyRecord } from './ports';
 import { type AckEntry, type Outcome, PHASE_STATUS, type Phase, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry } from './transaction';
 
@@ -33,6 +34,8 @@ export const STATUS_GRAPH: Record<TxStatus, readonly TxStatus[]> = {
 
 /** `null`: no record before (create). */
 type Edge = readonly [TxStatus | null, TxStatus];
+/** The commit point's guard: exactly one decision, made while the transaction is still preparing. */
+const undecided = (): Condition => (mutated('decideWithoutPreparing') ? exists('status') : eq('status', 'PREPARING'));
 const same = (...statuses: TxStatus[]): Edge[] => statuses.map((s) => [s, s]);
 const OPEN = ['PREPARING', 'COMMITTING', 'ABORTING'] as const;
 
@@ -54,11 +57,23 @@ export const LOG_TRANSITIONS = {
     edges: [[null, 'PREPARING']],
     write: (record: TxRecord): PutWrite => ({ kind: 'put', condition: notExists('pk'), item: { ...record } }),
   },
-  /** A vote, once per participant, only while the transaction is still preparing. */
+  /**
+   * A vote, once per participant, only while the transaction is still preparing and only before its
+   * prepare deadline by the recording function's clock (the vote's `at`): a vote that comes later
+   * counts for nothing, however often anything was retried, and the deadline's abort follows.
+   */
   recordVote: {
     edges: same('PREPARING'),
     write: (participant: string, entry: VoteEntry) =>
-      update(and(eq('status', 'PREPARING'), notExists(['votes', participant])), set(['votes', participant], entry), set('updatedAt', entry.at)),
+      update(
+        and(
+          eq('status', 'PREPARING'),
+          notExists(['votes', participant]),
+          ...(mutated('voteAfterDeadline') ? [] : [gt('prepareDeadlineAt', Date.parse(entry.at))]),
+        ),
+        set(['votes', participant], entry),
+        set('updatedAt', entry.at),
+      ),
   },
   /** An acknowledgement, once per participant, only in the phase it acknowledges. */
   recordAck: {
@@ -83,7 +98,7 @@ export const LOG_TRANSITIONS = {
     ],
     write: <V = never>(a: DecideArgs<V>) =>
       update(
-        eq('status', 'PREPARING'),
+        undecided(),
         set('status', a.status),
         set('decision', a.outcome),
         set('decisionReason', a.reason),
@@ -100,7 +115,7 @@ export const LOG_TRANSITIONS = {
   decideAbort: {
     edges: [['PREPARING', 'ABORTING']],
     write: (reason: string, at: string) =>
-      update(eq('status', 'PREPARING'), set('status', 'ABORTING'), set('decision', 'ABORT'), set('decisionReason', reason), set('decidedAt', at), set('updatedAt', at)),
+      update(undecided(), set('status', 'ABORTING'), set('decision', 'ABORT'), set('decisionReason', reason), set('decidedAt', at), set('updatedAt', at)),
   },
   /**
    * The phase-two status becomes final, the record leaves the open index, and the TTL starts. A second

@@ -1,5 +1,6 @@
 // The coordinator's side of two-phase commit, as pure functions over the transaction log record.
 // No I/O and no clock: callers pass `now` in. Everything the Lambdas decide is decided here.
+import { mutated } from './mutations';
 import { z } from 'zod';
 import { resourceName } from './locks';
 import { serviceName, type Vote } from './messages';
@@ -244,7 +245,8 @@ export function tally(tx: Pick<TxRecord, 'participants' | 'votes'>): PrepareResu
     const reason = tx.votes[no.service]?.reason;
     return { outcome: 'ABORT', status: 'ABORTING', reason: `${no.service} voted NO${reason ? `: ${reason}` : ''}` };
   }
-  if (tx.participants.every((p) => tx.votes[p.service] !== undefined)) {
+  const allIn = mutated('commitWithoutEveryYes') ? tx.participants.some((p) => tx.votes[p.service] !== undefined) : tx.participants.every((p) => tx.votes[p.service] !== undefined);
+  if (allIn) {
     return { outcome: 'COMMIT', status: 'COMMITTING', reason: 'every participant voted YES' };
   }
   return undefined;
@@ -296,6 +298,7 @@ export function awaitingAck(tx: Pick<TxRecord, 'participants' | 'votes' | 'acks'
 export function phaseTwoRecipients(tx: Pick<TxRecord, 'participants' | 'votes' | 'acks'>, phase: 'COMMIT' | 'ABORT'): string[] {
   const waiting = awaitingAck(tx);
   if (phase === 'COMMIT') return waiting;
+  if (mutated('noAbortToSilent')) return waiting;
   const silent = tx.participants.map((p) => p.service).filter((s) => tx.votes[s] === undefined);
   return [...waiting, ...silent];
 }

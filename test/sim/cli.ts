@@ -1,27 +1,31 @@
-// `npm run sim -- [--seeds N] [--from N] [--mutation NAME] [--seed N --trace]`
-// Runs the deterministic simulation outside the test runner: many seeds, or one seed with its trace.
+// `npm run sim -- [--seeds N] [--from N] [--mutation NAME | --mutations] [--json] [--seed N --trace]`
+// Runs the simulation of the real product outside the test runner: many seeds, or one with its trace.
+// With --json the last line is one JSON object (seeds, violations, totals, each mutation's first
+// catching seed); the exit status is non-zero on any violation or uncaught mutation.
 import { parseArgs } from 'node:util';
-import { MUTATIONS, runSeeds, simulate, type Mutation } from '../../src/core/simulation';
+import { MUTATIONS, runSeed, runSeeds, type Mutation } from './run';
 
 const { values } = parseArgs({
   options: {
     seeds: { type: 'string', default: '10000' },
     from: { type: 'string', default: '1' },
     seed: { type: 'string' },
-    mutation: { type: 'string', default: 'none' },
-    trace: { type: 'boolean', default: false },
+    mutation: { type: 'string' },
     mutations: { type: 'boolean', default: false },
+    trace: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
   },
 });
 
-const mutation = values.mutation as Mutation;
-if (mutation !== 'none' && !(MUTATIONS as readonly string[]).includes(mutation)) {
-  console.error(`unknown mutation ${mutation}; known: ${MUTATIONS.join(', ')}`);
+const known = MUTATIONS as readonly string[];
+if (values.mutation !== undefined && !known.includes(values.mutation)) {
+  console.error(`unknown mutation ${values.mutation}; known: ${MUTATIONS.join(', ')}`);
   process.exit(2);
 }
+const mutation = values.mutation as Mutation | undefined;
 
 if (values.seed !== undefined) {
-  const run = simulate({ seed: Number(values.seed), mutation, trace: values.trace });
+  const run = await runSeed(Number(values.seed), mutation, values.trace);
   if (run.trace) for (const line of run.trace) console.log(line);
   console.log(JSON.stringify(run.stats));
   console.log(run.violations.length === 0 ? 'no violations' : `VIOLATIONS:\n  ${run.violations.join('\n  ')}`);
@@ -30,21 +34,49 @@ if (values.seed !== undefined) {
 
 const count = Number(values.seeds);
 const from = Number(values.from);
-const kinds: Mutation[] = values.mutations ? ['none', ...MUTATIONS] : [mutation];
-let failed = false;
-for (const kind of kinds) {
-  const started = performance.now();
-  const r = runSeeds({ from, count, mutation: kind, stopAtFirst: kind !== 'none' });
-  const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  const summary = `${r.seedsRun} seeds in ${seconds} s, ${r.transactions} transactions (${r.committed} committed, ${r.aborted} aborted), ${r.crashes} crashes, ${r.recoveries} recoveries, ${r.inquiries} inquiries, longest settle after heal ${r.maxSettledAfterHealMs} ms`;
-  if (kind === 'none') {
-    console.log(`[none] ${summary}`);
-    for (const f of r.failures.slice(0, 10)) console.log(`  seed ${f.seed}: ${f.violations.join('; ')}`);
-    failed ||= r.failures.length > 0;
-  } else {
-    console.log(`[${kind}] ${r.firstFailingSeed === undefined ? 'NOT CAUGHT' : `caught at seed ${r.firstFailingSeed}`} after ${summary}`);
-    if (r.failures[0]) console.log(`  ${r.failures[0].violations[0]}`);
-    failed ||= r.firstFailingSeed === undefined;
-  }
+const started = performance.now();
+const clean = mutation === undefined ? await runSeeds({ from, count, onSeed: progress(count) }) : undefined;
+const cleanSeconds = (performance.now() - started) / 1000;
+if (clean) {
+  console.log(
+    `[sim] ${clean.seedsRun} seeds in ${cleanSeconds.toFixed(1)} s (${(clean.seedsRun / cleanSeconds).toFixed(0)} seeds/s): ` +
+      `${clean.transactions} transactions (${clean.committed} committed, ${clean.aborted} aborted), ${clean.crashes} crashes, ` +
+      `${clean.freezes} freezes, ${clean.deadlocksResolved} deadlocks resolved, ${clean.events} events`,
+  );
+  for (const f of clean.failures.slice(0, 10)) console.log(`  seed ${f.seed} (replay: npm run sim -- --seed ${f.seed} --trace): ${f.violations.join('; ')}`);
+}
+
+const planted: Mutation[] = values.mutations ? [...MUTATIONS] : mutation ? [mutation] : [];
+const caught: { name: Mutation; caughtAtSeed: number | null; violation?: string }[] = [];
+for (const name of planted) {
+  const t0 = performance.now();
+  const r = await runSeeds({ from, count, mutation: name, stopAtFirst: true });
+  const first = r.failures[0];
+  caught.push({ name, caughtAtSeed: first?.seed ?? null, ...(first ? { violation: first.violations[0] } : {}) });
+  console.log(`[sim] ${name}: ${first ? `caught at seed ${first.seed}` : 'NOT CAUGHT'} (${r.seedsRun} seeds, ${((performance.now() - t0) / 1000).toFixed(1)} s)${first ? `: ${first.violations[0]}` : ''}`);
+}
+
+const failed = (clean?.failures.length ?? 0) > 0 || caught.some((c) => c.caughtAtSeed === null);
+if (values.json) {
+  console.log(
+    JSON.stringify({
+      seeds: count,
+      violations: clean?.failures.length ?? 0,
+      transactions: clean?.transactions ?? 0,
+      crashes: clean?.crashes ?? 0,
+      freezes: clean?.freezes ?? 0,
+      deadlocksResolved: clean?.deadlocksResolved ?? 0,
+      secondsClean: Number(cleanSeconds.toFixed(1)),
+      mutations: caught.map(({ name, caughtAtSeed }) => ({ name, caughtAtSeed })),
+    }),
+  );
 }
 process.exit(failed ? 1 : 0);
+
+function progress(total: number): (r: { seed: number }) => void {
+  let done = 0;
+  return () => {
+    done++;
+    if (total >= 1000 && done % 1000 === 0) console.error(`[sim] ${done}/${total} seeds`);
+  };
+}

@@ -1,0 +1,114 @@
+// The participants' user code in the simulation: services that lock several resources in the
+// order an operation lists them (so transactions deadlock), hold stock per transaction (txId-keyed,
+// idempotent, as the SDK asks of user code), and turn the hold into a sale on commit or give it back
+// on abort. Their data is in memory and survives crashes (it is the service's database); what each
+// handler does is written to a journal that the invariant checks read.
+import { z } from 'zod';
+import { defineParticipant, type Participant } from '../../src/participant/define';
+
+export const operationSchema = z.object({
+  /** Resources of this service, locked in this order. */
+  items: z.array(z.object({ resource: z.string(), amount: z.number().int().positive() })).min(1),
+  /** The service votes NO whatever its stock (a business refusal). */
+  refuse: z.boolean().optional(),
+});
+export type ModelOperation = z.infer<typeof operationSchema>;
+
+export interface Stock {
+  available: number;
+  /** txId -> amount held for it. */
+  holds: Map<string, number>;
+  sold: number;
+  /** txId -> amount sold to it (a second sale for one txId is an exactly-once violation). */
+  sales: Map<string, number>;
+  /** The highest fencing token a write carried; an older one is refused. */
+  token: number;
+}
+
+export type JournalEntry =
+  | { kind: 'prepare-start'; service: string; txId: string; at: number }
+  | { kind: 'prepared'; service: string; txId: string; vote: string; at: number }
+  | { kind: 'commit'; service: string; txId: string; at: number }
+  | { kind: 'abort'; service: string; txId: string; at: number }
+  | { kind: 'fence-refused'; service: string; txId: string; resource: string; token: number; seen: number; at: number };
+
+export interface ModelShop {
+  services: string[];
+  stock: Map<string, Stock>;
+  initial: Map<string, number>;
+  journal: JournalEntry[];
+  participants: Map<string, Participant>;
+}
+
+export function resourceKey(service: string, resource: string): string {
+  return `${service}/${resource}`;
+}
+
+export function createShop(services: string[], resourcesPerService: number, initialStock: number, now: () => number): ModelShop {
+  const stock = new Map<string, Stock>();
+  const initial = new Map<string, number>();
+  for (const service of services) {
+    for (let r = 0; r < resourcesPerService; r++) {
+      const key = resourceKey(service, `r${r}`);
+      stock.set(key, { available: initialStock, holds: new Map(), sold: 0, sales: new Map(), token: 0 });
+      initial.set(key, initialStock);
+    }
+  }
+  const shop: ModelShop = { services, stock, initial, journal: [], participants: new Map() };
+  for (const service of services) shop.participants.set(service, modelParticipant(shop, service, now));
+  return shop;
+}
+
+function modelParticipant(shop: ModelShop, service: string, now: () => number): Participant {
+  const get = (resource: string): Stock => {
+    const s = shop.stock.get(resourceKey(service, resource));
+    if (!s) throw new Error(`unknown resource ${service}/${resource}`);
+    return s;
+  };
+  return defineParticipant<ModelOperation>({
+    service,
+    operation: operationSchema,
+    async prepare({ txId, operation, lock }) {
+      shop.journal.push({ kind: 'prepare-start', service, txId, at: now() });
+      if (operation.refuse) return { vote: 'NO', reason: 'refused' };
+      for (const { resource, amount } of operation.items) {
+        if (!lock) throw new Error('the simulation gives every participant a lock service');
+        const grant = await lock(resourceKey(service, resource));
+        const stock = get(resource);
+        // Fencing: the write carries the grant's token; an older token than one seen is refused.
+        if (grant.token < stock.token) {
+          shop.journal.push({ kind: 'fence-refused', service, txId, resource, token: grant.token, seen: stock.token, at: now() });
+          return { vote: 'NO', reason: `stale fencing token ${grant.token} < ${stock.token}` };
+        }
+        stock.token = grant.token;
+        if (stock.holds.has(txId)) continue; // a re-run of this prepare: the hold is there
+        if (stock.available < amount) return { vote: 'NO', reason: `insufficient stock for ${resource}` };
+        stock.available -= amount;
+        stock.holds.set(txId, amount);
+      }
+      shop.journal.push({ kind: 'prepared', service, txId, vote: 'YES', at: now() });
+      return { vote: 'YES' };
+    },
+    async commit({ txId, operation }) {
+      shop.journal.push({ kind: 'commit', service, txId, at: now() });
+      for (const { resource } of operation.items) {
+        const stock = get(resource);
+        const held = stock.holds.get(txId);
+        if (held === undefined) continue;
+        stock.holds.delete(txId);
+        stock.sold += held;
+        stock.sales.set(txId, (stock.sales.get(txId) ?? 0) + held);
+      }
+    },
+    async abort({ txId, operation }) {
+      shop.journal.push({ kind: 'abort', service, txId, at: now() });
+      for (const { resource } of operation.items) {
+        const stock = get(resource);
+        const held = stock.holds.get(txId);
+        if (held === undefined) continue;
+        stock.holds.delete(txId);
+        stock.available += held;
+      }
+    },
+  });
+}

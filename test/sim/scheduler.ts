@@ -1,0 +1,278 @@
+// The simulation's scheduler: virtual time, one seeded random stream, and every process the
+// product runs as (a Lambda invocation, a participant's handler run, a sweep, a detector run).
+//
+// The product's code is real; what it awaits is not. Every call it makes through a port passes a
+// gate (`step`) before and after: the scheduler decides when the call's request and its answer
+// "arrive", so calls of different processes interleave in an order the seed chooses. A process can
+// crash at any gate (its promise chain is dropped: nothing after it runs, as when a Lambda's
+// container dies), freeze (its next gate opens much later: a long GC, a frozen container) and
+// time out (its host kills it at its deadline). Each host has its own clock skew.
+//
+// Determinism: there is no I/O; after each event the loop lets the microtask queue drain
+// (setImmediate runs only after it is empty), so the same seed runs the same interleaving.
+import { createRandom, type Random } from '../../src/core/random';
+
+export interface Host {
+  name: string;
+  /** Added to the virtual time to give this host's clock. */
+  skewMs: number;
+}
+
+export class Crashed extends Error {
+  constructor(readonly process: string) {
+    super(`${process} crashed`);
+    this.name = 'Crashed';
+  }
+}
+
+/** One running process. A dead one never gets past its next gate. */
+export class Proc {
+  dead = false;
+  finished = false;
+  /** Set when the process is frozen: its next gate opens no earlier than this (virtual ms). */
+  frozenUntil = 0;
+  /** Told once if the process dies (a crash or its host's timeout): what its caller sees instead of an answer. */
+  onDeath: (() => void) | undefined;
+  readonly started: number;
+  constructor(
+    readonly sim: Scheduler,
+    readonly id: number,
+    readonly name: string,
+    readonly host: Host,
+  ) {
+    this.started = sim.now;
+  }
+
+  /** This host's clock. */
+  readonly clock = (): number => this.sim.now + this.host.skewMs;
+  /** This host's sleep: resolves after `ms` of virtual time (unless the process dies meanwhile). */
+  readonly sleep = (ms: number, signal?: AbortSignal): Promise<void> => this.sim.sleep(this, ms, signal);
+}
+
+interface Event {
+  at: number;
+  seq: number;
+  run: () => void;
+}
+
+export interface Gates {
+  /** Upper bound of the one-way latency of a call, in virtual ms. */
+  latencyMs: number;
+  /** Chance that a process crashes at a gate. */
+  crash: number;
+  /** Chance that a process freezes at a gate, and for how long at most. */
+  freeze: number;
+  freezeMaxMs: number;
+}
+
+export class Scheduler {
+  now = 0;
+  readonly random: Random;
+  private readonly events: Event[] = [];
+  private seq = 0;
+  private procs = 0;
+  readonly trace: string[] | undefined;
+  gates: Gates = { latencyMs: 5, crash: 0, freeze: 0, freezeMaxMs: 0 };
+  counts = { events: 0, crashes: 0, freezes: 0 };
+  /** Called when a process dies, for whoever models what its death means (a Lambda error, a redelivery). */
+  readonly live = new Set<Proc>();
+
+  constructor(seed: number, trace = false) {
+    this.random = createRandom(seed);
+    this.trace = trace ? [] : undefined;
+  }
+
+  log(line: string): void {
+    this.trace?.push(`${String(this.now).padStart(8)} ${line}`);
+  }
+
+  /** Run `fn` at virtual time `at` (not before now). */
+  at(at: number, run: () => void): { cancel(): void } {
+    const event: Event = { at: Math.max(at, this.now), seq: this.seq++, run };
+    heapPush(this.events, event);
+    return { cancel: () => void (event.run = noop) };
+  }
+
+  after(ms: number, run: () => void): { cancel(): void } {
+    return this.at(this.now + ms, run);
+  }
+
+  spawn(name: string, host: Host): Proc {
+    const proc = new Proc(this, ++this.procs, name, host);
+    this.live.add(proc);
+    return proc;
+  }
+
+  /** Run `body` as a new process; resolves with its result, or never if it dies (use `onEnd`). */
+  run<T>(name: string, host: Host, body: (proc: Proc) => Promise<T>, onEnd?: (outcome: { ok: true; value: T } | { ok: false; error: unknown }) => void): Proc {
+    const proc = this.spawn(name, host);
+    this.log(`start ${proc.name}#${proc.id}`);
+    const finish = (outcome: { ok: true; value: T } | { ok: false; error: unknown }): void => {
+      if (proc.dead) return;
+      proc.finished = true;
+      this.live.delete(proc);
+      this.log(`end ${proc.name}#${proc.id} ${outcome.ok ? 'ok' : `error ${describeError(outcome.error)}`}`);
+      onEnd?.(outcome);
+    };
+    // Started from an event, never inline: the caller's own step finishes first.
+    this.after(0, () => {
+      body(proc).then(
+        (value) => finish({ ok: true, value }),
+        (error: unknown) => finish({ ok: false, error }),
+      );
+    });
+    return proc;
+  }
+
+  kill(proc: Proc, why: string): void {
+    if (proc.dead || proc.finished) return;
+    proc.dead = true;
+    this.live.delete(proc);
+    this.counts.crashes++;
+    this.log(`crash ${proc.name}#${proc.id}: ${why}`);
+    proc.onDeath?.();
+  }
+
+  /**
+   * A gate: the process's next step happens after a random latency, later if it is frozen, never
+   * if it is dead. Faults are drawn here, so every call of the product is a place where one can hit.
+   */
+  step(proc: Proc): Promise<void> {
+    if (proc.dead) return new Promise(noop);
+    if (proc.finished) throw new Error(`${proc.name}#${proc.id} used a port after it finished`);
+    const { latencyMs, crash, freeze, freezeMaxMs } = this.gates;
+    if (crash > 0 && this.random.chance(crash)) {
+      this.kill(proc, 'fault');
+      return new Promise(noop);
+    }
+    if (freeze > 0 && this.random.chance(freeze)) {
+      const ms = this.random.int(1, freezeMaxMs);
+      proc.frozenUntil = Math.max(proc.frozenUntil, this.now + ms);
+      this.counts.freezes++;
+      this.log(`freeze ${proc.name}#${proc.id} for ${ms} ms`);
+    }
+    const at = Math.max(this.now + this.random.int(0, latencyMs), proc.frozenUntil);
+    return new Promise((resolve) => {
+      this.at(at, () => {
+        if (!proc.dead) resolve();
+      });
+    });
+  }
+
+  sleep(proc: Proc, ms: number, signal?: AbortSignal): Promise<void> {
+    if (proc.dead) return new Promise(noop);
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason as Error);
+        return;
+      }
+      const timer = this.at(Math.max(this.now + Math.max(0, ms), proc.frozenUntil), () => {
+        signal?.removeEventListener('abort', onAbort);
+        if (!proc.dead) resolve();
+      });
+      const onAbort = (): void => {
+        timer.cancel();
+        // An aborted sleep settles on the next event, like a timer's callback would.
+        this.after(0, () => {
+          if (!proc.dead) reject(signal!.reason as Error);
+        });
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Run events until none is left or virtual time passes `untilMs`. Returns false if it stopped on time. */
+  async runUntil(untilMs: number, stop?: () => boolean): Promise<boolean> {
+    while (this.events.length > 0) {
+      if (stop?.()) return true;
+      const next = this.events[0]!;
+      if (next.at > untilMs) return false;
+      heapPop(this.events);
+      this.now = next.at;
+      this.counts.events++;
+      next.run();
+      await drainMicrotasks();
+    }
+    return true;
+  }
+
+  get pending(): number {
+    return this.events.length;
+  }
+}
+
+const noop = (): void => undefined;
+
+export function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+function drainMicrotasks(): Promise<void> {
+  // The simulation's one real timer: it only waits for the microtask queue to empty.
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+// A binary heap ordered by (at, seq): events at the same time run in the order they were scheduled.
+function before(a: Event, b: Event): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+function heapPush(heap: Event[], event: Event): void {
+  heap.push(event);
+  let i = heap.length - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (!before(heap[i]!, heap[parent]!)) break;
+    [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+    i = parent;
+  }
+}
+
+function heapPop(heap: Event[]): Event | undefined {
+  const top = heap[0];
+  const last = heap.pop();
+  if (heap.length > 0 && last) {
+    heap[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
+      if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
+      if (m === i) break;
+      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+      i = m;
+    }
+  }
+  return top;
+}
+
+/**
+ * Wrap a port so that every method call passes the process's gates: one before the call (the
+ * request travels), one after (the answer travels). A process that dies at either gate never sees
+ * the answer, though the call may have taken effect: exactly the ambiguity of a real network.
+ */
+export function gated<T extends object>(target: T, proc: Proc, label: string): T {
+  const sim = proc.sim;
+  return new Proxy(target, {
+    get(t, key, receiver) {
+      const value = Reflect.get(t, key, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      return async (...args: unknown[]) => {
+        await sim.step(proc);
+        if (sim.trace) sim.log(`${proc.name}#${proc.id} ${label}.${String(key)}(${traceArgs(args)})`);
+        const result = (await (value as (...a: unknown[]) => unknown).apply(t, args)) as unknown;
+        await sim.step(proc);
+        return result;
+      };
+    },
+  });
+}
+
+function traceArgs(args: unknown[]): string {
+  return args
+    .map((a) => (typeof a === 'string' ? a : typeof a === 'number' ? String(a) : JSON.stringify(a)))
+    .join(', ')
+    .slice(0, 300);
+}
