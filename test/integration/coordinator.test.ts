@@ -2,14 +2,16 @@
 // workflow recorded: which messages go out, and when the execution is woken, for each transition.
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type TxLog, documentClient } from '../../src/aws/log-store';
+import { TxLog, documentClient } from '../../src/aws/log-store';
 import type { ParticipantQueues } from '../../src/aws/queues';
 import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
 import type { ParticipantMessage } from '../../src/core/messages';
-import { coordinatorConfig, startLogTable, type LogFixture } from './fixture';
+import { startLocalAws, type LocalAws } from '../support/aws';
+import { coordinatorConfig } from '../support/fixtures';
 
-let fixture: LogFixture;
+let aws: LocalAws;
+let txTable: string;
 let client: DynamoDBClient;
 let log: TxLog;
 let sent: ParticipantMessage[];
@@ -23,12 +25,14 @@ let coordinator: Coordinator;
 const services = ['inventory', 'payment', 'shipping'];
 
 beforeAll(async () => {
-  fixture = await startLogTable();
-  ({ client, log } = fixture);
+  aws = await startLocalAws({ tables: ['log'] });
+  client = aws.dynamodb;
+  txTable = aws.tables.log;
+  log = new TxLog(documentClient(client), txTable);
 });
 
 afterAll(async () => {
-  await fixture?.stop();
+  await aws?.stop();
 });
 
 beforeEach(() => {
@@ -49,7 +53,7 @@ beforeEach(() => {
     },
   } as unknown as Workflow;
   coordinator = new Coordinator({
-    config: coordinatorConfig(services),
+    config: coordinatorConfig(txTable, services),
     log,
     queues,
     workflow,
@@ -76,7 +80,7 @@ async function decide(txId: string, status: 'COMMITTING' | 'ABORTING') {
   const { UpdateCommand } = await import('@aws-sdk/lib-dynamodb');
   await documentClient(client).send(
     new UpdateCommand({
-      TableName: 'log',
+      TableName: txTable,
       Key: { pk: txId },
       UpdateExpression: 'SET #s = :to, decision = :d',
       ConditionExpression: '#s = :p',

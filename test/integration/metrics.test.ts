@@ -4,24 +4,28 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type TxLog, documentClient } from '../../src/aws/log-store';
+import { TxLog, documentClient } from '../../src/aws/log-store';
 import type { ParticipantQueues } from '../../src/aws/queues';
 import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
-import { coordinatorConfig, startLogTable, type LogFixture } from './fixture';
+import { startLocalAws, type LocalAws } from '../support/aws';
+import { coordinatorConfig } from '../support/fixtures';
 import type { MetricName, MetricsPort } from '../../src/metrics';
 
-let fixture: LogFixture;
+let aws: LocalAws;
+let txTable: string;
 let client: DynamoDBClient;
 let log: TxLog;
 
 beforeAll(async () => {
-  fixture = await startLogTable();
-  ({ client, log } = fixture);
+  aws = await startLocalAws({ tables: ['log'] });
+  client = aws.dynamodb;
+  txTable = aws.tables.log;
+  log = new TxLog(documentClient(client), txTable);
 });
 
 afterAll(async () => {
-  await fixture?.stop();
+  await aws?.stop();
 });
 
 class RecordingMetrics implements MetricsPort {
@@ -47,7 +51,7 @@ function coordinatorWith(metrics: MetricsPort, clock: { now: number }) {
     signal: async (token: string) => !used.has(token) && used.add(token) !== undefined,
   } as unknown as Workflow;
   return new Coordinator({
-    config: coordinatorConfig(services),
+    config: coordinatorConfig(txTable, services),
     log,
     queues,
     workflow,
@@ -61,7 +65,7 @@ function coordinatorWith(metrics: MetricsPort, clock: { now: number }) {
 async function decide(txId: string, status: 'COMMITTING' | 'ABORTING', at: string) {
   await documentClient(client).send(
     new UpdateCommand({
-      TableName: 'log',
+      TableName: txTable,
       Key: { pk: txId },
       UpdateExpression: 'SET #s = :to, decision = :d, decidedAt = :at',
       ConditionExpression: '#s = :p',
