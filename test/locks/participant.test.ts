@@ -7,21 +7,22 @@ import { createDemoTables, demoParticipants, demoTableNames, demoViews, seedDemo
 import { skuLock } from '../../src/demo/inventory';
 import { type ParticipantRunner, createRunner, documentClient } from '../../src/participant/runner';
 import { PROTOCOL_VERSION } from '../../src/core/messages';
-import { type Local, memoryLogger, startLocal } from '../participant/local';
+import { type LocalAws, startLocalAws } from '../support/aws';
+import { memoryLogger } from '../support/fixtures';
 import { type LockEnv, lockEnvOn } from './local';
 
 const PREFIX = 'lockp-';
-let local: Local;
+let local: LocalAws;
 let env: LockEnv;
 let replyQueueUrl: string;
 let inventory: ParticipantRunner;
 
 beforeAll(async () => {
-  local = await startLocal();
+  local = await startLocalAws({ dynamodb: true, sqs: true });
   env = await lockEnvOn(local.dynamodb, 'p-locks', 'p-log');
   await createDemoTables(local.dynamodb, { prefix: PREFIX });
   await seedDemo(local.dynamodb, { prefix: PREFIX, skus: 5, stock: 10, accounts: 1, balance: 100 });
-  replyQueueUrl = await local.createQueue('lockp-replies');
+  replyQueueUrl = await local.scratchQueue('lockp-replies');
   const participants = demoParticipants(documentClient(local.dynamodb), PREFIX);
   inventory = createRunner({
     participant: participants.inventory,

@@ -56,13 +56,33 @@ export interface LocalAws {
   participantTable(name: string): Promise<string>;
   /** A queue of the test's own (not the app's): a fresh one per test keeps tests apart. */
   scratchQueue(name: string, attributes?: Partial<Record<QueueAttributeName, string>>): Promise<string>;
-  send(queueUrl: string, body: unknown): Promise<void>;
+  /** Sends `body` (JSON unless a string); answers the message id. */
+  send(queueUrl: string, body: unknown): Promise<string>;
   /** Reads and deletes what the queue holds now (or waits up to `waitSeconds` for the first message). */
   drain(queueUrl: string, waitSeconds?: number): Promise<string[]>;
   replies(queueUrl: string, waitSeconds?: number): Promise<ReplyMessage[]>;
   /** Visible + in flight. */
   queueDepth(queueUrl: string): Promise<number>;
+  /**
+   * Every ReceiveMessage on `queueUrl` through this client from now on, so a test can wait for a
+   * receive to have happened (a redelivery, a long poll in progress) instead of sleeping.
+   */
+  watchReceives(queueUrl: string): ReceiveLog;
   stop(): Promise<void>;
+}
+
+export interface Receive {
+  startedAtMs: number;
+  /** Undefined while the call is in flight. */
+  endedAtMs?: number;
+  messageIds: string[];
+}
+
+export interface ReceiveLog {
+  receives: Receive[];
+  /** How many receives returned `messageId`. */
+  deliveries(messageId: string): number;
+  stop(): void;
 }
 
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
@@ -209,7 +229,8 @@ function clientsHelpers(dynamodb: DynamoDBClient, sqs: SQSClient, stop: () => Pr
       return out.QueueUrl!;
     },
     async send(QueueUrl, body) {
-      await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: typeof body === 'string' ? body : JSON.stringify(body) }));
+      const out = await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: typeof body === 'string' ? body : JSON.stringify(body) }));
+      return out.MessageId!;
     },
     drain,
     async replies(queueUrl, waitSeconds = 0) {
@@ -221,9 +242,37 @@ function clientsHelpers(dynamodb: DynamoDBClient, sqs: SQSClient, stop: () => Pr
       );
       return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
     },
+    watchReceives(queueUrl) {
+      const receives: Receive[] = [];
+      const name = `watchReceives-${++watchers}`;
+      sqs.middlewareStack.add(
+        (next, context) => async (args) => {
+          const input = args.input as { QueueUrl?: string };
+          if (context.commandName !== 'ReceiveMessageCommand' || input.QueueUrl !== queueUrl) return next(args);
+          const receive: Receive = { startedAtMs: Date.now(), messageIds: [] };
+          receives.push(receive);
+          try {
+            const result = await next(args);
+            const output = result.output as { Messages?: { MessageId?: string }[] };
+            receive.messageIds = (output.Messages ?? []).map((m) => m.MessageId ?? '');
+            return result;
+          } finally {
+            receive.endedAtMs = Date.now();
+          }
+        },
+        { step: 'initialize', name },
+      );
+      return {
+        receives,
+        deliveries: (messageId) => receives.filter((r) => r.messageIds.includes(messageId)).length,
+        stop: () => void sqs.middlewareStack.remove(name),
+      };
+    },
     stop,
   };
 }
+
+let watchers = 0;
 
 /**
  * The synthesized app (`synthesize`, src/local/stack.ts) for `context`, cached on disk: a synth
