@@ -18,8 +18,8 @@ let replyQueueUrl: string;
 let inventory: ParticipantRunner;
 
 beforeAll(async () => {
-  local = await startLocalAws({ dynamodb: true, sqs: true });
-  env = await lockEnvOn(local.dynamodb, 'p-locks', 'p-log');
+  local = await startLocalAws({ sqs: true, tables: ['locks', 'log'] });
+  env = lockEnvOn(local);
   await createDemoTables(local.dynamodb, { prefix: PREFIX });
   await seedDemo(local.dynamodb, { prefix: PREFIX, skus: 5, stock: 10, accounts: 1, balance: 100 });
   replyQueueUrl = await local.scratchQueue('lockp-replies');
