@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   CreateQueueCommand,
@@ -24,7 +25,7 @@ import { LOCAL_ACCOUNT, LOCAL_REGION } from '../../src/local/aws-env';
 import { startDynamo } from '../../src/local/dynamodb';
 import { provision, type ProvisionTargets, type StackTemplate } from '../../src/local/provision';
 import { startSqs } from '../../src/local/sqs';
-import { REPO_ROOT, startLocalStack, synthesize, type LocalStack } from '../../src/local/stack';
+import type { LocalStack } from '../../src/local/stack';
 import type { CfnResource } from '../../src/local/template';
 import { referencedIds } from '../../src/local/template';
 
@@ -86,6 +87,7 @@ export interface ReceiveLog {
 }
 
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
  * Start the local AWS pieces a test needs. With `app`, the whole embedded stack (every resource
@@ -96,7 +98,10 @@ export async function startLocalAws(options: LocalAwsOptions & { app: true; port
 export async function startLocalAws(options: LocalAwsOptions): Promise<LocalAws>;
 export async function startLocalAws(options: LocalAwsOptions & { app?: true; port?: number }): Promise<LocalAws & { stack?: LocalStack }> {
   if (options.app) {
-    const stack = await startLocalStack({ port: options.port ?? 0, templates: appTemplates(options.context) });
+    // Imported here: the stack (and the CDK library under it) take seconds to load, which a test
+    // of the emulators alone, or a child process started many times, should not pay.
+    const { startLocalStack } = await import('../../src/local/stack');
+    const stack = await startLocalStack({ port: options.port ?? 0, templates: await appTemplates(options.context) });
     return { ...clientsHelpers(stack.dynamodb, stack.sqs, stack.stop), tables: { log: stack.outputs.txTable, locks: stack.outputs.lockTable }, queues: stack.outputs.queues, stack };
   }
   const stoppers: (() => Promise<void>)[] = [];
@@ -124,7 +129,7 @@ export async function startLocalAws(options: LocalAwsOptions & { app?: true; por
     const tables = {} as Record<AppTable, string>;
     const queues: Record<string, string> = {};
     if (wantsDynamo || wantsSqs) {
-      const wanted = appResources(appTemplates(options.context), options.tables ?? [], options.queues ?? []);
+      const wanted = appResources(await appTemplates(options.context), options.tables ?? [], options.queues ?? []);
       const result = await provision(wanted.stacks, emulatorsOnly(dynamodb, sqs));
       for (const [table, logicalId] of wanted.tables) tables[table] = result.tables.find((name) => name.endsWith(`-${logicalId}`))!;
       Object.assign(queues, result.queues);
@@ -279,13 +284,14 @@ let watchers = 0;
  * takes seconds and every test file that provisions needs one. The cache key covers what the
  * template is built from (cdk/, cdk.json, src/, the CDK library's version) and the context.
  */
-export function appTemplates(context: Record<string, unknown> = {}): StackTemplate[] {
+export async function appTemplates(context: Record<string, unknown> = {}): Promise<StackTemplate[]> {
   const file = path.join(tmpdir(), 'dtc-test-templates', `${templateKey(context)}.json`);
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as StackTemplate[];
   } catch {
     // Not cached yet (or a half-written file from a killed run): synthesize.
   }
+  const { synthesize } = await import('../../src/local/stack');
   const stacks = synthesize(context);
   mkdirSync(path.dirname(file), { recursive: true });
   // Write then rename, so a test file running in parallel never reads half a template.
