@@ -25,6 +25,8 @@ export interface LockEnv {
   setStatus(txId: string, status: TxStatus): Promise<void>;
   /** The commit decision as the state machine's Decide writes it: only from PREPARING. False if it lost. */
   decideCommit(txId: string): Promise<boolean>;
+  /** A participant's own table (see LocalAws). */
+  participantTable: LocalAws['participantTable'];
   stop(): Promise<void>;
 }
 
@@ -37,7 +39,7 @@ export async function startLockEnv(): Promise<LockEnv> {
 }
 
 /** The helpers over the lock and log tables of `aws` (started with `tables: ['locks', 'log']`). */
-export function lockEnvOn(aws: Pick<LocalAws, 'dynamodb' | 'tables'>): LockEnv {
+export function lockEnvOn(aws: Pick<LocalAws, 'dynamodb' | 'tables' | 'participantTable'>): LockEnv {
   const dynamodb = aws.dynamodb;
   const lockTable = aws.tables.locks;
   const txTable = aws.tables.log;
@@ -48,6 +50,7 @@ export function lockEnvOn(aws: Pick<LocalAws, 'dynamodb' | 'tables'>): LockEnv {
   const detector = new DeadlockDetector({ store, transactions });
   return {
     dynamodb,
+    participantTable: aws.participantTable,
     doc,
     store,
     log,

@@ -2,7 +2,6 @@
 // transaction log, fencing on the demo data, standalone owners, deadlocks resolved on demand, and
 // release of everything a transaction locked.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createTableAndWait } from '../../src/aws/tables';
 import { DemoTable } from '../../src/demo/records';
 import { INVENTORY_FIELDS, skuKey } from '../../src/demo/inventory';
 import { LeaseLostError, LockWaitTimeoutError, TransactionAbortedError } from '../../src/locks/service';
@@ -57,13 +56,7 @@ describe('a crashed lock owner', () => {
 
 describe('fencing on the demo data', () => {
   it('refuses the hold of an owner whose lease was taken over', async () => {
-    await createTableAndWait(env.dynamodb, {
-      TableName: 'fence-inventory',
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    });
-    const table = new DemoTable(env.doc, 'fence-inventory');
+    const table = new DemoTable(env.doc, await env.participantTable('fence-inventory'));
     await table.putIfAbsent({ pk: skuKey('f1'), sku: 'f1', available: 10, held: 0, sold: 0, holds: {} });
     const locks = env.service();
     const slow = await env.newTx('paused');
