@@ -1,6 +1,6 @@
 // The demo shop: four participant services on the SDK, each with its own table that holds both its
 // data and its barrier records. Tables, seed data, consumers and read-only views for tests and demos.
-import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
 import { waitForTable } from '../aws/tables';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { type DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
@@ -54,19 +54,25 @@ export function demoParticipants(doc: DynamoDBDocumentClient, prefix = '', inven
   };
 }
 
-/** Creates the four tables if missing (on-demand capacity, key `pk` S); safe to call again. */
+/**
+ * A participant's own table, which holds its data and its barrier records (see runner.ts): key `pk`
+ * (S), on-demand. The one definition the demo creates and the tests' participant tables use.
+ */
+export function participantTableInput(TableName: string): CreateTableCommandInput & { TableName: string } {
+  return {
+    TableName,
+    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    BillingMode: 'PAY_PER_REQUEST',
+  };
+}
+
+/** Creates the four tables if missing (participantTableInput); safe to call again. */
 export async function createDemoTables(dynamodb: DynamoDBClient, options: DemoTableOptions = {}): Promise<Record<DemoService, string>> {
   const names = demoTableNames(options.prefix);
   for (const TableName of Object.values(names)) {
     try {
-      await dynamodb.send(
-        new CreateTableCommand({
-          TableName,
-          AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-          KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-          BillingMode: 'PAY_PER_REQUEST',
-        }),
-      );
+      await dynamodb.send(new CreateTableCommand(participantTableInput(TableName)));
     } catch (err) {
       if (!(err instanceof ResourceInUseException)) throw err;
     }

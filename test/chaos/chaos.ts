@@ -14,6 +14,7 @@ import { demoViews, type DemoTotals } from '../../src/demo/shop';
 import { documentClient } from '../../src/participant/runner';
 import type { FaultInput } from '../../src/local/faults';
 import { spawnStack, type StackProcess } from '../../src/local/process';
+import { pause } from '../support/fixtures';
 
 export interface ChaosOptions {
   seed: number;
@@ -86,7 +87,6 @@ function orderRequest(o: Order, prepareSeconds: number) {
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const started = Date.now();
@@ -146,7 +146,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           if ((err as Error).message.startsWith(`order ${o.orderId}`)) throw err;
         }
       }
-      await sleep(200 + rng.int(0, 200));
+      await pause(200 + rng.int(0, 200));
     }
     throw new Error(`order ${o.orderId} was never accepted`);
   };
@@ -155,13 +155,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const t0 = Date.now();
   const submitting = Promise.all(
     orders.map(async (o, i) => {
-      await sleep((i * options.durationMs) / orders.length + rng.int(0, 100));
+      await pause((i * options.durationMs) / orders.length + rng.int(0, 100));
       await submit(o);
     }),
   );
   const killAt = Array.from({ length: options.kills }, () => rng.int(Math.floor(options.durationMs * 0.1), Math.floor(options.durationMs * 0.9))).sort((a, b) => a - b);
   for (const at of killAt) {
-    await sleep(Math.max(0, t0 + at - Date.now()));
+    await pause(Math.max(0, t0 + at - Date.now()));
     down = true;
     addFaults(stack);
     log(`[chaos] kill -9 stack ${lifetime} (pid ${stack.ready.pid}) at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -185,7 +185,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       settled = true;
       break;
     }
-    await sleep(1_000);
+    await pause(1_000);
   }
   const settleAfterHealMs = Date.now() - healedAt;
   addFaults(stack);

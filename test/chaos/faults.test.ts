@@ -5,11 +5,11 @@ import { ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand } fr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineParticipant } from '../../src/participant/define';
 import { InjectedCrash, installFaults, parseFaults } from '../../src/local/faults';
-import { type Local, startLocal } from '../participant/local';
+import { type LocalAws, startLocalAws } from '../support/aws';
 
-let local: Local;
+let local: LocalAws;
 beforeAll(async () => {
-  local = await startLocal();
+  local = await startLocalAws({ dynamodb: true, sqs: true });
 });
 afterAll(async () => {
   await local.stop();
@@ -27,7 +27,7 @@ async function countMessages(queueUrl: string): Promise<number> {
 
 describe('SQS message faults', () => {
   it('drops: the sender sees success, nothing is queued', async () => {
-    const queueUrl = await local.createQueue('faults-drop');
+    const queueUrl = await local.scratchQueue('faults-drop');
     const faults = installFaults({ seed: 1, 'sqs.drop': 1 });
     faults.enabled = true;
     const out = await local.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: 'lost' }));
@@ -39,7 +39,7 @@ describe('SQS message faults', () => {
   });
 
   it('duplicates', async () => {
-    const queueUrl = await local.createQueue('faults-dup');
+    const queueUrl = await local.scratchQueue('faults-dup');
     const faults = installFaults({ seed: 1, 'sqs.duplicate': 1 });
     faults.enabled = true;
     for (let i = 0; i < 3; i++) await local.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: `m${i}` }));
@@ -48,7 +48,7 @@ describe('SQS message faults', () => {
   });
 
   it('delays (and so reorders)', async () => {
-    const queueUrl = await local.createQueue('faults-delay');
+    const queueUrl = await local.scratchQueue('faults-delay');
     const faults = installFaults({ seed: 1, 'sqs.delay': 1, 'sqs.delayMaxSeconds': 1 });
     faults.enabled = true;
     await local.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: 'first' }));

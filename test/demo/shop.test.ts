@@ -4,22 +4,23 @@ import type { ParticipantMessage, ReplyMessage } from '../../src/core/messages';
 import { type ParticipantRunner, createRunner } from '../../src/participant/runner';
 import { DEMO_SERVICES, type DemoService, type DemoViews, createDemoTables, demoParticipants, demoTableNames, demoViews, seedDemo, startDemoShop } from '../../src/demo/shop';
 import { documentClient } from '../../src/participant/runner';
-import { type Local, memoryLogger, message, newTxId, startLocal } from '../participant/local';
+import { type LocalAws, startLocalAws } from '../support/aws';
+import { memoryLogger, message, newTxId } from '../support/fixtures';
 
 const PREFIX = 'shop-test-';
 const SEED = { skus: 10, stock: 1000, accounts: 5, balance: 100_000 };
 
-let local: Local;
+let local: LocalAws;
 let replyQueueUrl: string;
 let runners: Record<DemoService, ParticipantRunner>;
 let views: DemoViews;
 
 beforeAll(async () => {
-  local = await startLocal();
+  local = await startLocalAws({ dynamodb: true, sqs: true });
   await createDemoTables(local.dynamodb, { prefix: PREFIX });
   await createDemoTables(local.dynamodb, { prefix: PREFIX });
   await seedDemo(local.dynamodb, { prefix: PREFIX, ...SEED });
-  replyQueueUrl = await local.createQueue('demo-replies');
+  replyQueueUrl = await local.scratchQueue('demo-replies');
   const participants = demoParticipants(documentClient(local.dynamodb), PREFIX);
   const tables = demoTableNames(PREFIX);
   const runner = (s: DemoService) =>
@@ -188,8 +189,8 @@ describe('conservation', () => {
 describe('startDemoShop', () => {
   it('runs the four services from their queues until stopped', async () => {
     const queueUrls: Record<string, string> = {};
-    for (const s of DEMO_SERVICES) queueUrls[s] = await local.createQueue(`shop-${s}`);
-    const replies = await local.createQueue('shop-replies');
+    for (const s of DEMO_SERVICES) queueUrls[s] = await local.scratchQueue(`shop-${s}`);
+    const replies = await local.scratchQueue('shop-replies');
     const shop = startDemoShop({ queueUrls, replyQueueUrl: replies, prefix: PREFIX, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
     expect(shop.services).toEqual([...DEMO_SERVICES]);
     const txId = newTxId('shop');
@@ -218,7 +219,7 @@ describe('startDemoShop', () => {
   });
 
   it('starts only the services asked for that have a queue, and rejects unknown ones', async () => {
-    const shop = startDemoShop({ queueUrls: { payment: await local.createQueue('only-payment') }, replyQueueUrl, services: ['payment', 'order'], prefix: PREFIX, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
+    const shop = startDemoShop({ queueUrls: { payment: await local.scratchQueue('only-payment') }, replyQueueUrl, services: ['payment', 'order'], prefix: PREFIX, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
     expect(shop.services).toEqual(['payment']);
     await shop.stop();
     expect(() => startDemoShop({ queueUrls: {}, replyQueueUrl, services: ['warehouse'] })).toThrow(/unknown demo services: warehouse/);

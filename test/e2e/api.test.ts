@@ -3,6 +3,7 @@
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderBody, startHarness, type Harness } from './harness';
+import { pause } from '../support/fixtures';
 
 let h: Harness;
 
@@ -101,7 +102,7 @@ describe('GET /transactions', () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       ids.push(await h.startOrder({ items: [{ sku: 'sku-31', quantity: 1 }], account: 'acct-31', amount: 1 }));
-      await new Promise((r) => setTimeout(r, 5)); // distinct createdAt milliseconds
+      await pause(5); // distinct createdAt milliseconds
     }
     await Promise.all(ids.map((id) => h.waitForEnd(id)));
     const seen: string[] = [];

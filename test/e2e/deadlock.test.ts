@@ -3,7 +3,7 @@
 // detector (on demand, from the waiting side, and on its 1 s local schedule) aborts the youngest of
 // each cycle and wakes its execution. Also: the last unit of a SKU, locks a request declares for the
 // coordinator to take, and the standalone lock API.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DemoTable } from '../../src/demo/records';
 import { skuKey, skuLock } from '../../src/demo/inventory';
 import { documentClient } from '../../src/participant/runner';
@@ -30,18 +30,15 @@ async function inventory(sku: string) {
 
 /** Every lock is released: participants release after they acknowledge, so allow a few seconds. */
 async function expectNoLocksLeft(skus: string[], withinMs = 5_000) {
-  const until = Date.now() + withinMs;
-  for (const sku of skus) {
-    for (;;) {
-      const view = await h.demo.locks!.locks.inspect(skuLock(sku));
-      const state = { sku, owners: view?.owners ?? [], waiters: view?.waiters ?? [] };
-      if ((state.owners.length === 0 && state.waiters.length === 0) || Date.now() > until) {
-        expect(state).toEqual({ sku, owners: [], waiters: [] });
-        break;
+  await vi.waitFor(
+    async () => {
+      for (const sku of skus) {
+        const view = await h.demo.locks!.locks.inspect(skuLock(sku));
+        expect({ sku, owners: view?.owners ?? [], waiters: view?.waiters ?? [] }).toEqual({ sku, owners: [], waiters: [] });
       }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+    },
+    { timeout: withinMs, interval: 200 },
+  );
 }
 
 /** Start the orders together, wait for all, and check the one-victim-per-cycle outcome. */
@@ -128,7 +125,10 @@ describe('locks a request declares', () => {
     const started = await h.request('POST', '/transactions', body);
     expect(started.status).toBe(202);
     // The coordinator waits behind the standalone owner: no participant is asked to prepare yet.
-    await new Promise((r) => setTimeout(r, 1_500));
+    await vi.waitFor(async () => expect((await h.request('GET', path)).body.waiters.map((w: { owner: string }) => w.owner)).toEqual([started.body.txId]), {
+      timeout: 10_000,
+      interval: 100,
+    });
     const waiting = await h.request('GET', `/transactions/${started.body.txId}`);
     expect(waiting.body.status).toBe('PREPARING');
     expect(waiting.body.participants.every((p: { vote?: string }) => p.vote === undefined)).toBe(true);

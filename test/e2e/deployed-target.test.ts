@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalStack, type LocalStack } from '../../src/local/stack';
+import type { LocalStack } from '../../src/local/stack';
+import { startLocalAws } from '../support/aws';
 import { orderBody, type Harness } from './harness';
 import { startRemoteHarness } from './targets';
 
@@ -66,7 +67,7 @@ async function startEdge(targets: { dynamodb: string; sqs: string; api: string }
 }
 
 beforeAll(async () => {
-  stack = await startLocalStack({ port: 0, context: { participants: PARTICIPANTS } });
+  ({ stack } = await startLocalAws({ app: true, context: { participants: PARTICIPANTS } }));
   edge = await startEdge({ dynamodb: stack.outputs.endpoints.dynamodb, sqs: stack.outputs.endpoints.sqs, api: stack.outputs.apiUrl });
   dir = await mkdtemp(path.join(tmpdir(), 'dtc-outputs-'));
   const outputsFile = path.join(dir, 'cdk-outputs.json');

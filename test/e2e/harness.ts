@@ -6,7 +6,8 @@ import type { TxView } from '../../src/core/transaction';
 import { startDemo, type DemoLockOptions, type RunningDemo } from '../../src/local/demo-routes';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../src/local/aws-env';
 import { signedHeaders } from '../../src/local/sigv4';
-import { startLocalStack, type LocalStack } from '../../src/local/stack';
+import type { LocalStack } from '../../src/local/stack';
+import { startLocalAws } from '../support/aws';
 import { startRemoteHarness, targetFromEnv } from './targets';
 import { pollUntilEnded, queueDepths, waitForQuietQueues } from './polling';
 
@@ -54,7 +55,7 @@ export function orderBody(spec: OrderSpec, timeouts?: { prepareSeconds?: number;
 export async function startHarness(options: { context?: Record<string, unknown>; locks?: DemoLockOptions } = {}): Promise<Harness> {
   const target = targetFromEnv(process.env);
   if (target.kind !== 'embedded') return startRemoteHarness(target, options);
-  const stack = await startLocalStack({ port: 0, ...(options.context ? { context: options.context } : {}) });
+  const { stack } = await startLocalAws({ app: true, ...(options.context ? { context: options.context } : {}) });
   // The demo's SKU locks only where a test asks for them: orders on a ring of SKUs deadlock
   // (that is the point of test/e2e/deadlock.test.ts), which other tests do not expect.
   const demo = await startDemo(stack, { locks: options.locks ?? false });

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import vm from 'node:vm';
-import { expect, it } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { REPO_ROOT } from '../../src/local/stack';
 
 it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
@@ -26,8 +26,7 @@ it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   try {
     const outputsFile = path.join(home, 'outputs.json');
-    for (let i = 0; i < 600 && !existsSync(outputsFile); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(existsSync(outputsFile), output).toBe(true);
+    await vi.waitFor(() => expect(existsSync(outputsFile), output).toBe(true), { timeout: 60_000, interval: 100 });
     const outputs = JSON.parse(readFileSync(outputsFile, 'utf8'));
     expect(outputs.apiUrl).toBe(`http://127.0.0.1:${port}`);
     expect(Object.keys(outputs.participantQueues)).toEqual(['inventory', 'payment', 'shipping', 'order']);
@@ -37,12 +36,9 @@ it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
     const started = await fetch(`${outputs.apiUrl}/transactions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     expect(started.status).toBe(202);
     const { txId } = (await started.json()) as { txId: string };
-    let status = '';
-    for (let i = 0; i < 100 && status !== 'COMMITTED'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      status = ((await (await fetch(`${outputs.apiUrl}/transactions/${txId}`)).json()) as { status: string }).status;
-    }
-    expect(status).toBe('COMMITTED');
+    await expect
+      .poll(async () => ((await (await fetch(`${outputs.apiUrl}/transactions/${txId}`)).json()) as { status: string }).status, { timeout: 10_000, interval: 100 })
+      .toBe('COMMITTED');
     expect(await (await fetch(`${outputs.apiUrl}/demo/orders/o-1`)).json()).toEqual({ orderId: 'o-1', status: 'CONFIRMED' });
 
     const dashboard = await fetch(`${outputs.apiUrl}/dashboard`);

@@ -1,15 +1,19 @@
 // The coordinator's use cases against the real log store on dynalite, with the queues and the
 // workflow recorded: which messages go out, and when the execution is woken, for each transition.
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { TxLog } from '../../src/aws/log-store';
+import { TxLog, documentClient } from '../../src/aws/log-store';
 import { STATUS_PHASE } from '../../src/core/transaction';
 import type { ParticipantQueues } from '../../src/aws/queues';
 import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
 import type { ParticipantMessage } from '../../src/core/messages';
-import { coordinatorConfig, startLogTable, type LogFixture } from './fixture';
+import { startLocalAws, type LocalAws } from '../support/aws';
+import { coordinatorConfig } from '../support/fixtures';
 
-let fixture: LogFixture;
+let aws: LocalAws;
+let txTable: string;
+let client: DynamoDBClient;
 let log: TxLog;
 let sent: ParticipantMessage[];
 let signals: { token: string; output: unknown }[];
@@ -22,12 +26,14 @@ let coordinator: Coordinator;
 const services = ['inventory', 'payment', 'shipping'];
 
 beforeAll(async () => {
-  fixture = await startLogTable();
-  ({ log } = fixture);
+  aws = await startLocalAws({ tables: ['log'] });
+  client = aws.dynamodb;
+  txTable = aws.tables.log;
+  log = new TxLog(documentClient(client), txTable);
 });
 
 afterAll(async () => {
-  await fixture?.stop();
+  await aws?.stop();
 });
 
 beforeEach(() => {
@@ -48,7 +54,7 @@ beforeEach(() => {
     },
   } as unknown as Workflow;
   coordinator = new Coordinator({
-    config: coordinatorConfig(services),
+    config: coordinatorConfig(txTable, services),
     log,
     queues,
     workflow,

@@ -1,25 +1,31 @@
 // Business metrics: the coordinator counts each event once, where it happens (duplicates and
 // retries are not counted again); the Lambda adapter writes them as EMF in namespace Dtc with the
 // `service` dimension the alarms read, and stays silent when nothing was recorded.
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { TxLog } from '../../src/aws/log-store';
-import { STATUS_PHASE } from '../../src/core/transaction';
+import { TxLog, documentClient } from '../../src/aws/log-store';
 import type { ParticipantQueues } from '../../src/aws/queues';
 import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
-import { coordinatorConfig, startLogTable, type LogFixture } from './fixture';
+import { STATUS_PHASE } from '../../src/core/transaction';
+import { startLocalAws, type LocalAws } from '../support/aws';
+import { coordinatorConfig } from '../support/fixtures';
 import type { MetricName, MetricsPort } from '../../src/metrics';
 
-let fixture: LogFixture;
+let aws: LocalAws;
+let txTable: string;
+let client: DynamoDBClient;
 let log: TxLog;
 
 beforeAll(async () => {
-  fixture = await startLogTable();
-  ({ log } = fixture);
+  aws = await startLocalAws({ tables: ['log'] });
+  client = aws.dynamodb;
+  txTable = aws.tables.log;
+  log = new TxLog(documentClient(client), txTable);
 });
 
 afterAll(async () => {
-  await fixture?.stop();
+  await aws?.stop();
 });
 
 class RecordingMetrics implements MetricsPort {
@@ -45,7 +51,7 @@ function coordinatorWith(metrics: MetricsPort, clock: { now: number }) {
     signal: async (token: string) => !used.has(token) && used.add(token) !== undefined,
   } as unknown as Workflow;
   return new Coordinator({
-    config: coordinatorConfig(services),
+    config: coordinatorConfig(txTable, services),
     log,
     queues,
     workflow,

@@ -1,7 +1,6 @@
 // The embedded Step Functions, driven the way Lambda code drives AWS: through @aws-sdk/client-sfn
 // against listen(), with DynamoDB integrations against dynalite.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createTableAndWait } from '../../src/aws/tables';
 import {
   DescribeExecutionCommand,
   ListExecutionsCommand,
@@ -12,8 +11,9 @@ import {
   StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
 import { LocalStepFunctions } from '../../src/local/stepfunctions';
+import { type LocalAws, startLocalAws } from '../support/aws';
+import { pause } from '../support/fixtures';
 
 interface Invocation {
   fn: string;
@@ -24,7 +24,8 @@ const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 const invocations: Invocation[] = [];
 const failures = new Map<string, Error>();
 
-let dynamo: LocalDynamo;
+let aws: LocalAws;
+let txTable: string;
 let ddb: DynamoDBClient;
 let local: LocalStepFunctions;
 let sfn: SFNClient;
@@ -71,14 +72,9 @@ async function sdkError(promise: Promise<unknown>): Promise<string> {
 }
 
 beforeAll(async () => {
-  dynamo = await startDynamo();
-  ddb = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials });
-  await createTableAndWait(ddb, {
-    TableName: 'txlog',
-    KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
-    AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
-    BillingMode: 'PAY_PER_REQUEST',
-  });
+  aws = await startLocalAws({ tables: ['log'] });
+  ddb = aws.dynamodb;
+  txTable = aws.tables.log;
   local = new LocalStepFunctions({
     dynamodb: ddb,
     invokeLambda: async (fn, payload) => {
@@ -96,8 +92,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await local?.close();
   sfn?.destroy();
-  ddb?.destroy();
-  await dynamo?.stop();
+  await aws?.stop();
 });
 
 describe('task tokens', () => {
@@ -203,8 +198,11 @@ describe('task tokens', () => {
     const silent = await start(arn, { heartbeat: 1, tag: 'silent' });
     const [aliveToken] = await tokensFor('beating', 1);
     const [silentToken] = await tokensFor('silent', 1);
-    for (let i = 0; i < 4; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 400));
+    // Beat `alive` every 400 ms until `silent`, with the same 1 s heartbeat timeout, has timed out:
+    // from then on `alive` running is down to its heartbeats, not to a timer that has yet to fire.
+    for (let beats = 0; beats < 4 || local.describeExecution(silent).status === 'RUNNING'; beats++) {
+      if (beats >= 25) throw new Error('the silent task never timed out');
+      await pause(400);
       await sfn.send(new SendTaskHeartbeatCommand({ taskToken: aliveToken }));
     }
     expect(local.describeExecution(alive).status).toBe('RUNNING');
@@ -222,7 +220,7 @@ describe('task tokens', () => {
 
 describe('service integrations', () => {
   it('runs DynamoDB conditional writes, catches ConditionalCheckFailedException and writes $$.State.EnteredTime', async () => {
-    const key = { id: { 'S.$': '$.id' } };
+    const key = { pk: { 'S.$': '$.id' } };
     const arn = local.createStateMachine('dynamo', {
       StartAt: 'Log',
       States: {
@@ -230,9 +228,9 @@ describe('service integrations', () => {
           Type: 'Task',
           Resource: 'arn:aws:states:::dynamodb:putItem',
           Parameters: {
-            TableName: 'txlog',
-            Item: { id: { 'S.$': '$.id' }, status: { S: 'PREPARING' }, since: { 'S.$': '$$.State.EnteredTime' }, by: { 'S.$': '$$.State.Name' } },
-            ConditionExpression: 'attribute_not_exists(id)',
+            TableName: txTable,
+            Item: { pk: { 'S.$': '$.id' }, status: { S: 'PREPARING' }, since: { 'S.$': '$$.State.EnteredTime' }, by: { 'S.$': '$$.State.Name' } },
+            ConditionExpression: 'attribute_not_exists(pk)',
           },
           ResultPath: null,
           Next: 'Decide',
@@ -241,7 +239,7 @@ describe('service integrations', () => {
           Type: 'Task',
           Resource: 'arn:aws:states:::dynamodb:updateItem',
           Parameters: {
-            TableName: 'txlog',
+            TableName: txTable,
             Key: key,
             UpdateExpression: 'SET #s = :next',
             ConditionExpression: '#s = :expected',
@@ -254,7 +252,7 @@ describe('service integrations', () => {
         ReadDecision: {
           Type: 'Task',
           Resource: 'arn:aws:states:::dynamodb:getItem',
-          Parameters: { TableName: 'txlog', Key: key, ConsistentRead: true },
+          Parameters: { TableName: txTable, Key: key, ConsistentRead: true },
           ResultPath: '$.read',
           Next: 'Stamp',
         },
@@ -323,7 +321,7 @@ describe('service integrations', () => {
         StartAt: 'Notify',
         States: {
           Notify: { Type: 'Task', Resource: 'arn:aws:states:::sns:publish', Parameters: { TopicArn: 'arn:aws:sns:us-east-1:000000000000:t', Message: 'hi' }, Next: 'Store' },
-          Store: { Type: 'Task', Resource: 'arn:aws:states:::dynamodb:query', Parameters: { TableName: 'txlog' }, End: true },
+          Store: { Type: 'Task', Resource: 'arn:aws:states:::dynamodb:query', Parameters: { TableName: txTable }, End: true },
         },
       }),
     ).toThrow(/"Notify" \(arn:aws:states:::sns:publish\).*"Store"/);

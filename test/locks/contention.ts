@@ -5,7 +5,8 @@
 // file itself: test/locks/contention.test.ts runs a short version, `npm run test:contention` a long one.
 import type { LockMode } from '../../src/core/locks';
 import { LockWaitTimeoutError, TransactionAbortedError } from '../../src/locks/service';
-import { type LockEnv, sleep } from './local';
+import { pause } from '../support/fixtures';
+import type { LockEnv } from './local';
 
 export interface ContentionOptions {
   transactions: number;
@@ -85,13 +86,13 @@ export async function contentionRun(env: LockEnv, options: ContentionOptions): P
           report.violations.push(`monitor: ${(err as Error).message}`);
         }
       }
-      await sleep(20);
+      await pause(20);
     }
   })();
   const detectorLoop = (async () => {
     while (!stop) {
       await env.detector.run('schedule');
-      await sleep(500);
+      await pause(500);
     }
   })();
 
@@ -120,7 +121,7 @@ export async function contentionRun(env: LockEnv, options: ContentionOptions): P
           break;
         }
       }
-      if (ok) await sleep(2 + Math.floor(random() * 8)); // the "work" under the locks
+      if (ok) await pause(2 + Math.floor(random() * 8)); // the "work" under the locks
       for (const r of held) model.get(r)!.delete(txId);
       const decided = ok && (await env.decideCommit(txId));
       if (decided) report.committed++;

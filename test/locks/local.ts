@@ -1,15 +1,15 @@
-// The lock service on loopback DynamoDB (dynalite): a lock table shaped like cdk/locks.ts, a log
-// table, and helpers to create transactions in a given state. Not a test file itself.
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createTableAndWait } from '../../src/aws/tables';
+// The lock service on the app's lock and log tables (test/support/aws.ts), and helpers to create
+// transactions in a given state. Not a test file itself.
+import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { DEADLOCK_INDEX, LockStore, WAITING_INDEX } from '../../src/aws/lock-store';
+import { LockStore } from '../../src/aws/lock-store';
 import { TxLog, documentClient } from '../../src/aws/log-store';
 import { type TxStatus, newTransaction } from '../../src/core/transaction';
 import { DeadlockDetector } from '../../src/locks/detector';
 import { LockService, type LockServiceDeps } from '../../src/locks/service';
 import { Transactions } from '../../src/locks/transactions';
-import { startDynamo } from '../../src/local/dynamodb';
+import { type LocalAws, startLocalAws } from '../support/aws';
+import { pause } from '../support/fixtures';
 
 export interface LockEnv {
   dynamodb: DynamoDBClient;
@@ -25,61 +25,24 @@ export interface LockEnv {
   setStatus(txId: string, status: TxStatus): Promise<void>;
   /** The commit decision as the state machine's Decide writes it: only from PREPARING. False if it lost. */
   decideCommit(txId: string): Promise<boolean>;
+  /** A participant's own table (see LocalAws). */
+  participantTable: LocalAws['participantTable'];
   stop(): Promise<void>;
 }
 
 let counter = 0;
 
+/** Local DynamoDB with the app's lock and log tables (startLocalAws), and the helpers over them. */
 export async function startLockEnv(): Promise<LockEnv> {
-  const dynamo = await startDynamo();
-  const dynamodb = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
-  const env = await lockEnvOn(dynamodb, 'locks', 'log');
-  return {
-    ...env,
-    async stop() {
-      dynamodb.destroy();
-      await dynamo.stop();
-    },
-  };
+  const aws = await startLocalAws({ tables: ['locks', 'log'] });
+  return { ...lockEnvOn(aws), stop: aws.stop };
 }
 
-/** The lock and log tables on an existing DynamoDB (created here), and the helpers over them. */
-export async function lockEnvOn(dynamodb: DynamoDBClient, lockTable: string, txTable: string): Promise<LockEnv> {
-  await createTableAndWait(dynamodb, {
-    TableName: lockTable,
-    AttributeDefinitions: [
-      { AttributeName: 'resource', AttributeType: 'S' },
-      { AttributeName: 'waitPk', AttributeType: 'S' },
-      { AttributeName: 'deadlockPk', AttributeType: 'S' },
-      { AttributeName: 'createdAt', AttributeType: 'S' },
-    ],
-    KeySchema: [{ AttributeName: 'resource', KeyType: 'HASH' }],
-    GlobalSecondaryIndexes: [
-      {
-        IndexName: WAITING_INDEX,
-        KeySchema: [
-          { AttributeName: 'waitPk', KeyType: 'HASH' },
-          { AttributeName: 'resource', KeyType: 'RANGE' },
-        ],
-        Projection: { ProjectionType: 'ALL' },
-      },
-      {
-        IndexName: DEADLOCK_INDEX,
-        KeySchema: [
-          { AttributeName: 'deadlockPk', KeyType: 'HASH' },
-          { AttributeName: 'createdAt', KeyType: 'RANGE' },
-        ],
-        Projection: { ProjectionType: 'ALL' },
-      },
-    ],
-    BillingMode: 'PAY_PER_REQUEST',
-  });
-  await createTableAndWait(dynamodb, {
-    TableName: txTable,
-    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-    BillingMode: 'PAY_PER_REQUEST',
-  });
+/** The helpers over the lock and log tables of `aws` (started with `tables: ['locks', 'log']`). */
+export function lockEnvOn(aws: Pick<LocalAws, 'dynamodb' | 'tables' | 'participantTable'>): LockEnv {
+  const dynamodb = aws.dynamodb;
+  const lockTable = aws.tables.locks;
+  const txTable = aws.tables.log;
   const doc = documentClient(dynamodb);
   const store = new LockStore(doc, lockTable);
   const log = new TxLog(doc, txTable);
@@ -87,6 +50,7 @@ export async function lockEnvOn(dynamodb: DynamoDBClient, lockTable: string, txT
   const detector = new DeadlockDetector({ store, transactions });
   return {
     dynamodb,
+    participantTable: aws.participantTable,
     doc,
     store,
     log,
@@ -95,7 +59,7 @@ export async function lockEnvOn(dynamodb: DynamoDBClient, lockTable: string, txT
     service: (deps = {}) => new LockService({ store, transactions, detect: () => detector.run('on-demand'), detectAfterMs: 300, ...deps }),
     async newTx(label = 'tx', prepareSeconds = 60) {
       // Distinct creation times, so "youngest" is well defined.
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      await pause(2);
       const txId = `${label}-${String(++counter).padStart(6, '0')}`;
       const record = newTransaction({
         txId,
@@ -120,5 +84,3 @@ export async function lockEnvOn(dynamodb: DynamoDBClient, lockTable: string, txT
     },
   };
 }
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

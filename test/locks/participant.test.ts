@@ -2,26 +2,27 @@
 // locks are held from prepare through phase two (leases cover the undecided window), released
 // after commit or abort, and a lock that cannot be had is a NO vote that leaves nothing behind.
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDemoTables, demoParticipants, demoTableNames, demoViews, seedDemo } from '../../src/demo/shop';
 import { skuLock } from '../../src/demo/inventory';
 import { type ParticipantRunner, createRunner, documentClient } from '../../src/participant/runner';
 import { PROTOCOL_VERSION } from '../../src/core/messages';
-import { type Local, memoryLogger, startLocal } from '../participant/local';
+import { type LocalAws, startLocalAws } from '../support/aws';
+import { memoryLogger } from '../support/fixtures';
 import { type LockEnv, lockEnvOn } from './local';
 
 const PREFIX = 'lockp-';
-let local: Local;
+let local: LocalAws;
 let env: LockEnv;
 let replyQueueUrl: string;
 let inventory: ParticipantRunner;
 
 beforeAll(async () => {
-  local = await startLocal();
-  env = await lockEnvOn(local.dynamodb, 'p-locks', 'p-log');
+  local = await startLocalAws({ sqs: true, tables: ['locks', 'log'] });
+  env = lockEnvOn(local);
   await createDemoTables(local.dynamodb, { prefix: PREFIX });
   await seedDemo(local.dynamodb, { prefix: PREFIX, skus: 5, stock: 10, accounts: 1, balance: 100 });
-  replyQueueUrl = await local.createQueue('lockp-replies');
+  replyQueueUrl = await local.scratchQueue('lockp-replies');
   const participants = demoParticipants(documentClient(local.dynamodb), PREFIX);
   inventory = createRunner({
     participant: participants.inventory,
@@ -94,7 +95,8 @@ describe('lock() in prepare', () => {
     const tx = await env.newTx('victim');
     const started = Date.now();
     const pending = inventory.handle(msg('PREPARE', tx, Date.now() + 20_000, { items: [{ sku: 'sku-5', quantity: 1 }] }));
-    await new Promise((r) => setTimeout(r, 300));
+    // Abort only once it is waiting for the lock, so that the abort is what ends the wait.
+    await vi.waitFor(async () => expect(Object.keys((await env.store.get(skuLock('sku-5'))).waiters)).toEqual([`tx#${tx}`]), { timeout: 2_000, interval: 20 });
     await env.log.decideAbort(tx, 'chosen as a victim', new Date().toISOString());
     const outcome = await pending;
     expect(outcome).toMatchObject({ kind: 'vote', vote: 'NO' });

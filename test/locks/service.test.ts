@@ -1,12 +1,11 @@
 // The lock service and the detector on dynalite: crashed owners and lease takeover guarded by the
 // transaction log, fencing on the demo data, standalone owners, deadlocks resolved on demand, and
 // release of everything a transaction locked.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTableAndWait } from '../../src/aws/tables';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DemoTable } from '../../src/demo/records';
 import { INVENTORY_FIELDS, skuKey } from '../../src/demo/inventory';
 import { LeaseLostError, LockWaitTimeoutError, TransactionAbortedError } from '../../src/locks/service';
-import { type LockEnv, sleep, startLockEnv } from './local';
+import { type LockEnv, startLockEnv } from './local';
 
 let env: LockEnv;
 
@@ -57,13 +56,7 @@ describe('a crashed lock owner', () => {
 
 describe('fencing on the demo data', () => {
   it('refuses the hold of an owner whose lease was taken over', async () => {
-    await createTableAndWait(env.dynamodb, {
-      TableName: 'fence-inventory',
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    });
-    const table = new DemoTable(env.doc, 'fence-inventory');
+    const table = new DemoTable(env.doc, await env.participantTable('fence-inventory'));
     await table.putIfAbsent({ pk: skuKey('f1'), sku: 'f1', available: 10, held: 0, sold: 0, holds: {} });
     const locks = env.service();
     const slow = await env.newTx('paused');
@@ -82,14 +75,16 @@ describe('fencing on the demo data', () => {
 
 describe('standalone owners', () => {
   it('are exclusive until released or until their lease alone runs out; an expired owner cannot renew', async () => {
-    const locks = env.service();
+    // The lease runs out on an injected clock, not by waiting for it.
+    let nowMs = Date.now();
+    const locks = env.service({ nowMs: () => nowMs });
     const one = await locks.acquire({ resource: 'job/nightly', owner: owner('worker-1'), mode: 'X', scope: 'api', leaseMs: 1_000, waitMs: 0 });
     await expect(locks.acquire({ resource: 'job/nightly', owner: owner('worker-2'), mode: 'X', scope: 'api', leaseMs: 1_000, waitMs: 0 })).rejects.toBeInstanceOf(
       LockWaitTimeoutError,
     );
     const renewed = await locks.renew('job/nightly', owner('worker-1'), 1_000);
     expect(renewed.token).toBe(one.token);
-    await sleep(renewed.leaseUntilMs - Date.now() + 20);
+    nowMs = renewed.leaseUntilMs + 20;
     const two = await locks.acquire({ resource: 'job/nightly', owner: owner('worker-2'), mode: 'X', scope: 'api', leaseMs: 5_000, waitMs: 0 });
     expect(two.token).toBeGreaterThan(one.token);
     await expect(locks.renew('job/nightly', owner('worker-1'), 1_000)).rejects.toBeInstanceOf(LeaseLostError);
@@ -154,7 +149,13 @@ describe('deadlocks', () => {
         },
       ),
     );
-    await sleep(300);
+    // Every one of them waits for the next one's lock: the cycle is complete.
+    await vi.waitFor(
+      async () => {
+        for (const r of res) expect((await locks.inspect(r))?.waiters).toHaveLength(1);
+      },
+      { timeout: 2_000, interval: 20 },
+    );
     // The scheduled path: one run of the detector (this service has no on-demand detection).
     const report = await env.detector.run('schedule');
     expect(report.resolved).toHaveLength(1);

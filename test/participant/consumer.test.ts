@@ -1,12 +1,11 @@
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { startConsumer } from '../../src/participant/consumer';
 import { defineParticipant } from '../../src/participant/define';
 import { sqsHandler } from '../../src/participant/lambda';
-import { type Local, memoryLogger, message, newTxId, startLocal } from './local';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { type LocalAws, startLocalAws } from '../support/aws';
+import { memoryLogger, message, newTxId, pause } from '../support/fixtures';
 
 function counting() {
   const prepares: string[] = [];
@@ -16,7 +15,7 @@ function counting() {
     operation: z.object({ slowMs: z.number().int().nonnegative() }),
     async prepare({ txId, operation }) {
       prepares.push(txId);
-      await sleep(operation.slowMs);
+      await pause(operation.slowMs);
       return { vote: 'YES' };
     },
     async commit({ txId }) {
@@ -27,21 +26,12 @@ function counting() {
   return { participant, prepares, commits };
 }
 
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() - start > timeoutMs) return value;
-    await sleep(50);
-  }
-}
-
-let local: Local;
+let local: LocalAws;
 let table: string;
 
 beforeAll(async () => {
-  local = await startLocal();
-  table = await local.createTable('tester');
+  local = await startLocalAws({ dynamodb: true, sqs: true });
+  table = await local.participantTable('tester');
 });
 afterAll(async () => {
   await local.stop();
@@ -49,20 +39,31 @@ afterAll(async () => {
 
 describe('startConsumer', () => {
   it('processes PREPARE and COMMIT from a real queue, deletes them, and stops promptly mid long-poll', async () => {
-    const queueUrl = await local.createQueue('requests-1');
-    const replyQueueUrl = await local.createQueue('replies-1');
+    const queueUrl = await local.scratchQueue('requests-1');
+    const replyQueueUrl = await local.scratchQueue('replies-1');
     const t = counting();
+    const receives = local.watchReceives(queueUrl);
     const consumer = startConsumer({ participant: t.participant, queueUrl, replyQueueUrl, table, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
     const txIds = [newTxId(), newTxId(), newTxId()];
     for (const txId of txIds) await local.send(queueUrl, message('PREPARE', txId, 'tester', { slowMs: 0 }));
     const votes: string[] = [];
-    await until(async () => votes.push(...(await local.drain(replyQueueUrl))), () => votes.length >= 3);
-    for (const txId of txIds) await local.send(queueUrl, message('COMMIT', txId, 'tester'));
+    await vi.waitFor(async () => expect(votes.push(...(await local.drain(replyQueueUrl)))).toBeGreaterThanOrEqual(3), { timeout: 10_000, interval: 50 });
+    const commitIds: string[] = [];
+    for (const txId of txIds) commitIds.push(await local.send(queueUrl, message('COMMIT', txId, 'tester')));
     const acks: string[] = [];
-    await until(async () => acks.push(...(await local.drain(replyQueueUrl))), () => acks.length >= 3);
+    await vi.waitFor(async () => expect(acks.push(...(await local.drain(replyQueueUrl)))).toBeGreaterThanOrEqual(3), { timeout: 10_000, interval: 50 });
 
-    // The consumer is now parked in a 20 s long poll: stop must abort it, not wait it out.
-    await sleep(200);
+    // Once the consumer is parked in a 20 s long poll begun after the COMMITs came in, stop must abort it, not wait it out.
+    await vi.waitFor(
+      () => {
+        const delivered = receives.receives.filter((r) => r.messageIds.some((id) => commitIds.includes(id)));
+        expect(delivered.flatMap((r) => r.messageIds).filter((id) => commitIds.includes(id)).sort()).toEqual([...commitIds].sort());
+        const lastDeliveryMs = Math.max(...delivered.map((r) => r.endedAtMs!));
+        expect(receives.receives.some((r) => r.startedAtMs >= lastDeliveryMs && r.endedAtMs === undefined)).toBe(true);
+      },
+      { timeout: 5_000, interval: 20 },
+    );
+    receives.stop();
     const stopStarted = Date.now();
     await consumer.stop();
     expect(Date.now() - stopStarted).toBeLessThan(1_000);
@@ -74,8 +75,8 @@ describe('startConsumer', () => {
   });
 
   it('logs a malformed message, leaves it for the dead-letter queue, and keeps consuming', async () => {
-    const queueUrl = await local.createQueue('requests-2');
-    const replyQueueUrl = await local.createQueue('replies-2');
+    const queueUrl = await local.scratchQueue('requests-2');
+    const replyQueueUrl = await local.scratchQueue('replies-2');
     const logger = memoryLogger();
     const t = counting();
     const consumer = startConsumer({
@@ -93,7 +94,8 @@ describe('startConsumer', () => {
     await local.send(queueUrl, { v: 1, type: 'PREPARE', txId: 'short' });
     const txId = newTxId();
     await local.send(queueUrl, message('PREPARE', txId, 'tester', { slowMs: 0 }));
-    const replies = await until(() => local.drain(replyQueueUrl, 1), (r) => r.length > 0);
+    const replies: string[] = [];
+    await vi.waitFor(async () => expect(replies.push(...(await local.drain(replyQueueUrl, 1)))).toBeGreaterThan(0), { timeout: 10_000, interval: 50 });
     await consumer.stop();
 
     expect(replies.map((b) => JSON.parse(b))).toMatchObject([{ type: 'VOTE', txId, vote: 'YES' }]);
@@ -105,10 +107,11 @@ describe('startConsumer', () => {
   });
 
   it('extends the visibility of a slow message so that SQS does not redeliver it meanwhile', async () => {
-    const queueUrl = await local.createQueue('requests-3');
-    const replyQueueUrl = await local.createQueue('replies-3');
+    const queueUrl = await local.scratchQueue('requests-3');
+    const replyQueueUrl = await local.scratchQueue('replies-3');
     const t = counting();
     const logger = memoryLogger();
+    const receives = local.watchReceives(queueUrl);
     const consumer = startConsumer({
       participant: t.participant,
       queueUrl,
@@ -121,12 +124,21 @@ describe('startConsumer', () => {
       visibilityTimeoutSeconds: 1,
     });
     const txId = newTxId();
-    await local.send(queueUrl, message('PREPARE', txId, 'tester', { slowMs: 2_500 }));
-    await until(() => local.queueDepth(queueUrl), (depth) => depth === 0);
-    // Long enough for a redelivery (1 s visibility) to have produced a second vote.
-    await sleep(1_500);
+    const messageId = await local.send(queueUrl, message('PREPARE', txId, 'tester', { slowMs: 2_500 }));
+    await vi.waitFor(() => expect(receives.deliveries(messageId)).toBe(1), { timeout: 5_000, interval: 20 });
+    const firstReceivedAtMs = receives.receives.find((r) => r.messageIds.includes(messageId))!.endedAtMs!;
+    await vi.waitFor(async () => expect(await local.queueDepth(queueUrl)).toBe(0), { timeout: 10_000, interval: 50 });
+    // Without the extension, a receive that began after the 1 s visibility lapsed would have had the
+    // message again: wait for such receives to have completed (while the slow prepare still ran, and
+    // after), then check that none did.
+    await vi.waitFor(
+      () => expect(receives.receives.filter((r) => r.startedAtMs > firstReceivedAtMs + 1_000 && r.endedAtMs !== undefined).length).toBeGreaterThanOrEqual(2),
+      { timeout: 10_000, interval: 50 },
+    );
+    receives.stop();
     await consumer.stop();
 
+    expect(receives.deliveries(messageId)).toBe(1);
     expect(t.prepares).toEqual([txId]);
     expect(await local.drain(replyQueueUrl)).toHaveLength(1);
     expect(logger.lines.filter((l) => l.level !== 'info')).toEqual([]);
@@ -135,7 +147,7 @@ describe('startConsumer', () => {
 
 describe('sqsHandler', () => {
   it('reports only the failed records of a batch and replies for the rest', async () => {
-    const replyQueueUrl = await local.createQueue('replies-4');
+    const replyQueueUrl = await local.scratchQueue('replies-4');
     const t = counting();
     const logger = memoryLogger();
     const handler = sqsHandler({ participant: t.participant, replyQueueUrl, table, sqs: local.sqs, dynamodb: local.dynamodb, logger });

@@ -1,14 +1,13 @@
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { ABORTED_REASON, BarrierBusyError, ProtocolViolationError } from '../../src/core/barrier';
 import type { Vote } from '../../src/core/messages';
 import { barrierKey } from '../../src/participant/barrier-store';
 import { defineParticipant } from '../../src/participant/define';
 import { MalformedMessageError, createRunner, documentClient } from '../../src/participant/runner';
-import { type Local, memoryLogger, message, newTxId, startLocal } from './local';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { type LocalAws, startLocalAws } from '../support/aws';
+import { memoryLogger, message, newTxId, pause } from '../support/fixtures';
 
 /** A participant whose effect is a hold per txId, kept in memory so tests can see every call. */
 function recorder(options: { failFirstPrepareAfterEffect?: boolean } = {}) {
@@ -21,7 +20,7 @@ function recorder(options: { failFirstPrepareAfterEffect?: boolean } = {}) {
     operation: z.object({ vote: z.enum(['YES', 'NO', 'READ_ONLY']), slowMs: z.number().int().optional() }),
     async prepare({ txId, operation }) {
       calls.push(`prepare:${txId}`);
-      if (operation.slowMs) await sleep(operation.slowMs);
+      if (operation.slowMs) await pause(operation.slowMs);
       if (operation.vote !== 'READ_ONLY') held.add(txId);
       if (failNext) {
         failNext = false;
@@ -41,14 +40,14 @@ function recorder(options: { failFirstPrepareAfterEffect?: boolean } = {}) {
   return { participant, calls, held, committed };
 }
 
-let local: Local;
+let local: LocalAws;
 let table: string;
 let replyQueueUrl: string;
 
 beforeAll(async () => {
-  local = await startLocal();
-  table = await local.createTable('tester');
-  replyQueueUrl = await local.createQueue('replies');
+  local = await startLocalAws({ dynamodb: true, queues: ['dtc-replies'] });
+  table = await local.participantTable('tester');
+  replyQueueUrl = local.queues['dtc-replies']!;
 });
 afterAll(async () => {
   await local.stop();
@@ -158,8 +157,19 @@ describe('runner', () => {
     const r = recorder();
     const runner = runnerFor(r.participant, { leaseMs: 300, busyWaitMs: 0 });
     const txId = newTxId();
+    const startedMs = Date.now();
     const slow = runner.handle(yes(txId, 'YES', 1_500));
-    await sleep(900);
+    // Past the first lease, the claim still holds: it was renewed, so the duplicate must wait.
+    await vi.waitFor(
+      async () => {
+        const record = await barrier(txId);
+        const nowMs = Date.now();
+        expect(nowMs).toBeGreaterThan(startedMs + 300);
+        expect(record).toMatchObject({ state: 'PREPARING', claimUntilMs: expect.any(Number) });
+        expect(record!.claimUntilMs).toBeGreaterThan(nowMs);
+      },
+      { timeout: 1_000, interval: 20 },
+    );
     await expect(runner.handle(yes(txId))).rejects.toBeInstanceOf(BarrierBusyError);
     await slow;
     expect(r.calls).toEqual([`prepare:${txId}`]);
@@ -191,7 +201,7 @@ describe('runner', () => {
     const runner = runnerFor(r.participant);
     const txId = newTxId();
     const prepare = runner.handle(yes(txId, 'YES', 600));
-    await sleep(150);
+    await vi.waitFor(() => expect(r.calls).toContain(`prepare:${txId}`), { timeout: 500, interval: 10 });
     await runner.handle(message('ABORT', txId, 'tester'));
     await prepare;
 

@@ -3,17 +3,17 @@
 // their reason. On loopback DynamoDB and SQS; the coordinator is a stub or a log table.
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
+import type { ReplyMessage } from '../../src/core/messages';
 import type { DecisionAnswer } from '../../src/core/recovery';
 import { BarrierStore } from '../../src/participant/barrier-store';
 import { startConsumer } from '../../src/participant/consumer';
 import { apiDecisions, logTableDecisions, type DecisionSource } from '../../src/participant/decisions';
 import { defineParticipant } from '../../src/participant/define';
 import { createRunner, documentClient } from '../../src/participant/runner';
-import { type Local, memoryLogger, message, newTxId, startLocal } from '../participant/local';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { type LocalAws, startLocalAws } from '../support/aws';
+import { memoryLogger, message, newTxId } from '../support/fixtures';
 
 function recorder() {
   const calls: string[] = [];
@@ -49,14 +49,14 @@ function stubDecisions(): DecisionSource & { answers: Map<string, DecisionAnswer
   };
 }
 
-let local: Local;
+let local: LocalAws;
 let table: string;
 let replyQueueUrl: string;
 
 beforeAll(async () => {
-  local = await startLocal();
-  table = await local.createTable('inquirer');
-  replyQueueUrl = await local.createQueue('inquiry-replies');
+  local = await startLocalAws({ sqs: true, tables: ['log'], queues: ['dtc-replies'] });
+  table = await local.participantTable('inquirer');
+  replyQueueUrl = local.queues['dtc-replies']!;
 });
 afterAll(async () => {
   await local.stop();
@@ -93,7 +93,7 @@ describe('a participant in doubt', () => {
 
   it('applies ABORT when the log has no record (presumed abort), reading the log table', async () => {
     const { participant, calls } = recorder();
-    const logTable = await local.createTable('coordinator-log');
+    const logTable = local.tables.log;
     const decisions = logTableDecisions({ table: logTable, dynamodb: local.dynamodb });
     const runner = createRunner({ participant, replyQueueUrl, table, sqs: local.sqs, dynamodb: local.dynamodb, decisions });
     const txId = newTxId('nolog');
@@ -155,7 +155,7 @@ describe('a participant in doubt', () => {
   it('as a consumer, settles a YES vote whose COMMIT never arrives', async () => {
     const { participant, calls } = recorder();
     const decisions = stubDecisions();
-    const queueUrl = await local.createQueue('inquiry-requests');
+    const queueUrl = await local.scratchQueue('inquiry-requests');
     const consumer = startConsumer({
       participant,
       queueUrl,
@@ -173,8 +173,7 @@ describe('a participant in doubt', () => {
       const txId = newTxId('consumer');
       decisions.answers.set(txId, 'COMMIT');
       await local.send(queueUrl, { ...message('PREPARE', txId, 'tester', {}), deadlineAt: Date.now() });
-      const until = Date.now() + 10_000;
-      while (!calls.includes(`commit:${txId}`) && Date.now() < until) await sleep(50);
+      await vi.waitFor(() => expect(calls).toContain(`commit:${txId}`), { timeout: 10_000, interval: 50 });
       // (Its restart scan also re-ran the cut-short aborts earlier tests left in this table.)
       expect(calls.filter((c) => c.endsWith(txId))).toEqual([`prepare:${txId}`, `commit:${txId}`]);
       expect(decisions.asked).toContain(txId);
@@ -201,7 +200,15 @@ describe('messages that will not succeed', () => {
       await local.send(queueUrl, '{"v":1,"type":"GOSSIP"}');
       // Prepared, then a COMMIT whose handler throws every time: dead-lettered on its last receive.
       await local.send(queueUrl, message('PREPARE', failing, 'tester', { fail: true }));
-      await sleep(500);
+      // The COMMIT only once the YES vote is out (the barrier holds the prepare).
+      const replies: ReplyMessage[] = [];
+      await vi.waitFor(
+        async () => {
+          replies.push(...(await local.replies(replyQueueUrl)));
+          expect(replies).toContainEqual(expect.objectContaining({ type: 'VOTE', txId: failing, vote: 'YES' }));
+        },
+        { timeout: 10_000, interval: 50 },
+      );
       await local.send(queueUrl, message('COMMIT', failing, 'tester'));
       const received: { body: string; reason: string; count: string }[] = [];
       const until = Date.now() + 15_000;

@@ -4,7 +4,7 @@
 // each test runs the sweeper itself, at the moment it chooses. `silent` has a queue and no
 // consumer: the test answers for it on the reply queue.
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { handler as sweeperHandler } from '../../lambdas/sweeper';
 import { TxLog, documentClient } from '../../src/aws/log-store';
 import { Workflow, executionArn } from '../../src/aws/workflow';
@@ -26,17 +26,31 @@ afterAll(async () => {
   await h?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 async function until(what: string, check: (r: TxRecord) => boolean, txId: string, timeoutMs = 15_000): Promise<TxRecord> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const record = await log.get(txId);
-    if (record && check(record)) return record;
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms: ${JSON.stringify(record)}`);
-    await sleep(50);
-  }
+  return vi.waitFor(
+    async () => {
+      const record = await log.get(txId);
+      if (!record || !check(record)) throw new Error(`${what} not reached within ${timeoutMs} ms: ${JSON.stringify(record)}`);
+      return record;
+    },
+    { timeout: timeoutMs, interval: 50 },
+  );
 }
+
+/** The sweeper as scheduled, run until it has resumed something (the transaction the test stopped goes stale 1 s after its last write). */
+async function sweepUntilResumed(): Promise<Awaited<ReturnType<typeof sweeperHandler>>> {
+  return vi.waitFor(
+    async () => {
+      const result = await sweeperHandler({});
+      expect(result.resumed).toBeGreaterThanOrEqual(1);
+      return result;
+    },
+    { timeout: 10_000, interval: 100 },
+  );
+}
+
+/** A sweep on a clock `aheadMs` ahead, so that what was written just now is already stale. */
+const sweepAhead = (aheadMs: number) => sweep({ log, workflow: new Workflow(), now: () => Date.now() + aheadMs }, { stateMachineArn: h.stack.outputs.stateMachineArn, staleMs: 1_000 });
 
 async function startWithSilent(sku: string, timeouts: { prepareSeconds: number; commitSeconds: number }): Promise<string> {
   const res = await h.request('POST', '/transactions', {
@@ -60,9 +74,8 @@ describe('the recovery sweeper', () => {
     await reply({ type: 'VOTE', txId, vote: 'YES' });
     await until('inventory acknowledged COMMIT', (r) => r.status === 'COMMITTING' && r.acks.inventory !== undefined, txId);
     stop(txId);
-    await sleep(1_100);
 
-    const result = await sweeperHandler({});
+    const result = await sweepUntilResumed();
     expect(result.resumed).toBeGreaterThanOrEqual(1);
     const resumed = await log.get(txId);
     expect(resumed).toMatchObject({ executionName: `${txId}-r1`, recoveries: 1, status: 'COMMITTING' });
@@ -99,9 +112,10 @@ describe('the recovery sweeper', () => {
     await until('inventory voted', (r) => r.votes.inventory?.vote === 'YES', txId);
     stop(txId);
     const record = await log.get(txId);
-    await sleep(Math.max(0, record!.prepareDeadlineAt - Date.now()) + 1_100);
+    // The sweeper must first see it past its prepare deadline (and stale): a condition on the clock.
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(record!.prepareDeadlineAt + 1_100), { timeout: 10_000, interval: 50 });
 
-    const result = await sweeperHandler({});
+    const result = await sweepUntilResumed();
     expect(result.resumed).toBeGreaterThanOrEqual(1);
     const aborted = await log.get(txId);
     expect(aborted).toMatchObject({ status: 'ABORTING', decision: 'ABORT', executionName: `${txId}-r1` });
@@ -117,11 +131,8 @@ describe('the recovery sweeper', () => {
     const txId = await startWithSilent('sku-42', { prepareSeconds: 30, commitSeconds: 2 });
     await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
     stop(txId);
-    await sleep(1_100);
 
-    const deps = { log, workflow: new Workflow() };
-    const options = { stateMachineArn: h.stack.outputs.stateMachineArn, staleMs: 1_000 };
-    const reports = await Promise.all([sweep(deps, options), sweep(deps, options), sweep(deps, options)]);
+    const reports = await Promise.all([sweepAhead(1_100), sweepAhead(1_100), sweepAhead(1_100)]);
     const mine = reports.flatMap((r) => r.outcomes).filter((o) => o.txId === txId);
     expect(mine.filter((o) => o.kind === 'resumed')).toEqual([{ txId, kind: 'resumed', executionName: `${txId}-r1`, from: 'PREPARE', abortedFirst: false }]);
     expect(mine.filter((o) => o.kind === 'failed')).toEqual([]);
@@ -139,8 +150,7 @@ describe('the recovery sweeper', () => {
   it('leaves transactions whose execution is alive alone', async () => {
     const txId = await startWithSilent('sku-43', { prepareSeconds: 30, commitSeconds: 2 });
     await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
-    await sleep(1_100);
-    const report = await sweep({ log, workflow: new Workflow() }, { stateMachineArn: h.stack.outputs.stateMachineArn, staleMs: 1_000 });
+    const report = await sweepAhead(1_100);
     expect(report.outcomes.filter((o) => o.txId === txId)).toEqual([{ txId, kind: 'skipped', why: 'its execution is running' }]);
     await reply({ type: 'VOTE', txId, vote: 'NO' });
     expect((await h.waitForEnd(txId, 15_000)).status).toBe('ABORTED');
