@@ -8,7 +8,6 @@ import {
   awaitingVote,
   executionInput,
   newTransaction,
-  phaseTwoRecipients,
   phaseTwoResult,
   signalAfterAck,
   signalAfterVote,
@@ -160,7 +159,7 @@ export class Coordinator {
     // machine's Decide writes it directly): count each decision here, once per transaction.
     if (attempt === 1) this.countDecision(phase, record);
     const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
-    const recipients = mutated('phaseTwoGivesUp') && attempt > 2 ? [] : phaseTwoRecipients(record, phase);
+    const recipients = mutated('phaseTwoGivesUp') && attempt > 2 ? [] : awaitingAck(record);
     const messages = recipients.map((service) => this.message(phase, record, service, deadlineAt, attempt));
     await this.deps.queues.send(messages);
     this.metrics.count(METRIC.MessagesSent, recipients.length);

@@ -284,23 +284,16 @@ export interface PhaseTwoResult {
 }
 
 /**
- * Participants whose acknowledgement phase two waits for: those that voted YES (they hold
- * prepared state). READ_ONLY and NO voters hold nothing; under presumed abort, participants
- * that never voted are sent ABORT (see `phaseTwoRecipients`) but not waited for.
+ * Participants whose acknowledgement phase two waits for, and so who is (re)sent its message: on
+ * COMMIT those that voted YES (they hold prepared state); on ABORT also every participant whose vote
+ * was never recorded, since it may have prepared all the same (its YES was lost, or came after the
+ * deadline): one lost ABORT must not leave its hold in place forever. READ_ONLY and NO voters hold
+ * nothing (a NO voter releases its own partial effects).
  */
-export function awaitingAck(tx: Pick<TxRecord, 'participants' | 'votes' | 'acks'>): string[] {
-  return tx.participants
-    .map((p) => p.service)
-    .filter((s) => tx.votes[s]?.vote === 'YES' && tx.acks[s] === undefined);
-}
-
-/** Who is sent the phase-two message now: un-acked YES voters; for ABORT also those that never voted. */
-export function phaseTwoRecipients(tx: Pick<TxRecord, 'participants' | 'votes' | 'acks'>, phase: 'COMMIT' | 'ABORT'): string[] {
-  const waiting = awaitingAck(tx);
-  if (phase === 'COMMIT') return waiting;
-  if (mutated('noAbortToSilent')) return waiting;
-  const silent = tx.participants.map((p) => p.service).filter((s) => tx.votes[s] === undefined);
-  return [...waiting, ...silent];
+export function awaitingAck(tx: Pick<TxRecord, 'participants' | 'votes' | 'acks' | 'decision'>): string[] {
+  const mayHavePrepared = (s: string): boolean =>
+    tx.votes[s]?.vote === 'YES' || (tx.decision === 'ABORT' && tx.votes[s] === undefined && !mutated('noAbortToSilent'));
+  return tx.participants.map((p) => p.service).filter((s) => tx.acks[s] === undefined && mayHavePrepared(s));
 }
 
 export function phaseTwoResult(status: 'COMMITTING' | 'ABORTING', nowMs: number, retentionDays: number): PhaseTwoResult {
@@ -312,7 +305,7 @@ export function phaseTwoResult(status: 'COMMITTING' | 'ABORTING', nowMs: number,
 
 /** After an ack was recorded: the write that leaves nobody waiting wakes the execution. */
 export function signalAfterAck(
-  after: Pick<TxRecord, 'participants' | 'votes' | 'acks' | 'status'>,
+  after: Pick<TxRecord, 'participants' | 'votes' | 'acks' | 'status' | 'decision'>,
   nowMs: number,
   retentionDays: number,
 ): PhaseTwoResult | undefined {
@@ -353,7 +346,7 @@ export interface TxView {
 export const IN_DOUBT_AFTER_ATTEMPTS = 3;
 
 /** YES voters that have not acknowledged phase two after IN_DOUBT_AFTER_ATTEMPTS sends. */
-export function inDoubt(tx: Pick<TxRecord, 'status' | 'participants' | 'votes' | 'acks' | 'commitAttempts' | 'abortAttempts'>): string[] {
+export function inDoubt(tx: Pick<TxRecord, 'status' | 'decision' | 'participants' | 'votes' | 'acks' | 'commitAttempts' | 'abortAttempts'>): string[] {
   const attempts = tx.status === 'COMMITTING' ? tx.commitAttempts : tx.status === 'ABORTING' ? tx.abortAttempts : undefined;
   if (attempts === undefined || attempts < IN_DOUBT_AFTER_ATTEMPTS) return [];
   return awaitingAck(tx);

@@ -8,13 +8,13 @@ import type { BarrierRecord } from '../../src/core/barrier';
 import type { BarrierStorePort } from '../../src/core/ports';
 import { MemoryBarrierStore } from '../../src/memory/barrier';
 import { BarrierStore } from '../../src/participant/barrier-store';
-import { type Local, startLocal } from '../participant/local';
+import { type LocalAws, startLocalAws } from '../support/aws';
 
-let local: Local;
+let local: LocalAws;
 let tables = 0;
 
 beforeAll(async () => {
-  local = await startLocal();
+  local = await startLocalAws({ dynamodb: true });
 });
 
 afterAll(async () => {
@@ -23,7 +23,7 @@ afterAll(async () => {
 
 /** A fresh, empty participant table (on the one dynalite) per store. */
 async function dynamoStore(): Promise<BarrierStorePort> {
-  const table = await local.createTable(`participant-${++tables}`);
+  const table = await local.participantTable(`participant-${++tables}`);
   return new BarrierStore(documentClient(local.dynamodb), table, 'tester');
 }
 

@@ -1,34 +1,30 @@
 // One contract, two adapters: the in-memory lock store (src/memory/locks.ts) must answer exactly as
 // the DynamoDB one (src/aws/lock-store.ts) does on dynalite, case by case and over random operation
 // sequences, so a simulation over the memory store runs the lock service as production does.
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BadCursorError } from '../../src/aws/cursor';
 import { type LockItem, type LockMode, decideAcquire, decideRelease, emptyLock } from '../../src/core/locks';
 import type { DeadlockRecord, LockStorePort } from '../../src/core/ports';
-import { startDynamo } from '../../src/local/dynamodb';
 import { MemoryLockStore } from '../../src/memory/locks';
 import { lockEnvOn } from '../locks/local';
+import { type LocalAws, startLocalAws } from '../support/aws';
 
-let dynamo: Awaited<ReturnType<typeof startDynamo>>;
-let dynamodb: DynamoDBClient;
-let tables = 0;
-
-beforeAll(async () => {
-  dynamo = await startDynamo();
-  dynamodb = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
-});
+const started: LocalAws[] = [];
 
 afterAll(async () => {
-  dynamodb.destroy();
-  await dynamo.stop();
+  for (const aws of started.splice(0)) await aws.stop();
 });
 
-/** A fresh, empty DynamoDB lock table (on the one dynalite) per store. */
+/**
+ * A fresh, empty DynamoDB lock table per store: the app's lock table, as the template defines it,
+ * on a dynalite of its own (provisioning names the table after its stack and construct, so one
+ * dynalite holds one copy of it). Each is stopped after the file.
+ */
 async function dynamoStore(): Promise<LockStorePort> {
-  tables++;
-  return (await lockEnvOn(dynamodb, `locks-${tables}`, `log-${tables}`)).store;
+  const aws = await startLocalAws({ tables: ['locks', 'log'] });
+  started.push(aws);
+  return lockEnvOn(aws).store;
 }
 
 const adapters: { name: string; fresh: () => Promise<LockStorePort> }[] = [

@@ -3,12 +3,12 @@
 // cases on the memory one. Cases first, then random sequences of operations run on both at once.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TxLog } from '../../src/aws/log-store';
+import { TxLog, documentClient } from '../../src/aws/log-store';
 import { BadCursorError } from '../../src/aws/cursor';
 import type { TxLogPort, WriteResult } from '../../src/core/ports';
 import { type Outcome, type PhaseTwoResult, type TxRecord, newTransaction } from '../../src/core/transaction';
 import { MemoryTxLog } from '../../src/memory/log';
-import { startLogTable, type LogFixture } from '../integration/fixture';
+import { startLocalAws } from '../support/aws';
 
 /** The port, plus the state machine's Decide step that both adapters offer for tests and the simulation. */
 type Log = TxLogPort & Pick<TxLog, 'decide'>;
@@ -23,8 +23,9 @@ const ADAPTERS: Adapter[] = [
   {
     name: 'dynalite',
     start: async () => {
-      const fixture: LogFixture = await startLogTable();
-      return { log: fixture.log, stop: () => fixture.stop() };
+      // A dynalite of its own per suite, with the app's log table as the template defines it.
+      const aws = await startLocalAws({ tables: ['log'] });
+      return { log: new TxLog(documentClient(aws.dynamodb), aws.tables.log), stop: () => aws.stop() };
     },
   },
 ];

@@ -11,7 +11,7 @@ import { MemoryLockStore } from '../../src/memory/locks';
 import { MemoryReplySender } from '../../src/memory/replies';
 import { defineParticipant } from '../../src/participant/define';
 import { createRunner } from '../../src/participant/runner';
-import { memoryLogger, message } from './local';
+import { memoryLogger, message } from '../support/fixtures';
 
 /** Virtual time: sleepers wake in due order when the test advances the clock. */
 class VirtualTime {

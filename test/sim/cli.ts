@@ -1,4 +1,4 @@
-// `npm run sim -- [--seeds N] [--from N] [--mutation NAME | --mutations] [--json] [--seed N --trace]`
+// `npm run sim -- [--seeds N] [--from N] [--mutation NAME | --mutations] [--json] [--strict-barrier] [--seed N --trace]`
 // Runs the simulation of the real product outside the test runner: many seeds, or one with its trace.
 // With --json the last line is one JSON object (seeds, violations, totals, each mutation's first
 // catching seed); the exit status is non-zero on any violation or uncaught mutation.
@@ -14,6 +14,7 @@ const { values } = parseArgs({
     mutations: { type: 'boolean', default: false },
     trace: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
+    'strict-barrier': { type: 'boolean', default: false },
   },
 });
 
@@ -25,7 +26,7 @@ if (values.mutation !== undefined && !known.includes(values.mutation)) {
 const mutation = values.mutation as Mutation | undefined;
 
 if (values.seed !== undefined) {
-  const run = await runSeed(Number(values.seed), mutation, values.trace);
+  const run = await runSeed(Number(values.seed), mutation, values.trace, values['strict-barrier']);
   if (run.trace) for (const line of run.trace) console.log(line);
   console.log(JSON.stringify(run.stats));
   console.log(run.violations.length === 0 ? 'no violations' : `VIOLATIONS:\n  ${run.violations.join('\n  ')}`);
@@ -35,7 +36,8 @@ if (values.seed !== undefined) {
 const count = Number(values.seeds);
 const from = Number(values.from);
 const started = performance.now();
-const clean = mutation === undefined ? await runSeeds({ from, count, onSeed: progress(count) }) : undefined;
+const strictBarrier = values['strict-barrier'];
+const clean = mutation === undefined ? await runSeeds({ from, count, strictBarrier, onSeed: progress(count) }) : undefined;
 const cleanSeconds = (performance.now() - started) / 1000;
 if (clean) {
   console.log(

@@ -16,21 +16,21 @@ export interface SeedsResult {
   events: number;
 }
 
-export async function runSeed(seed: number, mutation?: Mutation, trace = false): Promise<WorldResult> {
+export async function runSeed(seed: number, mutation?: Mutation, trace = false, strictBarrier = false): Promise<WorldResult> {
   setMutation(mutation);
   try {
-    return await runWorld({ seed, trace });
+    return await runWorld({ seed, trace, strictBarrier });
   } finally {
     setMutation(undefined);
   }
 }
 
 /** Seeds `from` .. `from + count - 1`; with `stopAtFirst`, stops at the first seed that fails. */
-export async function runSeeds(options: { from?: number; count: number; mutation?: Mutation; stopAtFirst?: boolean; onSeed?: (r: WorldResult) => void }): Promise<SeedsResult> {
+export async function runSeeds(options: { from?: number; count: number; mutation?: Mutation; stopAtFirst?: boolean; strictBarrier?: boolean; onSeed?: (r: WorldResult) => void }): Promise<SeedsResult> {
   const from = options.from ?? 1;
   const total: SeedsResult = { seedsRun: 0, failures: [], transactions: 0, committed: 0, aborted: 0, crashes: 0, freezes: 0, deadlocksResolved: 0, events: 0 };
   for (let seed = from; seed < from + options.count; seed++) {
-    const r = await runSeed(seed, options.mutation);
+    const r = await runSeed(seed, options.mutation, false, options.strictBarrier);
     options.onSeed?.(r);
     total.seedsRun++;
     total.transactions += r.stats.transactions;

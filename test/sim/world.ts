@@ -30,6 +30,8 @@ import { stepFunctionsDynamoTask } from './dynamo-tasks';
 export interface WorldOptions {
   seed: number;
   trace?: boolean;
+  /** Check invariant 10 in its strict form (see checkFinal). */
+  strictBarrier?: boolean;
 }
 
 /** Drawn from the seed: what this run looks like. */
@@ -109,7 +111,7 @@ const quietLogger: HandlerLogger & { info(): void } = {
 export async function runWorld(options: WorldOptions): Promise<WorldResult> {
   const sim = new Scheduler(options.seed, options.trace);
   const scenario = drawScenario(sim);
-  const world = new World(options.seed, sim, scenario);
+  const world = new World(options, sim, scenario);
   return world.run();
 }
 
@@ -133,7 +135,7 @@ class World {
   private readonly polls = new Map<MemoryQueue, boolean>();
 
   constructor(
-    readonly seed: number,
+    readonly options: WorldOptions,
     readonly sim: Scheduler,
     readonly scenario: Scenario,
   ) {
@@ -393,14 +395,14 @@ class World {
     const records = new Map(this.log.records().map((r) => [r.txId, r]));
     for (const txId of records.keys()) this.started.add(txId);
     this.violations.push(...this.decisions.violations);
-    this.violations.push(...checkFinal(records, this.shop, this.started));
+    this.violations.push(...checkFinal(records, this.shop, this.started, this.options.strictBarrier));
     const resourcesOf = (txId: string, service: string): string[] =>
       ((records.get(txId)?.participants.find((p) => p.service === service)?.operation as ModelOperation | undefined)?.items ?? []).map((i) => i.resource);
     this.violations.push(...checkIsolation(this.shop, records, resourcesOf));
     const committed = [...records.values()].filter((r) => r.status === 'COMMITTED').length;
     const aborted = [...records.values()].filter((r) => r.status === 'ABORTED').length;
     return {
-      seed: this.seed,
+      seed: this.options.seed,
       violations: [...new Set(this.violations)],
       stats: {
         transactions: this.started.size,
