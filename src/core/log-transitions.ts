@@ -182,6 +182,11 @@ function assertEdge(name: TransitionName, from: TxStatus | null, to: TxStatus): 
   }
 }
 
+/** A state change the table does not allow: a bug in the caller or the adapter, never a race. */
+export class TransitionError extends Error {
+  override readonly name = 'TransitionError';
+}
+
 /**
  * Assert a state change on both sides of its write. Before the write, `before` is the status the
  * caller intends to move from (what it last read or the phase it acts in; undefined if it has none):
@@ -192,12 +197,12 @@ function assertEdge(name: TransitionName, from: TxStatus | null, to: TxStatus): 
 export function assertTransition(name: TransitionName, before: TxStatus | null | undefined, ...after: [] | [Pick<TxRecord, 'status'> | undefined]): void {
   const edges: readonly Edge[] = LOG_TRANSITIONS[name].edges;
   const from = before === undefined ? edges : edges.filter(([f]) => f === before);
-  if (from.length === 0) throw new Error(`log transition ${name} cannot start from ${before ?? '(no record)'}`);
+  if (from.length === 0) throw new TransitionError(`log transition ${name} cannot start from ${before ?? '(no record)'}`);
   if (after.length === 0) return;
   const [record] = after;
-  if (!record) throw new Error(`log transition ${name} applied but returned no record`);
+  if (!record) throw new TransitionError(`log transition ${name} applied but returned no record`);
   if (!from.some(([, to]) => to === record.status)) {
-    throw new Error(`log transition ${name} from ${before ?? 'any status'} produced ${record.status}; it may produce ${[...new Set(from.map(([, to]) => to))].join(' or ')}`);
+    throw new TransitionError(`log transition ${name} from ${before ?? 'any status'} produced ${record.status}; it may produce ${[...new Set(from.map(([, to]) => to))].join(' or ')}`);
   }
 }
 

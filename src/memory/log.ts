@@ -126,10 +126,14 @@ export class MemoryTxLog implements TxLogPort {
     assertTransition(name, before);
     const current = this.items.get(txId);
     if (!evaluate(write.condition, current)) return { applied: false, record: this.read(txId) };
+    // Here the status actually being left is known: the change must be one of the table's edges
+    // from it (a condition too weak to ensure that is caught before it writes, not after).
+    const from = (current?.status as TxStatus | undefined) ?? null;
+    assertTransition(name, from);
     // Like UpdateItem, an update without a pk guard would create the item from its key.
     this.items.set(txId, apply(write.update, current ?? { pk: txId }));
     const record = this.read(txId);
-    assertTransition(name, before, record);
+    assertTransition(name, from, record);
     return { applied: true, record };
   }
 }

@@ -2,6 +2,7 @@
 // demo services (participant SDK) -> reply queue -> reply λ -> DynamoDB, all provisioned from the
 // synthesized CDK app. `silent` is a participant with a queue and no consumer: it never answers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TxView } from '../../src/core/transaction';
 import { orderBody, startHarness, type Harness } from './harness';
 
 let h: Harness;
@@ -74,7 +75,17 @@ describe('a participant that never answers', () => {
     );
     const t0 = Date.now();
     const started = await h.request('POST', '/transactions', body);
-    const tx = await h.waitForEnd(started.body.txId, 15_000);
+    const txId = started.body.txId as string;
+    // silent may have prepared all the same (its YES lost): the abort phase re-sends ABORT to it until
+    // it acknowledges, while the others are done.
+    await expect
+      .poll(async () => ((await h.request('GET', `/transactions/${txId}`)).body as TxView).participants.filter((p) => p.ack === 'ABORT').length, { timeout: 15_000, interval: 100 })
+      .toBe(4);
+    const open = (await h.request('GET', `/transactions/${txId}`)).body as TxView;
+    expect(open).toMatchObject({ status: 'ABORTING', decision: { outcome: 'ABORT' } });
+    expect(open.participants.find((p) => p.service === 'silent')?.ack).toBeUndefined();
+    await h.sendRaw(h.stack.outputs.replyQueueUrl, { v: 1, type: 'ACK', txId, participant: 'silent', phase: 'ABORT' });
+    const tx = await h.waitForEnd(txId, 15_000);
     const elapsedMs = Date.now() - t0;
     expect(tx.status).toBe('ABORTED');
     expect(tx.decision?.reason).toBe('prepare did not complete: States.Timeout');

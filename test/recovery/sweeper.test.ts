@@ -121,6 +121,9 @@ describe('the recovery sweeper', () => {
     expect(aborted).toMatchObject({ status: 'ABORTING', decision: 'ABORT', executionName: `${txId}-r1` });
     expect(aborted!.decisionReason).toMatch(/^recovery: execution aborted and the prepare deadline passed/);
 
+    // silent never voted, so it may have prepared: the abort phase waits for its acknowledgement too.
+    await until('inventory acknowledged the abort', (r) => r.acks.inventory?.phase === 'ABORT', txId);
+    await reply({ type: 'ACK', txId, phase: 'ABORT' });
     const ended = await h.waitForEnd(txId, 15_000);
     expect(ended.status).toBe('ABORTED');
     expect(ended.participants.find((p) => p.service === 'inventory')).toMatchObject({ vote: 'YES', ack: 'ABORT' });

@@ -181,13 +181,20 @@ export class Scheduler {
     });
   }
 
-  /** Run events until none is left or virtual time passes `untilMs`. Returns false if it stopped on time. */
+  /**
+   * Run events until none is left or virtual time passes `untilMs`. Returns false if it stopped on
+   * time. Throws Livelock when time stops moving: that many events at one instant is a loop with no
+   * wait in it (a bug of the product, or of a planted mutation), not a busy system.
+   */
   async runUntil(untilMs: number, stop?: () => boolean): Promise<boolean> {
+    let sameInstant = 0;
     while (this.events.length > 0) {
       if (stop?.()) return true;
       const next = this.events[0]!;
       if (next.at > untilMs) return false;
       heapPop(this.events);
+      sameInstant = next.at === this.now ? sameInstant + 1 : 0;
+      if (sameInstant > MAX_EVENTS_PER_INSTANT) throw new Livelock(this.now);
       this.now = next.at;
       this.counts.events++;
       next.run();
@@ -202,6 +209,16 @@ export class Scheduler {
 }
 
 const noop = (): void => undefined;
+
+/** Events at one virtual instant beyond which the run is a livelock. */
+const MAX_EVENTS_PER_INSTANT = 20_000;
+
+export class Livelock extends Error {
+  constructor(readonly atMs: number) {
+    super(`livelock: more than ${MAX_EVENTS_PER_INSTANT} events at virtual time ${atMs} ms without time moving`);
+    this.name = 'Livelock';
+  }
+}
 
 export function describeError(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);

@@ -22,7 +22,7 @@ import { MemoryBarrierStore } from '../../src/memory/barrier';
 import { MemoryParticipantQueues, MemoryQueue, MemoryReplySender, type SendFate } from '../../src/memory/sqs';
 import { WORKFLOW_DISPATCH_ARN, workflowDefinition } from '../../src/memory/definition';
 import { MemoryStepFunctions } from '../../src/memory/stepfunctions';
-import { Scheduler, gated, describeError, type Host, type Proc } from './scheduler';
+import { Livelock, Scheduler, gated, describeError, type Host, type Proc } from './scheduler';
 import { createShop, type ModelOperation, type ModelShop } from './model';
 import { DecisionWatch, checkDeadlockRecord, checkFinal, checkIsolation, checkVoteTiming } from './invariants';
 import { stepFunctionsDynamoTask } from './dynamo-tasks';
@@ -390,7 +390,12 @@ class World {
     });
 
     const deadline = scenario.healAtMs + scenario.boundAfterHealMs;
-    await sim.runUntil(deadline, () => this.healed && this.settled());
+    try {
+      await sim.runUntil(deadline, () => this.healed && this.settled());
+    } catch (err) {
+      if (!(err instanceof Livelock)) throw err;
+      this.violations.push(`termination: ${err.message}`);
+    }
     // Every record, not only those whose client heard back: a start that crashed after the write runs too.
     const records = new Map(this.log.records().map((r) => [r.txId, r]));
     for (const txId of records.keys()) this.started.add(txId);

@@ -2,7 +2,7 @@
 // time: the paths a transaction takes, the timeouts and retries, and what each costs in transitions.
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { executionArn } from '../../src/aws/workflow';
-import { workflowDefinition, WORKFLOW_DISPATCH_ARN, WORKFLOW_TX_TABLE } from '../../src/memory/definition';
+import { decideArguments, workflowDefinition, WORKFLOW_DISPATCH_ARN, WORKFLOW_TX_TABLE } from '../../src/memory/definition';
 import { MemoryStepFunctions, type Json } from '../../src/memory/stepfunctions';
 import { VirtualTimers } from '../../src/memory/timers';
 
@@ -55,9 +55,8 @@ function fresh(): void {
         if (operation === 'getItem') return { Item: { pk: { S: txId }, status: { S: table.get(txId) ?? 'MISSING' } } };
         expect(operation).toBe('updateItem');
         if (table.get(txId) !== 'PREPARING') throw Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
-        const values = parameters.ExpressionAttributeValues as Record<string, { S: string }>;
         updates.push(parameters);
-        table.set(txId, values[':to']!.S);
+        table.set(txId, decideArguments(parameters).status);
         return {};
       },
     },
@@ -92,9 +91,7 @@ describe('the synthesized workflow in memory', () => {
 
     const commit = await dispatched('COMMIT');
     expect(updates).toHaveLength(1);
-    const values = updates[0]!.ExpressionAttributeValues as Record<string, { S: string }>;
-    expect(values[':to']).toEqual({ S: 'COMMITTING' });
-    expect(values[':now']).toEqual({ S: new Date(timers.now()).toISOString() });
+    expect(decideArguments(updates[0]!)).toMatchObject({ status: 'COMMITTING', at: new Date(timers.now()).toISOString() });
     expect(await sfn.signal(commit.payload.taskToken!, { acked: ['inventory'] })).toBe(true);
 
     const finalize = await dispatched('FINALIZE');
@@ -114,10 +111,7 @@ describe('the synthesized workflow in memory', () => {
     const prepare = await dispatched('PREPARE');
     const abort = await dispatched('ABORT');
     expect(abort.atMs - prepare.atMs).toBe(5_000);
-    const values = updates[0]!.ExpressionAttributeValues as Record<string, { S: string }>;
-    expect(values[':to']).toEqual({ S: 'ABORTING' });
-    expect(values[':outcome']).toEqual({ S: 'ABORT' });
-    expect(values[':reason']).toEqual({ S: 'prepare did not complete: States.Timeout' });
+    expect(decideArguments(updates[0]!)).toMatchObject({ status: 'ABORTING', outcome: 'ABORT', reason: 'prepare did not complete: States.Timeout' });
     // The timed-out token is gone.
     expect(await sfn.signal(prepare.payload.taskToken!, { outcome: 'COMMIT' })).toBe(false);
     expect(sfn.execution(execution)!.path).toEqual(['Prepare', 'PrepareFailed', 'Decide', 'Decided', 'Abort']);
