@@ -35,7 +35,9 @@ export const STATUS_GRAPH: Record<TxStatus, readonly TxStatus[]> = {
 /** `null`: no record before (create). */
 type Edge = readonly [TxStatus | null, TxStatus];
 /** The commit point's guard: exactly one decision, made while the transaction is still preparing. */
-const undecided = (): Condition => (mutated('decideWithoutPreparing') ? exists('status') : eq('status', 'PREPARING'));
+const undecided = (): Condition =>
+  // The planted bug keeps the same values, so the synthesized Decide step still maps onto the table.
+  mutated('decideWithoutPreparing') ? or(eq('status', 'PREPARING'), exists('status')) : eq('status', 'PREPARING');
 const same = (...statuses: TxStatus[]): Edge[] => statuses.map((s) => [s, s]);
 const OPEN = ['PREPARING', 'COMMITTING', 'ABORTING'] as const;
 

@@ -105,6 +105,13 @@ export class MemoryTxLog implements TxLogPort {
     return [...this.items.values()].filter((i) => i.listPk === 'tx').map((i) => copy(i) as unknown as TxRecord);
   }
 
+  /** How many transactions are open (COMMITTED or ABORTED not yet written), without copying any. */
+  openCount(): number {
+    let open = 0;
+    for (const item of this.items.values()) if (item.listPk === 'tx' && item.status !== 'COMMITTED' && item.status !== 'ABORTED') open++;
+    return open;
+  }
+
   /** One record as it is now, copied, without a round trip (for a simulation's checks). */
   peek(txId: string): TxRecord | undefined {
     return this.read(txId);

@@ -133,6 +133,16 @@ export class Scheduler {
     proc.onDeath?.();
   }
 
+  /** Whether the process dies here (a fault drawn at a gate); a dead process never goes on. */
+  crashes(proc: Proc): boolean {
+    if (proc.dead) return true;
+    if (this.gates.crash > 0 && this.random.chance(this.gates.crash)) {
+      this.kill(proc, 'fault');
+      return true;
+    }
+    return false;
+  }
+
   /**
    * A gate: the process's next step happens after a random latency, later if it is frozen, never
    * if it is dead. Faults are drawn here, so every call of the product is a place where one can hit.
@@ -140,11 +150,8 @@ export class Scheduler {
   step(proc: Proc): Promise<void> {
     if (proc.dead) return new Promise(noop);
     if (proc.finished) throw new Error(`${proc.name}#${proc.id} used a port after it finished`);
-    const { latencyMs, crash, freeze, freezeMaxMs } = this.gates;
-    if (crash > 0 && this.random.chance(crash)) {
-      this.kill(proc, 'fault');
-      return new Promise(noop);
-    }
+    const { latencyMs, freeze, freezeMaxMs } = this.gates;
+    if (this.crashes(proc)) return new Promise(noop);
     if (freeze > 0 && this.random.chance(freeze)) {
       const ms = this.random.int(1, freezeMaxMs);
       proc.frozenUntil = Math.max(proc.frozenUntil, this.now + ms);
@@ -161,6 +168,7 @@ export class Scheduler {
 
   sleep(proc: Proc, ms: number, signal?: AbortSignal): Promise<void> {
     if (proc.dead) return new Promise(noop);
+    if (this.trace) this.log(`${proc.name}#${proc.id} sleeps ${ms} ms`);
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
         reject(signal.reason as Error);
@@ -266,9 +274,10 @@ function heapPop(heap: Event[]): Event | undefined {
 }
 
 /**
- * Wrap a port so that every method call passes the process's gates: one before the call (the
- * request travels), one after (the answer travels). A process that dies at either gate never sees
- * the answer, though the call may have taken effect: exactly the ambiguity of a real network.
+ * Wrap a port so that every method call passes the process's gate before the call (the request
+ * travels: latency, a freeze, a crash), and may crash after it (the answer is lost). A process that
+ * dies after the call never sees the answer, though the call took effect: exactly the ambiguity of
+ * a real network.
  */
 export function gated<T extends object>(target: T, proc: Proc, label: string): T {
   const sim = proc.sim;
@@ -280,7 +289,8 @@ export function gated<T extends object>(target: T, proc: Proc, label: string): T
         await sim.step(proc);
         if (sim.trace) sim.log(`${proc.name}#${proc.id} ${label}.${String(key)}(${traceArgs(args)})`);
         const result = (await (value as (...a: unknown[]) => unknown).apply(t, args)) as unknown;
-        await sim.step(proc);
+        // The answer travels back: the process may die before it arrives (the call took effect all the same).
+        if (sim.crashes(proc)) return new Promise(noop);
         return result;
       };
     },

@@ -55,6 +55,10 @@ export interface Scenario {
   clockSkewMaxMs: number;
   /** Clients that retry a failed start with their idempotency key. */
   idempotentClients: boolean;
+  /** A participant's lock lease while its prepare runs (a YES extends it past the deadline). */
+  lockLeaseMs: number;
+  /** Chance that someone else (an operator, a lock takeover) aborts a transaction while it runs. */
+  externalAbort: number;
 }
 
 const SERVICES = ['alpha', 'beta', 'gamma', 'delta'];
@@ -71,7 +75,7 @@ const INQUIRE_EVERY_MS = 2_000;
 export function drawScenario(sim: Scheduler): Scenario {
   const r = sim.random;
   const faulty = r.chance(0.8);
-  const startWindowMs = r.int(0, 5_000);
+  const startWindowMs = r.pick([2_000, 5_000, 30_000]);
   return {
     services: SERVICES.slice(0, r.int(2, SERVICES.length)),
     resourcesPerService: r.int(1, 3),
@@ -83,12 +87,14 @@ export function drawScenario(sim: Scheduler): Scenario {
     duplicate: faulty ? r.pick([0, 0.05, 0.2]) : 0,
     delayMaxMs: faulty ? r.pick([0, 200, 3_000]) : 0,
     crash: faulty ? r.pick([0, 0.002, 0.01]) : 0,
-    freeze: faulty ? r.pick([0, 0, 0.002]) : 0,
+    freeze: faulty ? r.pick([0, 0, 0.005]) : 0,
     freezeMaxMs: 45_000,
     executionsLostPerSec: faulty ? r.pick([0, 0, 0.02]) : 0,
     inquiry: r.chance(0.5),
     clockSkewMaxMs: r.pick([0, 50, 500]),
     idempotentClients: r.chance(0.5),
+    lockLeaseMs: r.pick([2_000, 5_000, 15_000]),
+    externalAbort: r.pick([0, 0, 0.2]),
   };
 }
 
@@ -276,7 +282,7 @@ class World {
       newRunId: () => this.id('run'),
       sleep: proc.sleep,
       leaseMs: 30_000,
-      lockLeaseMs: 15_000,
+      lockLeaseMs: this.scenario.lockLeaseMs,
       ...(decisions ? { decisions, inquireAfterMs: 5_000, inquiryMaxBackoffMs: 20_000 } : {}),
     });
   }
@@ -327,7 +333,12 @@ class World {
   private async dynamoTask(operation: string, parameters: Record<string, unknown>): Promise<unknown> {
     // DynamoDB answers after a moment; it is AWS's side, so it neither crashes nor freezes.
     await new Promise<void>((resolve) => this.sim.after(this.sim.random.int(0, 5), resolve));
-    return stepFunctionsDynamoTask(this.log, operation, parameters);
+    try {
+      return await stepFunctionsDynamoTask(this.log, operation, parameters);
+    } catch (err) {
+      this.noteProductError('the state machine', err);
+      throw err;
+    }
   }
 
   private wake(queue: MemoryQueue): void {
@@ -424,9 +435,7 @@ class World {
   }
 
   private settled(): boolean {
-    for (const record of this.log.records()) {
-      if (record.status !== 'COMMITTED' && record.status !== 'ABORTED') return false;
-    }
+    if (this.log.openCount() > 0) return false;
     for (const stock of this.shop.stock.values()) if (stock.holds.size > 0) return false;
     return this.pendingStarts === 0;
   }
@@ -475,6 +484,10 @@ class World {
             return;
           }
           this.started.add(outcome.txId);
+          if (this.sim.random.chance(this.scenario.externalAbort)) {
+            const txId = outcome.txId;
+            this.sim.after(this.sim.random.int(0, body.timeouts.prepareSeconds * 1_000 + 2_000), () => this.abortFromOutside(txId));
+          }
         },
         () => {
           this.pendingStarts--;
@@ -485,6 +498,13 @@ class World {
       );
     };
     attempt(1);
+  }
+
+  /** Someone outside the state machine decides ABORT (the lock service's takeover path, an operator). */
+  private abortFromOutside(txId: string): void {
+    this.sim.run('aborter', this.hosts.detector, (proc) => new Transactions(this.txLog(proc), this.workflow(proc), proc.clock).abort(txId, 'aborted from outside'), (outcome) => {
+      if (!outcome.ok) this.noteProductError('aborter', outcome.error);
+    });
   }
 
   private async detect(proc: Proc): Promise<void> {
