@@ -1,7 +1,8 @@
 // The coordinator's use cases: start a transaction, dispatch a phase, take a reply.
 // Decisions come from src/core; this module only sequences reads, conditional writes and sends.
 import { mutated } from './core/mutations';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { systemClock, systemIds } from './aws/system';
 import { z } from 'zod';
 import { type AckMessage, type ParticipantMessage, type ReplyMessage, type VoteMessage, parseMessage, replyMessage } from './core/messages';
 import {
@@ -77,8 +78,8 @@ export class Coordinator {
   private readonly metrics: MetricsPort;
 
   constructor(private readonly deps: CoordinatorDeps) {
-    this.now = deps.now ?? Date.now;
-    this.newId = deps.newId ?? randomUUID;
+    this.now = deps.now ?? systemClock;
+    this.newId = deps.newId ?? systemIds;
     this.metrics = deps.metrics ?? noMetrics;
   }
 

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { isStale, recoveryAction, recoveryExecutionName, resumeInput } from './core/recovery';
 import { STATUS_PHASE, type TxRecord } from './core/transaction';
 import type { TxLogPort } from './core/ports';
+import { systemClock } from './aws/system';
 import { executionArn } from './aws/workflow';
 import type { WorkflowPort } from './core/ports';
 
@@ -44,7 +45,7 @@ export interface SweepReport {
 }
 
 export async function sweep(deps: SweepDeps, options: SweepOptions): Promise<SweepReport> {
-  const now = deps.now ?? Date.now;
+  const now = deps.now ?? systemClock;
   const maxPerRun = options.maxPerRun ?? SWEEP_DEFAULTS.maxPerRun;
   const maxScanned = options.maxScanned ?? SWEEP_DEFAULTS.maxScanned;
   const concurrency = options.concurrency ?? SWEEP_DEFAULTS.concurrency;
@@ -83,7 +84,7 @@ export async function sweep(deps: SweepDeps, options: SweepOptions): Promise<Swe
 }
 
 /** One transaction: re-read it, ask after its execution, and resume it if that is gone. */
-export async function recoverOne(deps: SweepDeps, options: Pick<SweepOptions, 'stateMachineArn' | 'staleMs'>, txId: string, now: () => number = Date.now): Promise<SweepOutcome> {
+export async function recoverOne(deps: SweepDeps, options: Pick<SweepOptions, 'stateMachineArn' | 'staleMs'>, txId: string, now: () => number = systemClock): Promise<SweepOutcome> {
   const record = await deps.log.get(txId);
   if (!record || record.openPk === undefined) return { txId, kind: 'skipped', why: 'finished' };
   if (!isStale(record, now(), options.staleMs)) return { txId, kind: 'skipped', why: 'moved since the index was read' };

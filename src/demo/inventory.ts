@@ -1,4 +1,5 @@
 // Inventory: stock per SKU, held for a transaction at prepare, sold at commit, released at abort.
+import { systemSleep } from '../aws/system';
 import { z } from 'zod';
 import { type Participant, defineParticipant } from '../participant/define';
 import type { DemoTable, HoldFields } from './records';
@@ -49,7 +50,7 @@ export function inventoryParticipant(table: DemoTable, options: InventoryOptions
     async prepare({ txId, operation, lock }) {
       const skus = quantitiesBySku(operation);
       for (const [i, [sku, quantity]] of skus.entries()) {
-        if (i > 0 && pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+        if (i > 0 && pauseMs > 0) await systemSleep(pauseMs);
         // Exclusive: the check (enough stock?) and the hold happen under the lock, and the hold
         // carries the lock's fencing token. Without a lock service the escrow hold alone keeps stock.
         const token = lock ? (await lock(skuLock(sku), 'X')).token : undefined;
