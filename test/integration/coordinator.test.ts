@@ -203,7 +203,7 @@ describe('phase two', () => {
     expect((await log.get(txId))?.acks.inventory).toBeUndefined();
   });
 
-  it('ABORT goes to YES voters and to those that never voted, and waits only for the YES voters', async () => {
+  it('ABORT goes to YES voters and to those that never voted, and waits for both (one that never voted may have prepared)', async () => {
     const txId = await begin();
     await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
     await vote(txId, 'inventory', 'YES');
@@ -215,7 +215,10 @@ describe('phase two', () => {
       ['ABORT', 'inventory'],
       ['ABORT', 'shipping'],
     ]);
+    const before = signals.length;
     await ack(txId, 'inventory', 'ABORT');
+    expect(signals).toHaveLength(before);
+    await ack(txId, 'shipping', 'ABORT');
     expect(signals.at(-1)).toMatchObject({ token: 't2', output: { from: 'ABORTING', final: 'ABORTED' } });
   });
 

@@ -8,7 +8,8 @@ import { LockService } from '../../src/locks/service';
 import type { TransactionPort } from '../../src/locks/transactions';
 import { MemoryBarrierStore } from '../../src/memory/barrier';
 import { MemoryLockStore } from '../../src/memory/locks';
-import { MemoryReplySender } from '../../src/memory/replies';
+import { MemoryQueue, MemoryReplySender } from '../../src/memory/sqs';
+import type { ReplyMessage } from '../../src/core/messages';
 import { defineParticipant } from '../../src/participant/define';
 import { createRunner } from '../../src/participant/runner';
 import { memoryLogger, message } from '../support/fixtures';
@@ -61,7 +62,14 @@ describe('a runner built from ports', () => {
   it('renews a slow prepare claim on virtual time; a duplicate polls, then re-sends the vote; locks are held and released', async () => {
     const time = new VirtualTime();
     const barrier = new MemoryBarrierStore('tester');
-    const replies = new MemoryReplySender();
+    const replyQueue = new MemoryQueue('replies', { clock: () => time.nowMs });
+    const replies = new MemoryReplySender(replyQueue);
+    /** Takes (and forgets) what was sent so far. */
+    const sent = (): ReplyMessage[] =>
+      replyQueue.receive(10).map((m) => {
+        replyQueue.delete(m.receiptHandle);
+        return JSON.parse(m.body) as ReplyMessage;
+      });
     const lockStore = new MemoryLockStore();
     const transactions: TransactionPort = {
       get: (txId) => Promise.resolve({ txId, status: 'PREPARING', createdAt: new Date(time.nowMs).toISOString() }),
@@ -117,18 +125,18 @@ describe('a runner built from ports', () => {
     await time.advance(2_000);
     await expect(duplicate).resolves.toEqual({ kind: 'vote', vote: 'YES' });
     expect(prepares).toBe(1);
-    expect(replies.drain().map((r) => r.type === 'VOTE' && r.vote)).toEqual(['YES', 'YES']);
+    expect(sent().map((r) => r.type === 'VOTE' && r.vote)).toEqual(['YES', 'YES']);
     expect(time.sleeping).toBe(0);
 
     await expect(runner.handle(message('COMMIT', txId, 'tester'))).resolves.toEqual({ kind: 'ack', phase: 'COMMIT' });
-    expect(replies.drain()).toEqual([{ v: 1, type: 'ACK', txId, participant: 'tester', phase: 'COMMIT' }]);
+    expect(sent()).toEqual([{ v: 1, type: 'ACK', txId, participant: 'tester', phase: 'COMMIT' }]);
     expect((await lockStore.get('sku-1')).owners).toEqual({});
     expect(await lockStore.held('tx#tx-ports-1', 'tester')).toEqual([]);
   });
 
   it('says which option is missing when neither a port nor its AWS setting is given', () => {
     const participant = defineParticipant({ service: 'tester', prepare: async () => ({ vote: 'YES' }), commit: async () => {}, abort: async () => {} });
-    expect(() => createRunner({ participant, replies: new MemoryReplySender() })).toThrow(/needs `barrierStore` or `table`/);
+    expect(() => createRunner({ participant, replies: new MemoryReplySender(new MemoryQueue('replies', { clock: () => 0 })) })).toThrow(/needs `barrierStore` or `table`/);
     expect(() => createRunner({ participant, barrierStore: new MemoryBarrierStore('tester') })).toThrow(/needs `replies` or `replyQueueUrl`/);
   });
 });
