@@ -24,6 +24,7 @@ import { WORKFLOW_DISPATCH_ARN, workflowDefinition } from '../../src/memory/defi
 import { MemoryStepFunctions } from '../../src/memory/stepfunctions';
 import { Livelock, Scheduler, gated, describeError, type Host, type Proc } from './scheduler';
 import { createShop, type ModelOperation, type ModelShop } from './model';
+import { coordinatorConfig } from '../support/fixtures';
 import { DecisionWatch, checkDeadlockRecord, checkFinal, checkIsolation, checkVoteTiming } from './invariants';
 import { stepFunctionsDynamoTask } from './dynamo-tasks';
 
@@ -252,14 +253,7 @@ class World {
   private coordinator(proc: Proc): Coordinator {
     const log = this.txLog(proc);
     return new Coordinator({
-      config: {
-        txTable: 'sim-log',
-        participantQueues: Object.fromEntries(this.scenario.services.map((s) => [s, `sim://${s}`])),
-        participantDeadLetterQueues: {},
-        stateMachineArn: this.stateMachineArn,
-        retentionDays: 30,
-        defaults: { prepareSeconds: 5, commitSeconds: 10 },
-      } as unknown as ConstructorParameters<typeof Coordinator>[0]['config'],
+      config: { ...coordinatorConfig('sim-log', this.scenario.services), stateMachineArn: this.stateMachineArn },
       log,
       queues: this.queues(proc),
       workflow: this.workflow(proc),
