@@ -127,13 +127,24 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       },
       (err) => logger.warn('could not extend message visibility', { messageId: message.MessageId, error: err as Error }),
     );
+    let failure: { err: unknown } | undefined;
     try {
       await runner.handleBody(message.Body ?? '');
+    } catch (err) {
+      failure = { err };
+    } finally {
+      // Before the message is deleted or rescheduled: an extension still in flight would race the
+      // delete (and fail with MessageNotInflight) or undo the new visibility.
+      await extender.stop();
+    }
+    if (failure) {
+      await onFailure(message, failure.err);
+      return;
+    }
+    try {
       await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
     } catch (err) {
       await onFailure(message, err);
-    } finally {
-      await extender.stop();
     }
   }
 

@@ -126,9 +126,10 @@ describe('DTC_TARGET=localstack, on a stand-in LocalStack', () => {
     );
     const own = Object.values(second.demo.tables);
     await second.stop();
-    const left = (await stack.dynamodb.send(new ListTablesCommand({}))).TableNames ?? [];
-    expect(left).toEqual(expect.arrayContaining(tables));
-    for (const t of own) expect(left).not.toContain(t);
+    const listed = async () => (await stack.dynamodb.send(new ListTablesCommand({}))).TableNames ?? [];
+    // DeleteTable answers while the table is DELETING (on AWS too): wait for it to be gone.
+    await expect.poll(async () => (await listed()).filter((t) => own.includes(t)), { timeout: 15_000, interval: 100 }).toEqual([]);
+    expect(await listed()).toEqual(expect.arrayContaining(tables));
   });
 
   it('refuses a deployment without a participant the tests need, saying how to deploy it', async () => {
