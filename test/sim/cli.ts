@@ -1,9 +1,12 @@
-// `npm run sim -- [--seeds N] [--from N] [--mutation NAME | --mutations] [--json] [--strict-barrier] [--seed N --trace]`
+// `npm run sim -- [--seeds N] [--from N] [--workers N] [--mutation NAME | --mutations] [--json] [--strict-barrier] [--seed N --trace]`
 // Runs the simulation of the real product outside the test runner: many seeds, or one with its trace.
 // With --json the last line is one JSON object (seeds, violations, totals, each mutation's first
 // catching seed); the exit status is non-zero on any violation or uncaught mutation.
+import { fork } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { MUTATIONS, runSeed, runSeeds, type Mutation } from './run';
+import { MUTATIONS, addTotals, emptyTotals, runSeed, runSeeds, type Mutation, type SeedsOptions, type SeedsResult } from './run';
 
 const { values } = parseArgs({
   options: {
@@ -15,6 +18,8 @@ const { values } = parseArgs({
     trace: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     'strict-barrier': { type: 'boolean', default: false },
+    /** Worker processes the seeds are shared over (every N-th seed each); default: one per core, at most 4. */
+    workers: { type: 'string' },
   },
 });
 
@@ -35,13 +40,37 @@ if (values.seed !== undefined) {
 
 const count = Number(values.seeds);
 const from = Number(values.from);
+const workers = Math.max(1, Math.min(count, Number(values.workers ?? Math.min(4, availableParallelism()))));
+
+/** The seeds of `options`, shared over the worker processes (or run here when there is one). */
+async function shared(options: Omit<SeedsOptions, 'step' | 'from' | 'onSeed'>): Promise<SeedsResult> {
+  if (workers === 1) return runSeeds({ ...options, from, onSeed: progress(options.count) });
+  const script = fileURLToPath(new URL('./worker.ts', import.meta.url));
+  const parts = await Promise.all(
+    Array.from({ length: workers }, (_, i) => {
+      const share: SeedsOptions = { ...options, from: from + i, count: count - i, step: workers };
+      return new Promise<SeedsResult>((resolve, reject) => {
+        const child = fork(script, [JSON.stringify(share)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+        let out = '';
+        child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+        child.on('error', reject);
+        child.on('exit', (code) => {
+          const last = out.trim().split('\n').at(-1);
+          if (code === 0 && last) resolve(JSON.parse(last) as SeedsResult);
+          else reject(new Error(`simulation worker ${i + 1} of ${workers} exited with ${code}`));
+        });
+      });
+    }),
+  );
+  return parts.reduce(addTotals, emptyTotals());
+}
 const started = performance.now();
 const strictBarrier = values['strict-barrier'];
-const clean = mutation === undefined ? await runSeeds({ from, count, strictBarrier, onSeed: progress(count) }) : undefined;
+const clean = mutation === undefined ? await shared({ count, strictBarrier }) : undefined;
 const cleanSeconds = (performance.now() - started) / 1000;
 if (clean) {
   console.log(
-    `[sim] ${clean.seedsRun} seeds in ${cleanSeconds.toFixed(1)} s (${(clean.seedsRun / cleanSeconds).toFixed(0)} seeds/s): ` +
+    `[sim] ${clean.seedsRun} seeds in ${cleanSeconds.toFixed(1)} s on ${workers} worker${workers === 1 ? '' : 's'} (${(clean.seedsRun / cleanSeconds).toFixed(0)} seeds/s): ` +
       `${clean.transactions} transactions (${clean.committed} committed, ${clean.aborted} aborted), ${clean.crashes} crashes, ` +
       `${clean.freezes} freezes, ${clean.deadlocksResolved} deadlocks resolved, ${clean.events} events`,
   );
@@ -52,10 +81,11 @@ const planted: Mutation[] = values.mutations ? [...MUTATIONS] : mutation ? [muta
 const caught: { name: Mutation; caughtAtSeed: number | null; violation?: string }[] = [];
 for (const name of planted) {
   const t0 = performance.now();
+  // In this process: a planted bug is usually caught within a few seeds, far sooner than a worker starts.
   const r = await runSeeds({ from, count, mutation: name, stopAtFirst: true });
   const first = r.failures[0];
   caught.push({ name, caughtAtSeed: first?.seed ?? null, ...(first ? { violation: first.violations[0] } : {}) });
-  console.log(`[sim] ${name}: ${first ? `caught at seed ${first.seed}` : 'NOT CAUGHT'} (${r.seedsRun} seeds, ${((performance.now() - t0) / 1000).toFixed(1)} s)${first ? `: ${first.violations[0]}` : ''}`);
+  console.log(`[sim] ${name}: ${first ? `caught at seed ${first.seed}` : 'NOT CAUGHT'} (${r.seedsRun} seeds run, ${((performance.now() - t0) / 1000).toFixed(1)} s)${first ? `: ${first.violations[0]}` : ''}`);
 }
 
 const failed = (clean?.failures.length ?? 0) > 0 || caught.some((c) => c.caughtAtSeed === null);
