@@ -6,60 +6,20 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toDynamo } from '../core/log-dsl';
-import { LOG_TRANSITIONS, type PutWrite, type TransitionName, type UpdateWrite, assertTransition, claimIdempotencyKeyWrite, idempotencyPk } from '../core/log-transitions';
-import type { IdempotencyRecord, ListPage, StalePage, TxLogPort, WriteResult } from '../core/ports';
-import { type AckEntry, type Outcome, PHASE_STATUS, type Phase, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry } from '../core/transaction';
+import { TableTxLog } from '../core/log';
+import { type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
+import type { ListPage, StalePage, WriteResult } from '../core/ports';
+import type { TxRecord, TxStatus } from '../core/transaction';
 
 export { documentClient } from './document-client';
 export type { IdempotencyRecord, ListPage, StalePage, WriteResult } from '../core/ports';
 
-export class TxLog implements TxLogPort {
+export class TxLog extends TableTxLog {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     private readonly table: string,
-  ) {}
-
-  /** Write the first record; false if a record with this id exists already. */
-  async create(record: TxRecord): Promise<boolean> {
-    assertTransition('create', null);
-    return this.put(LOG_TRANSITIONS.create.write(record));
-  }
-
-  async get(txId: string): Promise<TxRecord | undefined> {
-    const out = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk: txId }, ConsistentRead: true }));
-    return out.Item as TxRecord | undefined;
-  }
-
-  async recordVote(txId: string, participant: string, entry: VoteEntry): Promise<WriteResult> {
-    return this.transition(txId, 'recordVote', 'PREPARING', LOG_TRANSITIONS.recordVote.write(participant, entry));
-  }
-
-  async recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
-    return this.transition(txId, 'recordAck', PHASE_STATUS[entry.phase], LOG_TRANSITIONS.recordAck.write(participant, entry));
-  }
-
-  async storeTaskToken(txId: string, phase: Phase, taskToken: string, at: string): Promise<WriteResult> {
-    return this.transition(txId, 'storeTaskToken', PHASE_STATUS[phase], LOG_TRANSITIONS.storeTaskToken.write(phase, taskToken, at));
-  }
-
-  async finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
-    return this.transition(txId, 'finalize', result.from, LOG_TRANSITIONS.finalize.write(result, at));
-  }
-
-  async markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
-    return this.transition(txId, 'markInDoubt', PHASE_STATUS[phase], LOG_TRANSITIONS.markInDoubt.write(phase, since));
-  }
-
-  async decideAbort(txId: string, reason: string, at: string): Promise<WriteResult> {
-    return this.transition(txId, 'decideAbort', 'PREPARING', LOG_TRANSITIONS.decideAbort.write(reason, at));
-  }
-
-  /**
-   * The state machine's Decide step, for tests and tools: production decides in the state machine
-   * (cdk/workflow.ts), with the same write.
-   */
-  async decide(txId: string, prepare: { status: 'COMMITTING' | 'ABORTING'; outcome: Outcome; reason: string }, at: string): Promise<WriteResult> {
-    return this.transition(txId, 'decide', 'PREPARING', LOG_TRANSITIONS.decide.write({ ...prepare, at }));
+  ) {
+    super();
   }
 
   /**
@@ -87,15 +47,6 @@ export class TxLog implements TxLogPort {
     return { items, ...(out.LastEvaluatedKey ? { nextKey: out.LastEvaluatedKey } : {}) };
   }
 
-  /**
-   * Claim the next recovery of a transaction whose execution `seenExecution` is gone: only one
-   * claimant per recovery number wins, so two sweepers never both start one. Fails if the record
-   * finished, or someone else recovered it since it was read.
-   */
-  async claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult> {
-    return this.transition(txId, 'claimRecovery', undefined, LOG_TRANSITIONS.claimRecovery.write(txId, seen, next));
-  }
-
   /** Most recent first, through the `byCreated` index. The cursor is opaque to clients. */
   async list(limit: number, cursor?: string): Promise<ListPage> {
     const out = await this.doc.send(
@@ -119,17 +70,13 @@ export class TxLog implements TxLogPort {
     return { items, ...(out.LastEvaluatedKey ? { nextCursor: encodeCursor(out.LastEvaluatedKey) } : {}) };
   }
 
-  /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */
-  async claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string): Promise<IdempotencyRecord> {
-    const item: IdempotencyRecord = { pk: idempotencyPk(key), txId, requestHash, createdAt: at };
-    if (await this.put(claimIdempotencyKeyWrite(item))) return item;
-    const out = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk: item.pk }, ConsistentRead: true }));
-    if (!out.Item) throw new Error(`idempotency key ${key} vanished after a failed claim`);
-    return out.Item as IdempotencyRecord;
+  protected async read(pk: string): Promise<Record<string, unknown> | undefined> {
+    const out = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk }, ConsistentRead: true }));
+    return out.Item;
   }
 
   /** A conditional put; false when the condition failed. */
-  private async put(write: PutWrite): Promise<boolean> {
+  protected async put(write: PutWrite): Promise<boolean> {
     try {
       await this.doc.send(new PutCommand({ TableName: this.table, Item: write.item, ...toDynamo(write.condition) }));
       return true;
@@ -140,7 +87,7 @@ export class TxLog implements TxLogPort {
   }
 
   /** One state change of the table, asserted before and after; a failed condition answers the record as it is now. */
-  private async transition(txId: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): Promise<WriteResult> {
+  protected async update(txId: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): Promise<WriteResult> {
     assertTransition(name, before);
     try {
       const out = await this.doc.send(

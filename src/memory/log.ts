@@ -6,58 +6,17 @@
 // it passed or got back never changes the store. Deterministic: no clock, no randomness, no timers.
 import { decodeCursor, encodeCursor, BadCursorError } from '../aws/cursor';
 import { apply, evaluate, withoutUndefined } from '../core/log-dsl';
-import { LOG_TRANSITIONS, type PutWrite, type TransitionName, type UpdateWrite, assertTransition, claimIdempotencyKeyWrite, idempotencyPk } from '../core/log-transitions';
-import type { IdempotencyRecord, ListPage, StalePage, TxLogPort, WriteResult } from '../core/ports';
-import { type AckEntry, type Outcome, PHASE_STATUS, type Phase, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry } from '../core/transaction';
+import { TableTxLog } from '../core/log';
+import { type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
+import type { ListPage, StalePage, WriteResult } from '../core/ports';
+import type { Outcome, TxRecord, TxStatus } from '../core/transaction';
 
 type Item = Record<string, unknown>;
 
 const copy = <T>(value: T): T => structuredClone(value);
 
-export class MemoryTxLog implements TxLogPort {
+export class MemoryTxLog extends TableTxLog {
   private readonly items = new Map<string, Item>();
-
-  async create(record: TxRecord): Promise<boolean> {
-    assertTransition('create', null);
-    return this.put(LOG_TRANSITIONS.create.write(record));
-  }
-
-  async get(txId: string): Promise<TxRecord | undefined> {
-    return this.read(txId);
-  }
-
-  async recordVote(txId: string, participant: string, entry: VoteEntry): Promise<WriteResult> {
-    return this.transition(txId, 'recordVote', 'PREPARING', LOG_TRANSITIONS.recordVote.write(participant, entry));
-  }
-
-  async recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
-    return this.transition(txId, 'recordAck', PHASE_STATUS[entry.phase], LOG_TRANSITIONS.recordAck.write(participant, entry));
-  }
-
-  async storeTaskToken(txId: string, phase: Phase, taskToken: string, at: string): Promise<WriteResult> {
-    return this.transition(txId, 'storeTaskToken', PHASE_STATUS[phase], LOG_TRANSITIONS.storeTaskToken.write(phase, taskToken, at));
-  }
-
-  async finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
-    return this.transition(txId, 'finalize', result.from, LOG_TRANSITIONS.finalize.write(result, at));
-  }
-
-  async markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
-    return this.transition(txId, 'markInDoubt', PHASE_STATUS[phase], LOG_TRANSITIONS.markInDoubt.write(phase, since));
-  }
-
-  async decideAbort(txId: string, reason: string, at: string): Promise<WriteResult> {
-    return this.transition(txId, 'decideAbort', 'PREPARING', LOG_TRANSITIONS.decideAbort.write(reason, at));
-  }
-
-  /** The state machine's Decide step (what the simulation's state machine runs). */
-  async decide(txId: string, prepare: { status: 'COMMITTING' | 'ABORTING'; outcome: Outcome; reason: string }, at: string): Promise<WriteResult> {
-    return this.transition(txId, 'decide', 'PREPARING', LOG_TRANSITIONS.decide.write({ ...prepare, at }));
-  }
-
-  async claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult> {
-    return this.transition(txId, 'claimRecovery', undefined, LOG_TRANSITIONS.claimRecovery.write(txId, seen, next));
-  }
 
   /** Open records (having `openPk`) with `updatedAt` at or before `beforeIso`, oldest first, as the `open` index serves them. */
   async listStale(beforeIso: string, limit: number, startKey?: Record<string, unknown>): Promise<StalePage> {
@@ -94,12 +53,6 @@ export class MemoryTxLog implements TxLogPort {
     return { items, ...(last ? { nextCursor: encodeCursor({ pk: last.pk, listPk: last.listPk, createdAt: last.createdAt }) } : {}) };
   }
 
-  async claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string): Promise<IdempotencyRecord> {
-    const item: IdempotencyRecord = { pk: idempotencyPk(key), txId, requestHash, createdAt: at };
-    if (this.put(claimIdempotencyKeyWrite(item))) return item;
-    return copy(this.items.get(item.pk)) as unknown as IdempotencyRecord;
-  }
-
   /** Every transaction record, copied (for a simulation's invariant checks). */
   records(): TxRecord[] {
     return [...this.items.values()].filter((i) => i.listPk === 'tx').map((i) => copy(i) as unknown as TxRecord);
@@ -114,32 +67,37 @@ export class MemoryTxLog implements TxLogPort {
 
   /** One record as it is now, copied, without a round trip (for a simulation's checks). */
   peek(txId: string): TxRecord | undefined {
-    return this.read(txId);
+    return this.copyOf(txId);
   }
 
-  private read(pk: string): TxRecord | undefined {
+  private copyOf(pk: string): TxRecord | undefined {
     const item = this.items.get(pk);
     return item === undefined ? undefined : (copy(item) as unknown as TxRecord);
   }
 
-  private put(write: PutWrite): boolean {
+  protected async read(pk: string): Promise<Record<string, unknown> | undefined> {
+    const item = this.items.get(pk);
+    return item === undefined ? undefined : copy(item);
+  }
+
+  protected async put(write: PutWrite): Promise<boolean> {
     const pk = write.item.pk as string;
     if (!evaluate(write.condition, this.items.get(pk))) return false;
     this.items.set(pk, withoutUndefined(write.item));
     return true;
   }
 
-  private transition(txId: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): WriteResult {
+  protected async update(txId: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): Promise<WriteResult> {
     assertTransition(name, before);
     const current = this.items.get(txId);
-    if (!evaluate(write.condition, current)) return { applied: false, record: this.read(txId) };
+    if (!evaluate(write.condition, current)) return { applied: false, record: this.copyOf(txId) };
     // Here the status actually being left is known: the change must be one of the table's edges
     // from it (a condition too weak to ensure that is caught before it writes, not after).
     const from = (current?.status as TxStatus | undefined) ?? null;
     assertTransition(name, from);
     // Like UpdateItem, an update without a pk guard would create the item from its key.
     this.items.set(txId, apply(write.update, current ?? { pk: txId }));
-    const record = this.read(txId);
+    const record = this.copyOf(txId);
     assertTransition(name, from, record);
     return { applied: true, record };
   }
