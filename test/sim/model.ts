@@ -65,6 +65,16 @@ function modelParticipant(shop: ModelShop, service: string, now: () => number): 
     if (!s) throw new Error(`unknown resource ${service}/${resource}`);
     return s;
   };
+  /** Takes txId's hold off each of the operation's resources and hands it to `to` (a second call finds none). */
+  const settle = (txId: string, operation: ModelOperation, to: (stock: Stock, held: number) => void): void => {
+    for (const { resource } of operation.items) {
+      const stock = get(resource);
+      const held = stock.holds.get(txId);
+      if (held === undefined) continue;
+      stock.holds.delete(txId);
+      to(stock, held);
+    }
+  };
   return defineParticipant<ModelOperation>({
     service,
     operation: operationSchema,
@@ -91,24 +101,14 @@ function modelParticipant(shop: ModelShop, service: string, now: () => number): 
     },
     async commit({ txId, operation }) {
       shop.journal.push({ kind: 'commit', service, txId, at: now() });
-      for (const { resource } of operation.items) {
-        const stock = get(resource);
-        const held = stock.holds.get(txId);
-        if (held === undefined) continue;
-        stock.holds.delete(txId);
+      settle(txId, operation, (stock, held) => {
         stock.sold += held;
         stock.sales.set(txId, (stock.sales.get(txId) ?? 0) + held);
-      }
+      });
     },
     async abort({ txId, operation }) {
       shop.journal.push({ kind: 'abort', service, txId, at: now() });
-      for (const { resource } of operation.items) {
-        const stock = get(resource);
-        const held = stock.holds.get(txId);
-        if (held === undefined) continue;
-        stock.holds.delete(txId);
-        stock.available += held;
-      }
+      settle(txId, operation, (stock, held) => void (stock.available += held));
     },
   });
 }
