@@ -23,7 +23,8 @@ export function settle(): Promise<void> {
 export class VirtualTimers implements Timers {
   private nowMs: number;
   private seq = 0;
-  private queue: Scheduled[] = [];
+  /** A binary heap ordered by (time, seq); cancelled entries are dropped when they reach the top. */
+  private readonly heap: Scheduled[] = [];
 
   constructor(startMs = Date.UTC(2026, 0, 1)) {
     this.nowMs = startMs;
@@ -36,30 +37,35 @@ export class VirtualTimers implements Timers {
   at(timeMs: number, callback: () => void): Timer {
     if (!Number.isFinite(timeMs)) throw new Error(`timer time must be finite, got ${timeMs}`);
     const entry: Scheduled = { timeMs: Math.max(timeMs, this.nowMs), seq: this.seq++, callback, cancelled: false };
-    // Sorted insert by (time, seq): seq grows, so the new entry goes after every equal time.
-    let i = this.queue.length;
-    while (i > 0 && this.queue[i - 1]!.timeMs > entry.timeMs) i--;
-    this.queue.splice(i, 0, entry);
+    heapPush(this.heap, entry);
     return { cancel: () => void (entry.cancelled = true) };
   }
 
   /** When the next live timer is due, or undefined if none is scheduled. */
   nextAt(): number | undefined {
-    this.queue = this.queue.filter((e) => !e.cancelled);
-    return this.queue[0]?.timeMs;
+    while (this.heap[0]?.cancelled) heapPop(this.heap);
+    return this.heap[0]?.timeMs;
+  }
+
+  /**
+   * Fire the next live timer if it is due by `untilMs`, moving the clock to it; false if there is
+   * none. It does not settle: the caller lets the continuations run (see `settle`).
+   */
+  fireNext(untilMs = Number.POSITIVE_INFINITY): boolean {
+    const next = this.nextAt();
+    if (next === undefined || next > untilMs) return false;
+    const entry = heapPop(this.heap)!;
+    this.nowMs = entry.timeMs;
+    entry.callback();
+    return true;
   }
 
   /** Fire every timer due up to `timeMs` in order (settling after each), then set the clock to it. */
   async advanceTo(timeMs: number): Promise<void> {
     if (timeMs < this.nowMs) throw new Error(`time cannot go back: now ${this.nowMs}, asked ${timeMs}`);
     await settle();
-    for (let fired = 0; ; fired++) {
+    for (let fired = 0; this.fireNext(timeMs); fired++) {
       if (fired >= MAX_CALLBACKS_PER_ADVANCE) throw new Error(`more than ${MAX_CALLBACKS_PER_ADVANCE} timers due by ${timeMs}`);
-      const next = this.nextAt();
-      if (next === undefined || next > timeMs) break;
-      const entry = this.queue.shift()!;
-      this.nowMs = entry.timeMs;
-      entry.callback();
       await settle();
     }
     this.nowMs = timeMs;
@@ -83,4 +89,39 @@ export class VirtualTimers implements Timers {
       await this.advanceTo(next);
     }
   }
+}
+
+function before(a: Scheduled, b: Scheduled): boolean {
+  return a.timeMs < b.timeMs || (a.timeMs === b.timeMs && a.seq < b.seq);
+}
+
+function heapPush(heap: Scheduled[], entry: Scheduled): void {
+  heap.push(entry);
+  let i = heap.length - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (!before(heap[i]!, heap[parent]!)) break;
+    [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+    i = parent;
+  }
+}
+
+function heapPop(heap: Scheduled[]): Scheduled | undefined {
+  const top = heap[0];
+  const last = heap.pop();
+  if (heap.length > 0 && last) {
+    heap[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
+      if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
+      if (m === i) break;
+      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+      i = m;
+    }
+  }
+  return top;
 }

@@ -8,9 +8,10 @@
 // container dies), freeze (its next gate opens much later: a long GC, a frozen container) and
 // time out (its host kills it at its deadline). Each host has its own clock skew.
 //
-// Determinism: there is no I/O; after each event the loop lets the microtask queue drain
-// (setImmediate runs only after it is empty), so the same seed runs the same interleaving.
+// Determinism: there is no I/O; events are the in-memory VirtualTimers', and after each one the loop
+// lets the microtask queue drain (`settle`), so the same seed runs the same interleaving.
 import { createRandom, type Random } from '../../src/core/random';
+import { VirtualTimers, settle } from '../../src/memory/timers';
 
 export interface Host {
   name: string;
@@ -49,12 +50,6 @@ export class Proc {
   readonly sleep = (ms: number, signal?: AbortSignal): Promise<void> => this.sim.sleep(this, ms, signal);
 }
 
-interface Event {
-  at: number;
-  seq: number;
-  run: () => void;
-}
-
 export interface Gates {
   /** Upper bound of the one-way latency of a call, in virtual ms. */
   latencyMs: number;
@@ -66,10 +61,9 @@ export interface Gates {
 }
 
 export class Scheduler {
-  now = 0;
+  /** Virtual time and its events: the in-memory Step Functions and SQS run on the same timers. */
+  readonly timers = new VirtualTimers(0);
   readonly random: Random;
-  private readonly events: Event[] = [];
-  private seq = 0;
   private procs = 0;
   readonly trace: string[] | undefined;
   gates: Gates = { latencyMs: 5, crash: 0, freeze: 0, freezeMaxMs: 0 };
@@ -82,15 +76,17 @@ export class Scheduler {
     this.trace = trace ? [] : undefined;
   }
 
+  get now(): number {
+    return this.timers.now();
+  }
+
   log(line: string): void {
     this.trace?.push(`${String(this.now).padStart(8)} ${line}`);
   }
 
   /** Run `fn` at virtual time `at` (not before now). */
   at(at: number, run: () => void): { cancel(): void } {
-    const event: Event = { at: Math.max(at, this.now), seq: this.seq++, run };
-    heapPush(this.events, event);
-    return { cancel: () => void (event.run = noop) };
+    return this.timers.at(at, run);
   }
 
   after(ms: number, run: () => void): { cancel(): void } {
@@ -196,23 +192,17 @@ export class Scheduler {
    */
   async runUntil(untilMs: number, stop?: () => boolean): Promise<boolean> {
     let sameInstant = 0;
-    while (this.events.length > 0) {
+    for (;;) {
       if (stop?.()) return true;
-      const next = this.events[0]!;
-      if (next.at > untilMs) return false;
-      heapPop(this.events);
-      sameInstant = next.at === this.now ? sameInstant + 1 : 0;
+      const next = this.timers.nextAt();
+      if (next === undefined) return true;
+      if (next > untilMs) return false;
+      sameInstant = next === this.now ? sameInstant + 1 : 0;
       if (sameInstant > MAX_EVENTS_PER_INSTANT) throw new Livelock(this.now);
-      this.now = next.at;
+      this.timers.fireNext();
       this.counts.events++;
-      next.run();
-      await drainMicrotasks();
+      await settle();
     }
-    return true;
-  }
-
-  get pending(): number {
-    return this.events.length;
   }
 }
 
@@ -230,47 +220,6 @@ export class Livelock extends Error {
 
 export function describeError(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
-function drainMicrotasks(): Promise<void> {
-  // The simulation's one real timer: it only waits for the microtask queue to empty.
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-// A binary heap ordered by (at, seq): events at the same time run in the order they were scheduled.
-function before(a: Event, b: Event): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
-}
-
-function heapPush(heap: Event[], event: Event): void {
-  heap.push(event);
-  let i = heap.length - 1;
-  while (i > 0) {
-    const parent = (i - 1) >> 1;
-    if (!before(heap[i]!, heap[parent]!)) break;
-    [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-    i = parent;
-  }
-}
-
-function heapPop(heap: Event[]): Event | undefined {
-  const top = heap[0];
-  const last = heap.pop();
-  if (heap.length > 0 && last) {
-    heap[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
-      if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
-      if (m === i) break;
-      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
-      i = m;
-    }
-  }
-  return top;
 }
 
 /**

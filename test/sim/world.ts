@@ -148,7 +148,7 @@ class World {
   ) {
     const host = (name: string): Host => ({ name, skewMs: sim.random.int(-scenario.clockSkewMaxMs, scenario.clockSkewMaxMs) });
     this.hosts = { api: host('api'), dispatch: host('dispatch'), reply: host('reply'), sweeper: host('sweeper'), detector: host('detector') };
-    const timers = { now: () => sim.now, at: (timeMs: number, callback: () => void) => sim.at(timeMs, callback) };
+    const timers = sim.timers;
     const clock = () => sim.now;
     const queue = (name: string, dlq?: MemoryQueue) =>
       new MemoryQueue(name, { clock, visibilityTimeoutMs: VISIBILITY_MS, onSend: this.fate, ...(dlq ? { redrive: { deadLetterQueue: dlq, maxReceiveCount: MAX_RECEIVES } } : {}) });
