@@ -88,14 +88,14 @@ export class Api extends Construct {
       deployOptions: {
         stageName: 'v1',
         // A bound on what one runaway client can cost every other transaction.
-        throttlingRateLimit: config.apiRateLimit ?? 1000,
-        throttlingBurstLimit: config.apiBurstLimit ?? 2000,
-        // Each start is a Step Functions execution: starts are throttled harder than reads.
+        throttlingRateLimit: config.apiRateLimit ?? 5000,
+        throttlingBurstLimit: config.apiBurstLimit ?? 5000,
+        // Starts write the log and send PREPARE: throttled to what the log's default quotas carry.
         methodOptions: {
           // A method's settings replace the stage-wide ones: repeat the logging choice.
           '/transactions/POST': {
-            throttlingRateLimit: config.startRateLimit ?? 100,
-            throttlingBurstLimit: config.startBurstLimit ?? 200,
+            throttlingRateLimit: config.startRateLimit ?? 3000,
+            throttlingBurstLimit: config.startBurstLimit ?? 5000,
             loggingLevel: apigw.MethodLoggingLevel.ERROR,
             dataTraceEnabled: false,
           },
@@ -152,10 +152,15 @@ export class Api extends Construct {
       // Declared optional: the function checks their values (a bounded limit, an opaque cursor).
       requestParameters: { 'method.request.querystring.limit': false, 'method.request.querystring.cursor': false },
     });
-    transactions.addResource('{id}').addMethod('GET', this.integration, {
+    const transaction = transactions.addResource('{id}');
+    transaction.addMethod('GET', this.integration, {
       requestValidator: validator,
-      requestParameters: { 'method.request.path.id': true },
+      requestParameters: { 'method.request.path.id': true, 'method.request.querystring.wait': false },
     });
+    // For participants (and operators): the outcome only, and the abort request. A participant's role
+    // needs execute-api:Invoke on these two routes and nothing of the log table or Step Functions.
+    transaction.addResource('decision').addMethod('GET', this.integration, { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
+    transaction.addResource('abort').addMethod('POST', this.integration, { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
 
     // The lock service on its own (src/locks/api.ts): acquire, renew, release, inspect; and the
     // record of resolved deadlocks.

@@ -12,6 +12,11 @@ export interface DtcConfig {
   /** Physical-name prefix of the queues (participants find their queue by name). */
   prefix: string;
   participants: string[];
+  /** Participant -> the IAM principal (role ARN) it runs as, when `participants` is given as an object. */
+  participantPrincipals?: Record<string, string>;
+  /** Supervision groups per time bucket (spreads the `open` index's writes), and the bucket's length. */
+  supervisionShards: number;
+  supervisionBucketSeconds: number;
   defaultPrepareSeconds: number;
   defaultCommitSeconds: number;
   retentionDays: number;
@@ -31,8 +36,6 @@ export interface DtcConfig {
   abortRateAlarmPercent: number;
   /** An existing SNS topic every alarm notifies (ALARM and OK); none if absent. */
   alarmTopicArn?: string;
-  /** The recovery sweeper looks at open transactions that have not moved for this long (default 30). */
-  recoveryStaleSeconds: number;
   /** The sweeper's period on the embedded local stack (EventBridge's floor on AWS is 1 minute; default 2). */
   sweeperLocalRateSeconds: number;
 }
@@ -81,9 +84,17 @@ function booleanOf(key: string, value: unknown, fallback: boolean): boolean {
 /** Reads the context the app was given; throws before any construct exists, showing the bad value. */
 export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
   const get = (key: string) => fromCli(key, getRaw(key));
-  const participants = get('participants');
+  const given = get('participants');
+  // An array of service names, or an object of service name -> the role ARN the service runs as.
+  const principals = given !== null && typeof given === 'object' && !Array.isArray(given) ? (given as Record<string, unknown>) : undefined;
+  const participants = principals ? Object.keys(principals) : given;
   if (!Array.isArray(participants) || participants.length === 0) {
-    throw new Error(`context 'participants' must be a non-empty array of service names, got ${show(participants)}`);
+    throw new Error(`context 'participants' must be a non-empty array of service names (or an object of name -> role ARN), got ${show(given)}`);
+  }
+  for (const [service, arn] of Object.entries(principals ?? {})) {
+    if (typeof arn !== 'string' || !/^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/-]{1,512}$/.test(arn)) {
+      throw new Error(`context 'participants.${service}' must be the ARN of the IAM role the service runs as, got ${show(arn)}`);
+    }
   }
   for (const p of participants) {
     if (typeof p !== 'string' || !NAME.test(p)) {
@@ -117,22 +128,25 @@ export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
   return {
     prefix,
     participants: participants as string[],
+    ...(principals ? { participantPrincipals: principals as Record<string, string> } : {}),
+    supervisionShards: positiveInteger('supervisionShards', get('supervisionShards') ?? 8),
+    supervisionBucketSeconds: positiveInteger('supervisionBucketSeconds', get('supervisionBucketSeconds') ?? 10),
     defaultPrepareSeconds: positiveInteger('defaultPrepareSeconds', get('defaultPrepareSeconds')),
     defaultCommitSeconds: positiveInteger('defaultCommitSeconds', get('defaultCommitSeconds')),
     retentionDays: positiveInteger('retentionDays', get('retentionDays')),
     logLevel: logLevel as DtcConfig['logLevel'],
     logRetentionDays,
     tracing: booleanOf('tracing', get('tracing'), true),
-    // Defaults: the stage allows a busy fleet of callers; starts are held under Step Functions'
-    // smallest regional StartExecution refill (150/s), leaving room for recovery executions.
-    apiRateLimit: positiveInteger('apiRateLimit', get('apiRateLimit') ?? 1000),
-    apiBurstLimit: positiveInteger('apiBurstLimit', get('apiBurstLimit') ?? 2000),
-    startRateLimit: positiveInteger('startRateLimit', get('startRateLimit') ?? 100),
-    startBurstLimit: positiveInteger('startBurstLimit', get('startBurstLimit') ?? 200),
+    // Defaults (docs/performance.md): a start no longer costs a Step Functions execution, so starts are
+    // held under the capacity the log table's default quotas give (about 3,000 tx/s), and the stage
+    // under API Gateway's account default of 10,000 requests/s, leaving room for GETs and waits.
+    apiRateLimit: positiveInteger('apiRateLimit', get('apiRateLimit') ?? 5000),
+    apiBurstLimit: positiveInteger('apiBurstLimit', get('apiBurstLimit') ?? 5000),
+    startRateLimit: positiveInteger('startRateLimit', get('startRateLimit') ?? 3000),
+    startBurstLimit: positiveInteger('startBurstLimit', get('startBurstLimit') ?? 5000),
     apiGatewayCloudWatchRole: booleanOf('apiGatewayCloudWatchRole', get('apiGatewayCloudWatchRole'), true),
     abortRateAlarmPercent,
     ...(alarmTopicArn === undefined ? {} : { alarmTopicArn }),
-    recoveryStaleSeconds: positiveInteger('recoveryStaleSeconds', get('recoveryStaleSeconds') ?? 30),
     sweeperLocalRateSeconds: positiveInteger('sweeperLocalRateSeconds', get('sweeperLocalRateSeconds') ?? 2),
   };
 }

@@ -1,4 +1,4 @@
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
 import { Api } from './api';
@@ -14,10 +14,10 @@ import { Workflow } from './workflow';
 export interface CoordinatorStackProps extends StackProps {
   config: DtcConfig;
   /** The stateful resources it works on; they live (and are retained) in their own stack. */
-  data: Pick<DataStack, 'txTable' | 'lockTable' | 'replyQueue' | 'participantQueues'>;
+  data: Pick<DataStack, 'txTable' | 'lockTable' | 'participantQueues' | 'replyQueues' | 'replyDeadLetterQueue'>;
 }
 
-/** The stateless half: functions, the per-transaction state machine and the API. */
+/** The stateless half: functions, the group supervisors' state machine and the API. */
 export class CoordinatorStack extends Stack {
   readonly functions: Functions;
   readonly workflow: Workflow;
@@ -28,27 +28,27 @@ export class CoordinatorStack extends Stack {
 
   constructor(scope: Construct, id: string, props: CoordinatorStackProps) {
     super(scope, id, props);
-    const { txTable, lockTable, replyQueue, participantQueues } = props.data;
-    this.functions = new Functions(this, 'Functions', { config: props.config, txTable, lockTable, replyQueue, participantQueues });
-    const { api, dispatch, reply } = this.functions;
-    this.workflow = new Workflow(this, 'Workflow', { txTable, dispatch });
+    const { txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue } = props.data;
+    this.functions = new Functions(this, 'Functions', { config: props.config, txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue });
+    const { api, supervise, reply } = this.functions;
+    this.workflow = new Workflow(this, 'Workflow', { supervise, logRetentionDays: props.config.logRetentionDays, tracing: props.config.tracing });
     const { stateMachine } = this.workflow;
 
-    // Only api starts executions, and the state machine does not reference api, so this is acyclic.
+    // Whoever may find a group without a supervisor starts one: api (a transaction's start), supervise
+    // (parking, continuing as a new execution) and the sweeper. The state machine references
+    // supervise, so its ARN goes into a separate policy and a built name (no dependency cycle).
     api.addEnvironment('STATE_MACHINE_ARN', stateMachine.stateMachineArn);
-    stateMachine.grantStartExecution(api);
-
-    // Task-token calls authorize against the state machine. A separate policy rather than the
-    // roles' default policies: the state machine references dispatch, whose creation waits for its
-    // default policy, so putting the state machine's ARN there would be a dependency cycle.
-    new iam.Policy(this, 'TaskCallbacks', {
-      roles: [dispatch.role, reply.role].filter((r): r is iam.IRole => r !== undefined),
+    const smName = `${props.config.prefix}-supervisor`;
+    (stateMachine.node.defaultChild as import('aws-cdk-lib/aws-stepfunctions').CfnStateMachine).stateMachineName = smName;
+    const smArn = Stack.of(this).formatArn({ service: 'states', resource: 'stateMachine', resourceName: smName, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    supervise.addEnvironment('STATE_MACHINE_ARN', smArn);
+    reply.addEnvironment('STATE_MACHINE_ARN', smArn);
+    const execArn = Stack.of(this).formatArn({ service: 'states', resource: 'execution', resourceName: `${smName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    new iam.Policy(this, 'Supervisors', {
+      roles: [api.role, supervise.role, reply.role].filter((r): r is iam.IRole => r !== undefined),
       statements: [
-        new iam.PolicyStatement({
-          // Success only: no code path fails a task (a failure is a thrown dispatch, which the task sees).
-          actions: ['states:SendTaskSuccess'],
-          resources: [stateMachine.stateMachineArn],
-        }),
+        new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [smArn] }),
+        new iam.PolicyStatement({ actions: ['states:DescribeExecution'], resources: [execArn] }),
       ],
     });
 
@@ -56,18 +56,20 @@ export class CoordinatorStack extends Stack {
     this.recovery = new Recovery(this, 'Recovery', {
       functions: this.functions,
       txTable,
-      stateMachine,
+      stateMachineArn: smArn,
+      executionArns: execArn,
       localRateSeconds: props.config.sweeperLocalRateSeconds,
     });
-    this.deadlocks = new Deadlocks(this, 'Deadlocks', { functions: this.functions, txTable, lockTable, stateMachine });
+    this.deadlocks = new Deadlocks(this, 'Deadlocks', { functions: this.functions, txTable, lockTable, participantQueueArns: Object.values(participantQueues).map((q) => q.queueArn) });
 
     new CfnOutput(this, 'ApiUrl', { value: this.api.restApi.url });
     new CfnOutput(this, 'TxTableName', { value: txTable.tableName });
     new CfnOutput(this, 'LockTableName', { value: lockTable.tableName });
-    new CfnOutput(this, 'ReplyQueueUrl', { value: replyQueue.queueUrl });
     for (const [service, queue] of Object.entries(participantQueues)) {
       new CfnOutput(this, `${pascal(service)}QueueUrl`, { value: queue.queueUrl });
     }
+    // Each participant's reply queue (service -> URL): where its votes and acknowledgements go.
+    new CfnOutput(this, 'ReplyQueueUrls', { value: Stack.of(this).toJsonString(Object.fromEntries(Object.entries(replyQueues).map(([s, q]) => [s, q.queueUrl]))) });
     new CfnOutput(this, 'StateMachineArn', { value: stateMachine.stateMachineArn });
 
     // Last, so every function defined above gets its error alarm (a template test checks it).
@@ -76,7 +78,10 @@ export class CoordinatorStack extends Stack {
       functions: functionsIn(this),
       stateMachine,
       restApi: this.api.restApi,
-      queues: { ...Object.fromEntries(Object.entries(participantQueues).map(([s, q]) => [`${s}-requests`, q])), replies: replyQueue },
+      queues: {
+        ...Object.fromEntries(Object.entries(participantQueues).map(([s, q]) => [`${s}-requests`, q])),
+        ...Object.fromEntries(Object.entries(replyQueues).map(([s, q]) => [`${s}-replies`, q])),
+      },
     });
     acknowledgeCoordinatorFindings(this);
   }

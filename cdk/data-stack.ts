@@ -18,16 +18,18 @@ export interface DataStackProps extends StackProps {
 export class DataStack extends Stack {
   readonly txTable: dynamodb.Table;
   readonly lockTable: dynamodb.Table;
-  readonly replyQueue: sqs.Queue;
-  /** Participant service -> its request queue. */
+  /** Participant service -> its request queue, and its reply queue. */
   readonly participantQueues: Readonly<Record<string, sqs.Queue>>;
+  readonly replyQueues: Readonly<Record<string, sqs.Queue>>;
+  readonly replyDeadLetterQueue: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: DataStackProps) {
     super(scope, id, props);
     this.txTable = new LogTable(this, 'Log').table;
     this.lockTable = new LockTable(this, 'Locks').table;
-    const queues = new Queues(this, 'Queues', { prefix: props.config.prefix, participants: props.config.participants });
-    this.replyQueue = queues.replyQueue;
+    const queues = new Queues(this, 'Queues', { prefix: props.config.prefix, participants: props.config.participants, principals: props.config.participantPrincipals });
     this.participantQueues = queues.participantQueues;
+    this.replyQueues = queues.replyQueues;
+    this.replyDeadLetterQueue = queues.replyDeadLetterQueue;
   }
 }

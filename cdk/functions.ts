@@ -19,33 +19,39 @@ export interface FunctionsProps {
   txTable: dynamodb.ITable;
   /** The lock table (cdk/locks.ts): LOCK_TABLE on every function. */
   lockTable: dynamodb.ITable;
-  replyQueue: sqs.IQueue;
-  /** Each with its dead-letter queue, where dispatch puts copies of messages left unacknowledged. */
+  /** Participant -> its request queue, each with its dead-letter queue (in-doubt copies go there). */
   participantQueues: Readonly<Record<string, sqs.Queue>>;
+  /** Participant -> its reply queue: the reply function knows a sender by the queue it came on. */
+  replyQueues: Readonly<Record<string, sqs.Queue>>;
+  replyDeadLetterQueue: sqs.IQueue;
 }
 
-/** The coordinator's three Lambda handlers (lambdas/*.ts), their logs, environment and data access. */
+/** The coordinator's Lambda handlers (lambdas/*.ts), their logs, environment and data access. */
 export class Functions extends Construct {
   readonly api: nodejs.NodejsFunction;
-  readonly dispatch: nodejs.NodejsFunction;
+  readonly supervise: nodejs.NodejsFunction;
   readonly reply: nodejs.NodejsFunction;
   /** Builds another coordinator function (lambdas/<name>.ts) with the same props and environment. */
   readonly addHandler: (scope: Construct, name: string) => nodejs.NodejsFunction;
 
   constructor(scope: Construct, id: string, props: FunctionsProps) {
     super(scope, id);
-    const { config, txTable, lockTable, replyQueue, participantQueues } = props;
+    const { config, txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue } = props;
     const queueUrls = Object.fromEntries(Object.entries(participantQueues).map(([service, q]) => [service, q.queueUrl]));
+    const replyArns = Object.fromEntries(Object.entries(replyQueues).map(([service, q]) => [service, q.queueArn]));
     const deadLetterQueues = Object.entries(participantQueues).flatMap(([service, q]) => (q.deadLetterQueue ? [[service, q.deadLetterQueue.queue] as const] : []));
     const deadLetterUrls = Object.fromEntries(deadLetterQueues.map(([service, q]) => [service, q.queueUrl]));
     // Identical for every function: the embedded local stack runs all handlers in one process with
-    // one merged environment. Only the api function adds STATE_MACHINE_ARN (see CoordinatorStack).
+    // one merged environment. STATE_MACHINE_ARN is added where needed (see CoordinatorStack).
     const environment = {
       TX_TABLE: txTable.tableName,
       LOCK_TABLE: lockTable.tableName,
-      REPLY_QUEUE_URL: replyQueue.queueUrl,
       PARTICIPANT_QUEUES: Stack.of(this).toJsonString(queueUrls),
       PARTICIPANT_DEAD_LETTER_QUEUES: Stack.of(this).toJsonString(deadLetterUrls),
+      REPLY_QUEUE_ARNS: Stack.of(this).toJsonString(replyArns),
+      REPLY_DEAD_LETTER_QUEUE_URL: replyDeadLetterQueue.queueUrl,
+      SUPERVISION_SHARDS: String(config.supervisionShards),
+      SUPERVISION_BUCKET_SECONDS: String(config.supervisionBucketSeconds),
       RETENTION_DAYS: String(config.retentionDays),
       DEFAULT_PREPARE_SECONDS: String(config.defaultPrepareSeconds),
       DEFAULT_COMMIT_SECONDS: String(config.defaultCommitSeconds),
@@ -54,62 +60,61 @@ export class Functions extends Construct {
       // The namespace the alarms and the dashboard read (cdk/observability.ts).
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       POWERTOOLS_TRACE_ENABLED: String(config.tracing),
-      // Responses carry participants' operations and task tokens: keep them out of traces.
+      // Responses carry participants' operations: keep them out of traces.
       POWERTOOLS_TRACER_CAPTURE_RESPONSE: 'false',
-      // Read by the recovery sweeper (cdk/recovery.ts).
-      RECOVERY_STALE_SECONDS: String(config.recoveryStaleSeconds),
     };
-    const make = (name: string) => handler(this, name, environment, { logRetentionDays: config.logRetentionDays, tracing: config.tracing });
-    this.addHandler = (scope, name) => handler(scope, name, environment, { logRetentionDays: config.logRetentionDays, tracing: config.tracing });
-    this.api = make('api');
-    this.dispatch = make('dispatch');
-    this.reply = make('reply');
+    const options = { logRetentionDays: config.logRetentionDays, tracing: config.tracing };
+    this.addHandler = (scope, name) => handler(scope, name, environment, options);
+    this.api = handler(this, 'api', environment, options);
+    // A supervision run reads a whole group (up to MEMBERS_PER_RUN records) and may re-send in bulk.
+    this.supervise = handler(this, 'supervise', environment, { ...options, timeout: Duration.seconds(60) });
+    this.reply = handler(this, 'reply', environment, options);
 
     const tableArn = txTable.tableArn;
     const item = (...actions: string[]) => new iam.PolicyStatement({ actions, resources: [tableArn] });
-    // PutItem: the record and the idempotency claim; UpdateItem: the abort after a failed start;
-    // Query: the listing, through its index only.
-    this.api.addToRolePolicy(item('dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'));
-    this.api.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${tableArn}/index/byCreated`] }));
-    this.dispatch.addToRolePolicy(item('dynamodb:GetItem', 'dynamodb:UpdateItem'));
+    const index = (name: string, ...actions: string[]) => new iam.PolicyStatement({ actions, resources: [`${tableArn}/index/${name}`] });
+    // api: the operations, the record and the idempotency claim (PutItem), GET and waits (GetItem),
+    // aborts (UpdateItem), the listing (its index, then the page's records in one batch), and the
+    // group's supervisor (its generation record).
+    this.api.addToRolePolicy(item('dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchGetItem'));
+    this.api.addToRolePolicy(index('byCreated', 'dynamodb:Query'));
+    // reply: votes, decisions, acknowledgements, finishing.
     this.reply.addToRolePolicy(item('dynamodb:GetItem', 'dynamodb:UpdateItem'));
+    // supervise: its group's members (the open index), their records, decisions, in-doubt marks,
+    // parking, and the group's generation record when it continues as a new execution.
+    this.supervise.addToRolePolicy(item('dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem'));
+    this.supervise.addToRolePolicy(index('open', 'dynamodb:Query'));
 
-    // Locks: whole-item conditional Puts on lock items, UpdateItem on release indexes. dispatch takes
-    // and releases the locks a request declares, and runs on-demand detection when it waits long
-    // (Query of the waiting index, Put of deadlock records); api serves /locks and /deadlocks.
+    // Locks: whole-item conditional Puts on lock items, UpdateItem on release indexes. api takes the
+    // locks a request declares and serves /locks and /deadlocks; whoever finishes a transaction
+    // (reply, supervise) releases them; a long wait runs on-demand detection (the waiting index).
     const lockArn = lockTable.tableArn;
     const lockItems = new iam.PolicyStatement({ actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], resources: [lockArn] });
-    this.dispatch.addToRolePolicy(lockItems);
-    this.dispatch.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${lockArn}/index/waiting`] }));
-    this.api.addToRolePolicy(lockItems);
-    this.api.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${lockArn}/index/deadlocks`] }));
+    for (const fn of [this.api, this.reply, this.supervise]) fn.addToRolePolicy(lockItems);
+    this.api.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${lockArn}/index/waiting`, `${lockArn}/index/deadlocks`] }));
 
-    // dispatch sends every phase's messages; reply re-sends ABORT to a YES vote that arrives late.
-    const send = new iam.PolicyStatement({
-      actions: ['sqs:SendMessage'],
-      resources: Object.values(participantQueues).map((q) => q.queueArn),
-    });
-    this.dispatch.addToRolePolicy(send);
-    this.reply.addToRolePolicy(send);
-    // dispatch puts a copy of a message nobody acknowledges in the participant's DLQ (in doubt).
+    // Whoever decides sends phase two: api (PREPARE, and an abort's ABORTs), reply, supervise.
+    const send = new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: Object.values(participantQueues).map((q) => q.queueArn) });
+    for (const fn of [this.api, this.reply, this.supervise]) fn.addToRolePolicy(send);
+    // supervise puts a copy of a message nobody acknowledges in the participant's DLQ (in doubt).
     if (deadLetterQueues.length > 0) {
-      this.dispatch.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: deadLetterQueues.map(([, q]) => q.queueArn) }));
+      this.supervise.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: deadLetterQueues.map(([, q]) => q.queueArn) }));
     }
+    // reply dead-letters a refused reply (naming someone other than its queue's owner) with the reason.
+    this.reply.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [replyDeadLetterQueue.queueArn] }));
 
-    // Also grants the reply function what it needs to consume the queue.
-    this.reply.addEventSource(
-      new SqsEventSource(replyQueue, {
-        batchSize: 10,
-        maxBatchingWindow: Duration.seconds(0),
-        reportBatchItemFailures: true,
-      }),
-    );
+    // One event source mapping per reply queue; each also grants the function what it needs to consume it.
+    for (const queue of Object.values(replyQueues)) {
+      this.reply.addEventSource(new SqsEventSource(queue, { batchSize: 10, maxBatchingWindow: Duration.seconds(0), reportBatchItemFailures: true }));
+    }
   }
 }
 
 export interface HandlerOptions {
   /** Default 30 days. */
   logRetentionDays?: number;
+  /** Default 10 s. */
+  timeout?: Duration;
   /** X-Ray active tracing; default true. */
   tracing?: boolean;
 }
@@ -144,7 +149,7 @@ function handler(
     // critical path and are short, so 512 MB buys faster cold starts (SDK init) and lower latency
     // for a few cents per million calls; they use far less memory than that.
     memorySize: 512,
-    timeout: Duration.seconds(10),
+    timeout: options.timeout ?? Duration.seconds(10),
     environment,
     role,
     logGroup,

@@ -4,7 +4,6 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
-import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { Functions } from './functions';
 import { statefulTable } from './log-table';
@@ -46,7 +45,8 @@ export interface DeadlocksProps {
   functions: Pick<Functions, 'addHandler'>;
   txTable: dynamodb.ITable;
   lockTable: dynamodb.ITable;
-  stateMachine: sfn.IStateMachine;
+  /** The participants' request queues: the detector sends a victim's ABORTs itself. */
+  participantQueueArns: string[];
 }
 
 /** Context key: the detector's period on the embedded local stack, in seconds (default 1). */
@@ -73,11 +73,11 @@ export class Deadlocks extends Construct {
     // PutItem: the deadlock record.
     this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${lockArn}/index/waiting`] }));
     this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem', 'dynamodb:PutItem'], resources: [lockArn] }));
-    // GetItem: the members' age and status; UpdateItem: the conditional abort decision.
+    // GetItem: the members' age and status; UpdateItem: the conditional abort decision (and, when
+    // the victim needs no acknowledgement, finishing it).
     this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resources: [props.txTable.tableArn] }));
-    // Wakes the victim's execution waiting in Prepare. The state machine does not reference the
-    // detector, so this can sit in its default policy without a dependency cycle.
-    this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:SendTaskSuccess'], resources: [props.stateMachine.stateMachineArn] }));
+    // Whoever decides sends phase two: the victim's ABORTs go straight to its participants' queues.
+    this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: props.participantQueueArns }));
 
     this.schedule = new events.Rule(this, 'Schedule', {
       description: 'DTC deadlock detector',

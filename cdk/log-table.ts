@@ -18,31 +18,36 @@ export function statefulTable(scope: Construct, partitionKey: string): dynamodb.
   });
 }
 
-/** The durable transaction log: one item per transaction (key `pk` = txId); see TxRecord. */
+/**
+ * The durable transaction log: per transaction a small hot record (key `pk` = txId, see TxRecord)
+ * and its operations, written once (`<txId>#ops`); idempotency claims (`idem#<key>`) and
+ * supervisor generations (`grp#<group>`). Neither index has a constant partition key, and neither
+ * is written by a vote or an acknowledgement: their keys are written once (at create), or at park
+ * and finish, and they project keys only (a readable listing reads the records in one batch).
+ */
 export class LogTable extends Construct {
   readonly table: dynamodb.Table;
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    // TTL (`expiresAt`) collects finished records only: Finalize sets it, open records never carry
+    // TTL (`expiresAt`) collects finished records only: finishing sets it, open records never carry
     // it. RETAIN: the log holds the only record of decisions, and participants still in doubt ask
     // for them; deleting the stack must never delete the answers they depend on.
     this.table = statefulTable(this, 'pk');
-    // Listing, most recent first: every record carries the constant `listPk`.
+    // Listing, newest first: `lp` is one of LIST_SHARDS shards of the id, `createdAt` is written once.
     this.table.addGlobalSecondaryIndex({
       indexName: 'byCreated',
-      partitionKey: { name: 'listPk', type: dynamodb.AttributeType.STRING },
+      partitionKey: { name: 'lp', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'createdAt', type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.INCLUDE,
-      nonKeyAttributes: ['txId', 'status', 'updatedAt', 'decision', 'decisionReason'],
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
     });
-    // Sparse: Finalize removes `openPk`, so the recovery sweeper reads only transactions still open.
+    // Sparse: supervision's groups. `og` (the group: creation bucket and shard, or a parked
+    // participant) is removed when the transaction finishes; `prepareDeadlineAt` is written once.
     this.table.addGlobalSecondaryIndex({
       indexName: 'open',
-      partitionKey: { name: 'openPk', type: dynamodb.AttributeType.STRING },
-      sortKey: { name: 'updatedAt', type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.INCLUDE,
-      nonKeyAttributes: ['txId', 'status', 'createdAt', 'prepareDeadlineAt'],
+      partitionKey: { name: 'og', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'prepareDeadlineAt', type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
     });
   }
 }

@@ -28,8 +28,8 @@ export function acknowledgeCoordinatorFindings(stack: CoordinatorStack): void {
         'Standard workflows keep every state transition in the execution history for 90 days; the log group takes errors only, so log cost follows failures rather than traffic.',
     },
     {
-      id: `AwsSolutions-IAM5[Resource::<${logicalIdOf(stack.functions.dispatch)}.Arn>:*]`,
-      reason: "CDK's LambdaInvoke grant: the dispatch function and its versions/aliases (`:*`), no other function.",
+      id: `AwsSolutions-IAM5[Resource::<${logicalIdOf(stack.functions.supervise)}.Arn>:*]`,
+      reason: "CDK's LambdaInvoke grant: the supervise function and its versions/aliases (`:*`), no other function.",
     },
     {
       id: 'AwsSolutions-IAM5[Resource::*]',

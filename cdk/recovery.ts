@@ -4,22 +4,23 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
-import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { Functions } from './functions';
 
 export interface RecoveryProps {
   functions: Pick<Functions, 'addHandler'>;
   txTable: dynamodb.ITable;
-  stateMachine: sfn.StateMachine;
+  stateMachineArn: string;
+  /** `arn:...:execution:<state machine>:*`: the sweeper describes the supervisors it finds. */
+  executionArns: string;
   /** The sweeper's period on the embedded local stack, in seconds (`dtc:localRateSeconds`). */
   localRateSeconds: number;
 }
 
 /**
  * The recovery sweeper (lambdas/sweeper.ts) and its schedule: every minute (EventBridge's floor) it
- * resumes open transactions whose execution is gone. Runs overlapping or twice are safe: a recovery
- * execution starts only after a conditional claim on the log record.
+ * gives every group with open transactions a running supervisor. Runs overlapping or twice are
+ * safe: a same-name start of a running supervisor is a no-op, and a new generation is claimed first.
  */
 export class Recovery extends Construct {
   readonly sweeper: nodejs.NodejsFunction;
@@ -27,16 +28,16 @@ export class Recovery extends Construct {
 
   constructor(scope: Construct, id: string, props: RecoveryProps) {
     super(scope, id);
-    const { txTable, stateMachine } = props;
+    const { txTable } = props;
     this.sweeper = props.functions.addHandler(this, 'sweeper');
-    // The sweeper starts recovery executions; it is not referenced by the state machine: acyclic.
-    this.sweeper.addEnvironment('STATE_MACHINE_ARN', stateMachine.stateMachineArn);
-    stateMachine.grantStartExecution(this.sweeper);
-    stateMachine.grantExecution(this.sweeper, 'states:DescribeExecution');
+    this.sweeper.addEnvironment('STATE_MACHINE_ARN', props.stateMachineArn);
+    this.sweeper.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [props.stateMachineArn] }));
+    this.sweeper.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:DescribeExecution'], resources: [props.executionArns] }));
     const tableArn = txTable.tableArn;
-    // GetItem: re-read before acting; UpdateItem: the abort decision and the recovery claim.
-    this.sweeper.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resources: [tableArn] }));
-    this.sweeper.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${tableArn}/index/open`] }));
+    // GetItem/PutItem: a group's generation record (read, and the conditional claim of the next).
+    this.sweeper.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem', 'dynamodb:PutItem'], resources: [tableArn] }));
+    // Scan: the sparse open index, whose size is the number of open transactions.
+    this.sweeper.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:Scan'], resources: [`${tableArn}/index/open`] }));
 
     this.schedule = new events.Rule(this, 'Schedule', {
       description: 'DTC recovery sweeper',

@@ -1,11 +1,12 @@
 // The REST API (API Gateway, Lambda proxy integration): start, inspect and list transactions.
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { BadCursorError } from '../src/aws/cursor';
+import { BadCursorError } from '../src/core/cursor';
+import { systemClock, systemSleep } from '../src/aws/system';
 import { getCoordinator, getLocks, logger } from '../src/aws/runtime';
 import { LockApi } from '../src/locks/api';
 import { withTelemetry } from '../src/aws/telemetry';
 import { txId as txIdSchema } from '../src/core/messages';
-import { MAX_BODY_BYTES, type FieldError } from '../src/core/transaction';
+import { MAX_BODY_BYTES, type FieldError, toView } from '../src/core/transaction';
 
 const json = (statusCode: number, body: unknown, headers: Record<string, string> = {}): APIGatewayProxyResult => ({
   statusCode,
@@ -26,6 +27,10 @@ export const handler = withTelemetry('api', async (event: APIGatewayProxyEvent):
         return await listTransactions(event);
       case 'GET /transactions/{id}':
         return await getTransaction(event);
+      case 'GET /transactions/{id}/decision':
+        return await getDecision(event);
+      case 'POST /transactions/{id}/abort':
+        return await abortTransaction(event);
       case 'POST /locks/{resource}':
       case 'PUT /locks/{resource}':
       case 'DELETE /locks/{resource}':
@@ -58,6 +63,8 @@ async function startTransaction(event: APIGatewayProxyEvent): Promise<APIGateway
       { field: 'Idempotency-Key', message: 'must be 1-128 visible ASCII characters' },
     ]);
   }
+  const wait = preferWait(event);
+  if (wait && 'error' in wait) return problem(400, 'InvalidRequest', wait.error, [{ field: 'Prefer', message: wait.error }]);
   const outcome = await getCoordinator().start(body, key);
   switch (outcome.kind) {
     case 'invalid':
@@ -66,12 +73,40 @@ async function startTransaction(event: APIGatewayProxyEvent): Promise<APIGateway
       return problem(422, 'IdempotencyKeyReused', `Idempotency-Key was used for another request (transaction ${outcome.txId})`);
     case 'started': {
       const self = `/transactions/${outcome.txId}`;
-      return json(
-        202,
-        { txId: outcome.txId, status: outcome.status, links: { self } },
-        { location: self, ...(outcome.replayed ? { 'idempotent-replayed': 'true' } : {}) },
-      );
+      const headers = { location: self, ...(outcome.replayed ? { 'idempotent-replayed': 'true' } : {}) };
+      if (wait !== undefined) {
+        // `Prefer: wait=N`: the transaction once decided (200), or 202 as without it when N runs out.
+        const view = await waitForDecision(outcome.txId, wait.seconds);
+        if (view && view.decision) return json(200, { ...view, links: { self } }, { ...headers, 'preference-applied': `wait=${wait.seconds}` });
+      }
+      return json(202, { txId: outcome.txId, status: outcome.status, links: { self } }, headers);
     }
+  }
+}
+
+/** The longest `Prefer: wait` / `?wait` honoured: a waiting request holds a Lambda (docs/performance.md). */
+export const MAX_WAIT_SECONDS = 10;
+
+/** `Prefer: wait=N` (RFC 7240): N seconds, capped at MAX_WAIT_SECONDS; another preference is ignored, a malformed wait is an error. */
+function preferWait(event: APIGatewayProxyEvent): { seconds: number } | { error: string } | undefined {
+  const prefer = header(event, 'prefer');
+  if (prefer === undefined) return undefined;
+  const match = /(?:^|[,;\s])wait\s*=\s*([^,;\s]*)/i.exec(prefer);
+  if (!match) return undefined;
+  const seconds = Number(match[1]);
+  if (!/^\d+$/.test(match[1] ?? '') || !Number.isInteger(seconds)) return { error: 'Prefer: wait must be a whole number of seconds' };
+  return { seconds: Math.min(seconds, MAX_WAIT_SECONDS) };
+}
+
+/** Poll the record (consistent reads, backing off from 25 ms to 250 ms) until it is decided or `seconds` pass. */
+async function waitForDecision(txId: string, seconds: number) {
+  const until = systemClock() + seconds * 1000;
+  let pause = 25;
+  for (;;) {
+    const view = await getCoordinator().get(txId);
+    if (!view || view.decision || systemClock() + pause > until) return view;
+    await systemSleep(pause);
+    pause = Math.min(250, pause * 2);
   }
 }
 
@@ -80,8 +115,56 @@ async function getTransaction(event: APIGatewayProxyEvent): Promise<APIGatewayPr
   if (!txIdSchema.safeParse(id).success) {
     return problem(404, 'NotFound', `no transaction ${id}`);
   }
-  const view = await getCoordinator().get(id);
+  const q = event.queryStringParameters ?? {};
+  let view;
+  if (q.wait !== undefined) {
+    if (!/^\d+$/.test(q.wait)) return problem(400, 'InvalidRequest', 'the query has invalid parameters', [{ field: 'wait', message: 'must be a whole number of seconds' }]);
+    view = await waitForDecision(id, Math.min(Number(q.wait), MAX_WAIT_SECONDS));
+  } else {
+    view = await getCoordinator().get(id);
+  }
   return view ? json(200, view) : problem(404, 'NotFound', `no transaction ${id}`);
+}
+
+/** What a participant in doubt may see: the outcome, never the other participants' operations or votes. */
+async function getDecision(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  const id = event.pathParameters?.id ?? '';
+  if (!txIdSchema.safeParse(id).success) return problem(404, 'NotFound', `no transaction ${id}`);
+  const view = await getCoordinator().get(id);
+  if (!view) return problem(404, 'NotFound', `no transaction ${id}`);
+  return json(200, { txId: view.txId, status: view.status, createdAt: view.createdAt, decision: view.decision?.outcome ?? 'PENDING' });
+}
+
+/**
+ * POST /transactions/{id}/abort: 202 with the transaction when ABORT is the decision (made now or
+ * before), 409 with the decision when it committed or every YES is in, 404 unknown id, 400 bad id.
+ */
+async function abortTransaction(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  const id = event.pathParameters?.id ?? '';
+  if (!txIdSchema.safeParse(id).success) return problem(400, 'InvalidRequest', 'the transaction id is malformed', [{ field: 'id', message: 'must be 8-64 letters, digits or dashes' }]);
+  const raw = event.body === null || event.body === undefined ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  let reason = 'aborted on request';
+  if (raw.trim() !== '') {
+    let body: unknown;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      return problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]);
+    }
+    const given = (body as { reason?: unknown } | null)?.reason;
+    if (typeof body !== 'object' || body === null || Array.isArray(body) || (given !== undefined && (typeof given !== 'string' || given.length > 200))) {
+      return problem(400, 'InvalidRequest', 'the body has invalid fields', [{ field: 'reason', message: 'must be a string of at most 200 characters' }]);
+    }
+    if (typeof given === 'string' && given.trim() !== '') reason = `aborted on request: ${given}`;
+  }
+  const caller = event.requestContext?.identity?.userArn ?? event.requestContext?.identity?.caller ?? undefined;
+  const outcome = await getCoordinator().abort(id, caller ? `${reason} (by ${caller})` : reason);
+  if (outcome.kind === 'unknown') return problem(404, 'NotFound', `no transaction ${id}`);
+  const transaction = toView(outcome.record);
+  if (outcome.kind === 'committed') {
+    return json(409, { error: { code: 'AlreadyCommitted', message: `transaction ${id} ${outcome.record.decision === 'COMMIT' ? 'committed' : 'has every YES: it can only commit'}` }, decision: 'COMMIT', transaction });
+  }
+  return json(202, { decidedNow: outcome.decidedNow, transaction });
 }
 
 async function listTransactions(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {

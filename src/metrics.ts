@@ -10,9 +10,9 @@ export const METRICS_SERVICE = 'dtc';
 export const METRIC = {
   /** A new transaction record was written (an idempotent replay is not counted). */
   TransactionsStarted: 'TransactionsStarted',
-  /** The decision COMMIT was first acted on (phase two's first dispatch): once per transaction. */
+  /** The decision COMMIT was written: once per transaction, by whoever decided. */
   TransactionsCommitted: 'TransactionsCommitted',
-  /** The decision ABORT was first acted on (phase two's first dispatch): once per transaction. */
+  /** The decision ABORT was written: once per transaction, by whoever decided. */
   TransactionsAborted: 'TransactionsAborted',
   /** Creation to decision, in milliseconds, emitted with the two counts above. */
   DecisionLatency: 'DecisionLatency',
@@ -27,7 +27,11 @@ export const METRIC = {
    * than its staleness bound (a gauge, 0 included, so a missing datapoint means the sweeper did not run).
    */
   TransactionsInDoubt: 'TransactionsInDoubt',
-  /** Participants phase two first found in doubt (IN_DOUBT_AFTER_ATTEMPTS sends, no ACK): once per participant and transaction. */
+  /** A group's supervisor could not be started at a transaction's start (the sweeper starts it later). */
+  SupervisorStartFailures: 'SupervisorStartFailures',
+  /** Replies refused and dead-lettered: malformed, or naming a participant other than the queue's owner. */
+  RepliesRefused: 'RepliesRefused',
+  /** Participants phase two first found in doubt (IN_DOUBT_AFTER_COMMIT_TIMEOUTS commit timeouts, no ACK): once per participant and transaction. */
   ParticipantsInDoubt: 'ParticipantsInDoubt',
 } as const;
 

@@ -1,6 +1,6 @@
 // The coordinator's configuration, read once from the Lambda environment the CDK app sets.
 import { z } from 'zod';
-import { TIMEOUT_BOUNDS, type TimeoutDefaults } from '../core/transaction';
+import { DEFAULT_SUPERVISION, type SupervisionSettings, TIMEOUT_BOUNDS, type TimeoutDefaults } from '../core/transaction';
 
 const queueMap = (what: string) =>
   z.string().transform((raw, ctx) => {
@@ -15,8 +15,12 @@ const queueMap = (what: string) =>
 const envSchema = z.object({
   TX_TABLE: z.string().min(1),
   LOCK_TABLE: z.string().min(1),
-  REPLY_QUEUE_URL: z.string().min(1),
   PARTICIPANT_QUEUES: queueMap('queue'),
+  /** Participant -> its reply queue's ARN: the reply function knows a sender by the queue its message came on. */
+  REPLY_QUEUE_ARNS: queueMap('reply queue ARN').optional(),
+  REPLY_DEAD_LETTER_QUEUE_URL: z.string().optional(),
+  SUPERVISION_SHARDS: z.coerce.number().int().min(1).max(1024).default(DEFAULT_SUPERVISION.shards),
+  SUPERVISION_BUCKET_SECONDS: z.coerce.number().int().min(1).max(3600).default(DEFAULT_SUPERVISION.bucketSeconds),
   PARTICIPANT_DEAD_LETTER_QUEUES: queueMap('dead-letter queue').optional(),
   STATE_MACHINE_ARN: z.string().optional(),
   RETENTION_DAYS: z.coerce.number().int().positive().default(30),
@@ -38,8 +42,13 @@ export interface CoordinatorConfig {
   txTable: string;
   /** The lock table (src/aws/lock-store.ts); always set from the environment, optional for tests that build a config by hand. */
   lockTable?: string;
-  replyQueueUrl: string;
   participantQueues: Record<string, string>;
+  /** Participant -> its reply queue's ARN (the reply function's authority). */
+  replyQueueArns?: Record<string, string>;
+  /** Where refused replies go, with the reason. */
+  replyDeadLetterQueueUrl?: string;
+  /** How transactions are grouped for supervision. */
+  supervision?: SupervisionSettings;
   /** Participant -> its request queue's DLQ (copies of messages left unacknowledged go there). */
   participantDeadLetterQueues?: Record<string, string>;
   stateMachineArn?: string;
@@ -58,8 +67,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
   return {
     txTable: e.TX_TABLE,
     lockTable: e.LOCK_TABLE,
-    replyQueueUrl: e.REPLY_QUEUE_URL,
     participantQueues: e.PARTICIPANT_QUEUES,
+    replyQueueArns: e.REPLY_QUEUE_ARNS ?? {},
+    ...(e.REPLY_DEAD_LETTER_QUEUE_URL ? { replyDeadLetterQueueUrl: e.REPLY_DEAD_LETTER_QUEUE_URL } : {}),
+    supervision: { shards: e.SUPERVISION_SHARDS, bucketSeconds: e.SUPERVISION_BUCKET_SECONDS },
     participantDeadLetterQueues: e.PARTICIPANT_DEAD_LETTER_QUEUES ?? {},
     ...(e.STATE_MACHINE_ARN ? { stateMachineArn: e.STATE_MACHINE_ARN } : {}),
     retentionDays: e.RETENTION_DAYS,

@@ -7,7 +7,7 @@
 // - `held#<owner key>#<scope>`: the resources a transaction's scope locked, written before each
 //   acquire, so that commit, abort or Finalize can release all of them even after a crash.
 // - `deadlock#<time>#<victim>`: one per resolved deadlock, listed through the sparse `deadlocks` index.
-import { decodeCursor, encodeCursor } from './cursor';
+import { decodeCursor, encodeCursor } from '../core/cursor';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';

@@ -1,18 +1,21 @@
 // The durable transaction log on DynamoDB. Every state change is one conditional write on one item,
-// derived from the table of state changes (src/core/log-transitions.ts);
-// a failed condition is expected (duplicates, races) and answered with the current record, read
-// consistently (dynalite ignores ReturnValuesOnConditionCheckFailure, and so may older regions).
+// derived from the table of state changes (src/core/log-transitions.ts); a failed condition is
+// expected (duplicates, races) and answered with the current record, read consistently (dynalite
+// ignores ReturnValuesOnConditionCheckFailure, and so may older regions). Both indexes are sparse or
+// sharded and written only when a record is created, parked or finished (cdk/log-table.ts).
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { decodeCursor, encodeCursor } from './cursor';
+import { BatchGetCommand, type BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { toDynamo } from '../core/log-dsl';
-import { TableTxLog } from '../core/log';
+import { type ListKey, TableTxLog } from '../core/log';
 import { type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
-import type { ListPage, StalePage, WriteResult } from '../core/ports';
+import type { GroupsPage, MembersPage, WriteResult } from '../core/ports';
 import type { TxRecord, TxStatus } from '../core/transaction';
 
 export { documentClient } from './document-client';
-export type { IdempotencyRecord, ListPage, StalePage, WriteResult } from '../core/ports';
+export type { IdempotencyRecord, ListPage, WriteResult } from '../core/ports';
+
+/** BatchGetItem takes at most 100 keys per call. */
+const BATCH_GET_MAX = 100;
 
 export class TxLog extends TableTxLog {
   constructor(
@@ -22,57 +25,70 @@ export class TxLog extends TableTxLog {
     super();
   }
 
-  /**
-   * Open transactions whose `updatedAt` is at or before `beforeIso`, oldest first, through the sparse
-   * `open` index (eventually consistent: callers re-read each record before acting on it).
-   */
-  async listStale(beforeIso: string, limit: number, startKey?: Record<string, unknown>): Promise<StalePage> {
+  async openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage> {
     const out = await this.doc.send(
       new QueryCommand({
         TableName: this.table,
         IndexName: 'open',
-        KeyConditionExpression: 'openPk = :open AND updatedAt <= :before',
-        ExpressionAttributeValues: { ':open': 'open', ':before': beforeIso },
+        KeyConditionExpression: 'og = :g',
+        ExpressionAttributeValues: { ':g': group },
         ScanIndexForward: true,
         Limit: limit,
         ...(startKey ? { ExclusiveStartKey: startKey } : {}),
       }),
     );
-    const items = (out.Items ?? []).map((i) => ({
-      txId: i.txId as string,
-      status: i.status as TxStatus,
-      updatedAt: i.updatedAt as string,
-      prepareDeadlineAt: i.prepareDeadlineAt as number,
-    }));
+    const items = (out.Items ?? []).map((i) => ({ txId: i.pk as string, prepareDeadlineAt: i.prepareDeadlineAt as number }));
     return { items, ...(out.LastEvaluatedKey ? { nextKey: out.LastEvaluatedKey } : {}) };
   }
 
-  /** Most recent first, through the `byCreated` index. The cursor is opaque to clients. */
-  async list(limit: number, cursor?: string): Promise<ListPage> {
+  async openGroups(limit: number, startKey?: Record<string, unknown>): Promise<GroupsPage> {
+    const out = await this.doc.send(
+      new ScanCommand({
+        TableName: this.table,
+        IndexName: 'open',
+        ProjectionExpression: 'og',
+        Limit: limit,
+        ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+      }),
+    );
+    const groups: Record<string, number> = {};
+    for (const i of out.Items ?? []) groups[i.og as string] = (groups[i.og as string] ?? 0) + 1;
+    return { groups, ...(out.LastEvaluatedKey ? { nextKey: out.LastEvaluatedKey } : {}) };
+  }
+
+  protected async listShard(shard: string, limit: number, after?: ListKey): Promise<{ keys: ListKey[]; more: boolean }> {
     const out = await this.doc.send(
       new QueryCommand({
         TableName: this.table,
         IndexName: 'byCreated',
-        KeyConditionExpression: 'listPk = :tx',
-        ExpressionAttributeValues: { ':tx': 'tx' },
+        KeyConditionExpression: 'lp = :s',
+        ExpressionAttributeValues: { ':s': shard },
         ScanIndexForward: false,
         Limit: limit,
-        ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
+        ...(after ? { ExclusiveStartKey: { pk: after.pk, lp: shard, createdAt: after.createdAt } } : {}),
       }),
     );
-    const items = (out.Items ?? []).map((i) => ({
-      txId: i.txId as string,
-      status: i.status as TxStatus,
-      createdAt: i.createdAt as string,
-      updatedAt: i.updatedAt as string,
-      ...(i.decision ? { decision: i.decision, decisionReason: i.decisionReason } : {}),
-    }));
-    return { items, ...(out.LastEvaluatedKey ? { nextCursor: encodeCursor(out.LastEvaluatedKey) } : {}) };
+    const keys = (out.Items ?? []).map((i) => ({ pk: i.pk as string, createdAt: i.createdAt as string }));
+    return { keys, more: out.LastEvaluatedKey !== undefined };
   }
 
   protected async read(pk: string): Promise<Record<string, unknown> | undefined> {
     const out = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk }, ConsistentRead: true }));
     return out.Item;
+  }
+
+  protected async readMany(pks: readonly string[]): Promise<Record<string, unknown>[]> {
+    const found: Record<string, unknown>[] = [];
+    for (let i = 0; i < pks.length; i += BATCH_GET_MAX) {
+      let keys: Record<string, unknown>[] | undefined = [...new Set(pks.slice(i, i + BATCH_GET_MAX))].map((pk) => ({ pk }));
+      // Unprocessed keys (throttling) are asked for again until none are left.
+      while (keys && keys.length > 0) {
+        const out: BatchGetCommandOutput = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }));
+        found.push(...(out.Responses?.[this.table] ?? []));
+        keys = out.UnprocessedKeys?.[this.table]?.Keys;
+      }
+    }
+    return found;
   }
 
   /** A conditional put; false when the condition failed. */

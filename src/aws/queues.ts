@@ -29,6 +29,8 @@ export class ParticipantQueues implements ParticipantQueuesPort {
     private readonly sqs: SQSClient = new SQSClient({}),
     /** Participant -> its request queue's DLQ; where copies of messages nobody acknowledges go. */
     private readonly deadLetterUrls: Record<string, string> = {},
+    /** Where refused replies go (a reply naming someone other than its queue's owner, say). */
+    private readonly replyDeadLetterUrl?: string,
   ) {}
 
   get services(): string[] {
@@ -64,6 +66,13 @@ export class ParticipantQueues implements ParticipantQueuesPort {
       }),
     );
     return missing;
+  }
+
+  async deadLetterReply(body: string, reason: string, owner: string): Promise<void> {
+    if (!this.replyDeadLetterUrl) throw new Error('no reply dead-letter queue is configured (REPLY_DEAD_LETTER_QUEUE_URL)');
+    await this.sqs.send(
+      new SendMessageCommand({ QueueUrl: this.replyDeadLetterUrl, MessageBody: body, MessageAttributes: deadLetterAttributes(reason, owner, { 'dtc-source': 'reply' }) }),
+    );
   }
 
   private async sendTo(service: string, message: ParticipantMessage): Promise<void> {

@@ -4,8 +4,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Coordinator } from '../coordinator';
-import { type LockSetup, createLocks } from '../locks';
+import { Coordinator, type ReplyAuthority } from '../coordinator';
+import { type LockSetup, Transactions, createLocks } from '../locks';
 import { readConfig } from './config';
 import { TxLog, documentClient } from './log-store';
 import { ParticipantQueues } from './queues';
@@ -16,17 +16,28 @@ export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_N
 
 let coordinator: Coordinator | undefined;
 let lockSetup: LockSetup | undefined;
+let log: TxLog | undefined;
+let queues: ParticipantQueues | undefined;
+let workflow: Workflow | undefined;
+
+function clients(): { log: TxLog; queues: ParticipantQueues; workflow: Workflow } {
+  const config = readConfig();
+  log ??= new TxLog(documentClient(traced(new DynamoDBClient({}))), config.txTable);
+  queues ??= new ParticipantQueues(config.participantQueues, traced(new SQSClient({})), config.participantDeadLetterQueues, config.replyDeadLetterQueueUrl);
+  workflow ??= new Workflow(traced(new SFNClient({})));
+  return { log, queues, workflow };
+}
 
 /** The lock service and the deadlock detector, on the same clients; long waits detect in process. */
 export function getLocks(): LockSetup {
   if (!lockSetup) {
     const config = readConfig();
     if (!config.lockTable) throw new Error('LOCK_TABLE is not set for this function');
+    const coordinator = getCoordinator();
     lockSetup = createLocks({
       lockTable: config.lockTable,
-      txTable: config.txTable,
+      transactions: new Transactions(clients().log, coordinator),
       dynamodb: traced(new DynamoDBClient({})),
-      sfn: traced(new SFNClient({})),
       logger,
     });
   }
@@ -36,14 +47,37 @@ export function getLocks(): LockSetup {
 export function getCoordinator(): Coordinator {
   if (!coordinator) {
     const config = readConfig();
-    coordinator = new Coordinator({
+    const { log, queues, workflow } = clients();
+    const instance: Coordinator = new Coordinator({
       config,
-      log: new TxLog(documentClient(traced(new DynamoDBClient({}))), config.txTable),
-      queues: new ParticipantQueues(config.participantQueues, traced(new SQSClient({})), config.participantDeadLetterQueues),
-      workflow: new Workflow(traced(new SFNClient({}))),
+      log,
+      queues,
+      workflow,
       metrics: metricsPort,
-      locks: getLocks().locks,
+      // The coordinator's declared-resource locks: built on first use, after the coordinator exists.
+      get locks() {
+        return getLocks().locks;
+      },
     });
+    coordinator = instance;
   }
   return coordinator;
+}
+
+/** The participants' queues (and the reply dead-letter queue), for the reply function's refusals. */
+export function getQueues(): ParticipantQueues {
+  return clients().queues;
+}
+
+/** The reply function's authority: reply queue ARN -> the participant it belongs to. */
+export function getReplyAuthority(): ReplyAuthority {
+  const arns = readConfig().replyQueueArns ?? {};
+  return { owners: Object.fromEntries(Object.entries(arns).map(([service, arn]) => [arn, service])) };
+}
+
+export function getSupervisorDeps(): { log: TxLog; workflow: Workflow; stateMachineArn: string } {
+  const config = readConfig();
+  if (!config.stateMachineArn) throw new Error('STATE_MACHINE_ARN is not set for this function');
+  const { log, workflow } = clients();
+  return { log, workflow, stateMachineArn: config.stateMachineArn };
 }

@@ -1,15 +1,5 @@
-// Step Functions calls the coordinator makes: start an execution, wake a waiting task.
-import {
-  DescribeExecutionCommand,
-  ExecutionAlreadyExists,
-  ExecutionDoesNotExist,
-  InvalidToken,
-  SFNClient,
-  SendTaskSuccessCommand,
-  StartExecutionCommand,
-  TaskDoesNotExist,
-  TaskTimedOut,
-} from '@aws-sdk/client-sfn';
+// Step Functions calls the coordinator makes: start a group's supervisor, ask after one.
+import { DescribeExecutionCommand, ExecutionAlreadyExists, ExecutionDoesNotExist, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { WorkflowPort } from '../core/ports';
 import type { ExecutionState } from '../core/recovery';
 
@@ -17,31 +7,16 @@ export class Workflow implements WorkflowPort {
   constructor(private readonly sfn: SFNClient = new SFNClient({})) {}
 
   /**
-   * Start the execution named after the transaction. Standard workflows treat a same-name,
-   * same-input start as the same execution, so a retried request cannot start a second one.
+   * Start an execution. Standard workflows treat a same-name, same-input start of a running
+   * execution as that execution, so every caller starting a group's supervisor with the same input
+   * starts one. A name taken by a closed execution (or another input) answers 'exists'.
    */
-  async start(stateMachineArn: string, name: string, input: unknown): Promise<void> {
+  async start(stateMachineArn: string, name: string, input: unknown): Promise<'started' | 'exists'> {
     try {
       await this.sfn.send(new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input) }));
+      return 'started';
     } catch (err) {
-      // Same name, other input: only possible if a record was rewritten, which create() forbids.
-      if (err instanceof ExecutionAlreadyExists) return;
-      throw err;
-    }
-  }
-
-  /**
-   * Complete a waiting task. A token whose task already completed, timed out or was retried is
-   * expected (another writer or a newer attempt got there first): it answers false, not an error.
-   */
-  async signal(taskToken: string, output: unknown): Promise<boolean> {
-    try {
-      await this.sfn.send(new SendTaskSuccessCommand({ taskToken, output: JSON.stringify(output) }));
-      return true;
-    } catch (err) {
-      // InvalidToken: a token issued by an earlier life of the service (the embedded stack after a
-      // restart keeps no tokens); its task is gone just the same, and recovery re-drives the record.
-      if (err instanceof TaskDoesNotExist || err instanceof TaskTimedOut || err instanceof InvalidToken) return false;
+      if (err instanceof ExecutionAlreadyExists) return 'exists';
       throw err;
     }
   }

@@ -35,6 +35,15 @@ export const add = (path: Path, value: number): Update => ({ op: 'add', path, va
 
 const segments = (path: Path): readonly string[] => (typeof path === 'string' ? [path] : path);
 
+/**
+ * Another attribute of the same item as the right side of a comparison (`ok = req`): attribute against
+ * attribute, so a condition never depends on a number the writer passes in.
+ */
+export class AttrRef {
+  constructor(readonly path: Path) {}
+}
+export const attr = (path: Path): AttrRef => new AttrRef(path);
+
 // ---------------------------------------------------------------------------------------------
 // DynamoDB
 
@@ -72,6 +81,7 @@ export function toDynamo<V = unknown>(condition: Condition, update?: readonly Up
   };
   const path = (p: Path): string => segments(p).map(alias).join('.');
   const value = (v: unknown): string => {
+    if (v instanceof AttrRef) return path(v.path);
     let i = values.indexOf(v);
     if (i < 0) i = values.push(v) - 1;
     return `:v${i}`;
@@ -152,7 +162,7 @@ export function evaluate(condition: Condition, item: Doc | undefined): boolean {
     case 'or':
       return condition.of.some((c) => evaluate(c, item));
     default:
-      return compare(condition.op, lookup(item, condition.path), condition.value);
+      return compare(condition.op, lookup(item, condition.path), condition.value instanceof AttrRef ? lookup(item, condition.value.path) : condition.value);
   }
 }
 

@@ -2,10 +2,11 @@
 // the condition it requires and what it writes, in the DSL of log-dsl.ts. The DynamoDB adapter
 // (src/aws/log-store.ts), the in-memory adapter (src/memory/log.ts) and the state machine's Decide
 // step (cdk/workflow.ts) all derive their writes from here: one truth per rule. Pure.
-import { type Condition, type Update, and, add, eq, exists, gt, notExists, or, remove, set } from './log-dsl';
+import { type Condition, type Update, and, add, attr, eq, exists, gt, le, lt, notExists, or, remove, set } from './log-dsl';
 import { mutated } from './mutations';
 import type { IdempotencyRecord } from './ports';
-import { type AckEntry, type Outcome, PHASE_STATUS, type Phase, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry } from './transaction';
+import type { OpsRecord } from './transaction';
+import { type AckEntry, type Outcome, PHASE_STATUS, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry, parkingGroup, recordedReason } from './transaction';
 
 /** A conditional write of a whole item (fails if the condition does not hold). */
 export interface PutWrite {
@@ -36,23 +37,30 @@ export const STATUS_GRAPH: Record<TxStatus, readonly TxStatus[]> = {
 type Edge = readonly [TxStatus | null, TxStatus];
 /** The commit point's guard: exactly one decision, made while the transaction is still preparing. */
 const undecided = (): Condition =>
-  // The planted bug keeps the same values, so the synthesized Decide step still maps onto the table.
-  mutated('decideWithoutPreparing') ? or(eq('status', 'PREPARING'), exists('status')) : eq('status', 'PREPARING');
+  mutated('decideWithoutPreparing') ? exists('status') : eq('status', 'PREPARING');
 const same = (...statuses: TxStatus[]): Edge[] => statuses.map((s) => [s, s]);
-const OPEN = ['PREPARING', 'COMMITTING', 'ABORTING'] as const;
+/** Every member, and only a member: one whose vote is pending or recorded. */
+const isMember = (participant: string): Condition => or(exists(['pending', participant]), exists(['votes', participant]));
 
 /** Every update is on an existing record: attribute_exists(pk) keeps it from creating one. */
 const onRecord = (...conditions: Condition[]): Condition => and(exists('pk'), ...conditions);
 const update = (condition: Condition, ...writes: Update[]): UpdateWrite => ({ kind: 'update', condition: onRecord(condition), update: writes });
+const decisionWrites = (outcome: Outcome, reason: string, at: string): Update[] => [
+  set('status', PHASE_STATUS[outcome]),
+  set('decision', outcome),
+  set('decisionReason', recordedReason(reason)),
+  set('decidedAt', at),
+  set('updatedAt', at),
+];
 
-/** What the state machine's Decide step writes. `V`: the CDK passes JSONPath-driven values instead of strings. */
-export interface DecideArgs<V = never> {
-  status: 'COMMITTING' | 'ABORTING' | V;
-  outcome: Outcome | V;
-  reason: string | V;
-  at: string | V;
-}
-
+/**
+ * The table. The decision conditions are the commit point (DESIGN.md, "One transaction"): a vote
+ * counts only from a member whose vote is pending; COMMIT only when the record's own count of YES
+ * votes equals its own number of members (attribute against attribute); ABORT on the first NO, or
+ * by any other decider only while that count is short. Once every YES is recorded, COMMIT is the
+ * only possible outcome. Every decider uses these: the reply path, supervision at the deadline, the
+ * deadlock detector, the lock service, the API's abort request.
+ */
 export const LOG_TRANSITIONS = {
   /** The first record of a transaction. */
   create: {
@@ -60,68 +68,70 @@ export const LOG_TRANSITIONS = {
     write: (record: TxRecord): PutWrite => ({ kind: 'put', condition: notExists('pk'), item: { ...record } }),
   },
   /**
-   * A vote, once per participant, only while the transaction is still preparing and only before its
-   * prepare deadline by the recording function's clock (the vote's `at`): a vote that comes later
-   * counts for nothing, however often anything was retried, and the deadline's abort follows.
+   * A YES or READ_ONLY vote: once, from a member whose vote is pending, while the transaction is
+   * undecided and before its deadline by the recording function's clock (`nowMs`).
    */
-  recordVote: {
+  recordYes: {
     edges: same('PREPARING'),
-    write: (participant: string, entry: VoteEntry) =>
+    write: (participant: string, entry: VoteEntry, nowMs: number) =>
       update(
         and(
           eq('status', 'PREPARING'),
-          notExists(['votes', participant]),
-          ...(mutated('voteAfterDeadline') ? [] : [gt('prepareDeadlineAt', Date.parse(entry.at))]),
+          exists(['pending', participant]),
+          ...(mutated('voteAfterDeadline') ? [] : [gt('prepareDeadlineAt', nowMs)]),
         ),
+        remove(['pending', participant]),
         set(['votes', participant], entry),
+        add('ok', 1),
         set('updatedAt', entry.at),
       ),
   },
-  /** An acknowledgement, once per participant, only in the phase it acknowledges. */
-  recordAck: {
-    edges: same('COMMITTING', 'ABORTING'),
-    write: (participant: string, entry: AckEntry) =>
-      update(and(eq('status', PHASE_STATUS[entry.phase]), notExists(['acks', participant])), set(['acks', participant], entry), set('updatedAt', entry.at)),
-  },
-  /** The task token of the phase's current attempt, only while the record is in that phase; counts attempts per phase. */
-  storeTaskToken: {
-    edges: same(...OPEN),
-    write: (phase: Phase, taskToken: string, at: string) =>
-      update(eq('status', PHASE_STATUS[phase]), set('taskToken', taskToken), set('taskPhase', phase), set('updatedAt', at), add(`${phase.toLowerCase()}Attempts`, 1)),
-  },
-  /**
-   * The state machine's Decide step, the commit point. Exactly one decision: whoever else aborts uses
-   * the same condition (decideAbort), and the loser reads the winner's decision.
-   */
-  decide: {
-    edges: [
-      ['PREPARING', 'COMMITTING'],
-      ['PREPARING', 'ABORTING'],
-    ],
-    write: <V = never>(a: DecideArgs<V>) =>
+  /** A NO vote, once, from a member whose vote is pending: it records the vote and decides ABORT in one write. */
+  recordNo: {
+    edges: [['PREPARING', 'ABORTING']],
+    write: (participant: string, entry: VoteEntry, reason: string) =>
       update(
-        undecided(),
-        set('status', a.status),
-        set('decision', a.outcome),
-        set('decisionReason', a.reason),
-        set('decidedAt', a.at),
-        set('updatedAt', a.at),
-        remove('taskToken'),
-        remove('taskPhase'),
+        and(eq('status', 'PREPARING'), exists(['pending', participant])),
+        remove(['pending', participant]),
+        set(['votes', participant], entry),
+        ...decisionWrites('ABORT', reason, entry.at),
+      ),
+  },
+  /** COMMIT: only when every member's YES is recorded, by the record's own counts. */
+  decideCommit: {
+    edges: [['PREPARING', 'COMMITTING']],
+    write: (at: string) =>
+      update(
+        and(undecided(), mutated('commitWithoutEveryYes') ? gt('ok', 0) : eq('ok', attr('req'))),
+        ...decisionWrites('COMMIT', 'every participant voted YES', at),
       ),
   },
   /**
-   * Decide ABORT from outside the state machine (a failed start, the client, the sweeper, the deadlock
-   * detector). Keeps the task token, so the aborter can wake an execution waiting in Prepare.
+   * ABORT by anyone but a NO voter (supervision at the deadline, the deadlock detector, the lock
+   * service, an abort request): only while a YES is missing. A timeout abort passes its clock
+   * (`deadlinePassedAt`) and also requires the deadline to have passed by it.
    */
   decideAbort: {
     edges: [['PREPARING', 'ABORTING']],
-    write: (reason: string, at: string) =>
-      update(undecided(), set('status', 'ABORTING'), set('decision', 'ABORT'), set('decisionReason', reason), set('decidedAt', at), set('updatedAt', at)),
+    write: (reason: string, at: string, deadlinePassedAt?: number) =>
+      update(
+        and(undecided(), lt('ok', attr('req')), ...(deadlinePassedAt === undefined ? [] : [le('prepareDeadlineAt', deadlinePassedAt)])),
+        ...decisionWrites('ABORT', reason, at),
+      ),
+  },
+  /** An acknowledgement, once per member, only in the phase it acknowledges. */
+  recordAck: {
+    edges: same('COMMITTING', 'ABORTING'),
+    write: (participant: string, entry: AckEntry) =>
+      update(
+        and(eq('status', PHASE_STATUS[entry.phase]), isMember(participant), notExists(['acks', participant])),
+        set(['acks', participant], entry),
+        set('updatedAt', entry.at),
+      ),
   },
   /**
    * The phase-two status becomes final, the record leaves the open index, and the TTL starts. A second
-   * Finalize (a retried task, a recovery execution) fails the condition and reads the record.
+   * finish (a redelivered ACK, supervision) fails the condition and reads the record.
    */
   finalize: {
     edges: [
@@ -130,16 +140,7 @@ export const LOG_TRANSITIONS = {
     ],
     write: (result: PhaseTwoResult, at: string) => {
       assertEdge('finalize', result.from, result.final);
-      return update(
-        eq('status', result.from),
-        set('status', result.final),
-        set('finishedAt', at),
-        set('updatedAt', at),
-        set('expiresAt', result.expiresAt),
-        remove('openPk'),
-        remove('taskToken'),
-        remove('taskPhase'),
-      );
+      return update(eq('status', result.from), set('status', result.final), set('finishedAt', at), set('updatedAt', at), set('expiresAt', result.expiresAt), remove('og'));
     },
   },
   /** Once per transaction, which participants phase two found in doubt. `updatedAt` stays: doubt is not progress. */
@@ -149,22 +150,13 @@ export const LOG_TRANSITIONS = {
       update(and(eq('status', PHASE_STATUS[phase]), notExists('inDoubtSince')), set('inDoubtSince', since)),
   },
   /**
-   * The next recovery of an open transaction whose execution `seen.executionName` is gone: one claimant
-   * per recovery number wins. A record written before executionName existed names none: the txId.
+   * Park a decided transaction's phase two with the supervisor of the participant it waits on (a
+   * participant that is down): once, while it is still open in that phase.
    */
-  claimRecovery: {
-    edges: same(...OPEN),
-    write: (txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }) =>
-      update(
-        and(
-          exists('openPk'),
-          seen.executionName === txId ? or(eq('executionName', seen.executionName), notExists('executionName')) : eq('executionName', seen.executionName),
-          seen.recoveries === 0 ? notExists('recoveries') : eq('recoveries', seen.recoveries),
-        ),
-        set('executionName', next.executionName),
-        set('recoveries', seen.recoveries + 1),
-        set('updatedAt', next.at),
-      ),
+  park: {
+    edges: same('COMMITTING', 'ABORTING'),
+    write: (phase: 'COMMIT' | 'ABORT', service: string) =>
+      update(and(eq('status', PHASE_STATUS[phase]), exists('og'), notExists('parkedWith')), set('og', parkingGroup(service)), set('parkedWith', service)),
   },
 } as const satisfies Record<string, { edges: readonly Edge[]; write: (...args: never[]) => LogWrite }>;
 
@@ -176,6 +168,36 @@ export function claimIdempotencyKeyWrite(item: IdempotencyRecord): PutWrite {
 }
 
 export const idempotencyPk = (key: string): string => `idem#${key}`;
+
+/** A transaction's operations, written once before its record. */
+export function createOpsWrite(item: OpsRecord): PutWrite {
+  return { kind: 'put', condition: notExists('pk'), item: { ...item } };
+}
+
+/** Who supervises a group (its own item, `grp#<group>`), written only when a supervisor is replaced or continued. */
+export interface GroupRecord {
+  pk: string;
+  group: string;
+  /** 0 for the execution named after the group, n for `<group>-g<n>`. */
+  gen: number;
+  execution: string;
+  at: string;
+}
+
+export const groupPk = (group: string): string => `grp#${group}`;
+
+/** The execution name of a group's n-th supervisor (80 characters allowed; a group name has at most 47). */
+export function supervisorName(group: string, gen: number): string {
+  if (!Number.isInteger(gen) || gen < 0) throw new Error(`supervisor generation must be a whole number, got ${gen}`);
+  return gen === 0 ? group : `${group}-g${gen}`;
+}
+
+/** Claim generation `seenGen + 1` of a group's supervisor: one claimant per generation wins. */
+export function claimGroupWrite(group: string, seenGen: number, at: string): PutWrite {
+  const gen = seenGen + 1;
+  const item: GroupRecord = { pk: groupPk(group), group, gen, execution: supervisorName(group, gen), at };
+  return { kind: 'put', condition: seenGen === 0 ? or(notExists('pk'), eq('gen', 0)) : eq('gen', seenGen), item: { ...item } };
+}
 
 function assertEdge(name: TransitionName, from: TxStatus | null, to: TxStatus): void {
   const edges: readonly Edge[] = LOG_TRANSITIONS[name].edges;

@@ -1,10 +1,45 @@
 // The transaction log's port implemented once over the table of state changes: which transition
 // each operation is, the status it acts from, and the write. An adapter (DynamoDB, in memory) only
-// says how a conditional update, a conditional put and a consistent read are done, and serves the
-// two index queries. Every operation is async, so a refused transition rejects rather than throws. This is Powertools' persistence-layer pattern: the rules here, the store below.
-import { LOG_TRANSITIONS, type PutWrite, type TransitionName, type UpdateWrite, assertTransition, claimIdempotencyKeyWrite, idempotencyPk } from './log-transitions';
-import type { IdempotencyRecord, ListPage, StalePage, TxLogPort, WriteResult } from './ports';
-import { type AckEntry, type Outcome, PHASE_STATUS, type Phase, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry } from './transaction';
+// says how a conditional update, a conditional put and consistent reads are done, and serves the
+// index queries. Every operation is async, so a refused transition rejects rather than throws.
+// This is Powertools' persistence-layer pattern: the rules here, the store below.
+import {
+  type GroupRecord,
+  LOG_TRANSITIONS,
+  type PutWrite,
+  type TransitionName,
+  type UpdateWrite,
+  assertTransition,
+  claimGroupWrite,
+  claimIdempotencyKeyWrite,
+  createOpsWrite,
+  groupPk,
+  idempotencyPk,
+} from './log-transitions';
+import type { GroupsPage, IdempotencyRecord, ListPage, MembersPage, TxLogPort, WriteResult } from './ports';
+import { BadCursorError, decodeCursor, encodeCursor } from './cursor';
+import { type AckEntry, LIST_SHARDS, type OpsRecord, PHASE_STATUS, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry, opsPk } from './transaction';
+
+/** A listing index entry: the record's key and its creation time. */
+export interface ListKey {
+  pk: string;
+  createdAt: string;
+}
+
+function positionKey(position: string): ListKey | undefined {
+  if (position === 'start') return undefined;
+  const bar = position.indexOf('|');
+  return { createdAt: position.slice(0, bar), pk: position.slice(bar + 1) };
+}
+
+/** A cursor this log handed out: every shard named once, each at `start`, `end` or `<createdAt>|<txId>`. */
+function decodeListCursor(cursor: string, shards: readonly string[]): Record<string, string> {
+  const state = decodeCursor(cursor) as Record<string, string>;
+  const keys = Object.keys(state);
+  const valid = keys.length === shards.length && shards.every((s) => typeof state[s] === 'string' && /^(start|end|[^|]+\|.+)$/.test(state[s]!));
+  if (!valid) throw new BadCursorError('cursor is not one this API returned');
+  return state;
+}
 
 export abstract class TableTxLog implements TxLogPort {
   /** Apply `write` to item `pk` if its condition holds (asserting `name` around it); else answer the item as it is. */
@@ -13,11 +48,21 @@ export abstract class TableTxLog implements TxLogPort {
   protected abstract put(write: PutWrite): Promise<boolean>;
   /** A strongly consistent read of any item of the table. */
   protected abstract read(pk: string): Promise<Record<string, unknown> | undefined>;
-  abstract listStale(beforeIso: string, limit: number, startKey?: Record<string, unknown>): Promise<StalePage>;
-  abstract list(limit: number, cursor?: string): Promise<ListPage>;
+  /** Strongly consistent reads of several items; absent ones are left out. */
+  protected abstract readMany(pks: readonly string[]): Promise<Record<string, unknown>[]>;
+  abstract openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage>;
+  abstract openGroups(limit: number, startKey?: Record<string, unknown>): Promise<GroupsPage>;
+  /** One listing shard's index entries, newest first, strictly after `after` (the `byCreated` index). */
+  protected abstract listShard(shard: string, limit: number, after?: ListKey): Promise<{ keys: ListKey[]; more: boolean }>;
 
-  async create(record: TxRecord): Promise<boolean> {
+  /**
+   * The operations item first (a retried start finds it there: not an error), then the record. A
+   * crash between the two leaves an operations item no record points at; its TTL collects it.
+   */
+  async create(record: TxRecord, ops: OpsRecord): Promise<boolean> {
     assertTransition('create', null);
+    if (ops.pk !== opsPk(record.txId)) throw new Error(`operations item ${ops.pk} does not belong to ${record.txId}`);
+    await this.put(createOpsWrite(ops));
     return this.put(LOG_TRANSITIONS.create.write(record));
   }
 
@@ -25,45 +70,79 @@ export abstract class TableTxLog implements TxLogPort {
     return (await this.read(txId)) as TxRecord | undefined;
   }
 
-  async recordVote(txId: string, participant: string, entry: VoteEntry): Promise<WriteResult> {
-    return this.update(txId, 'recordVote', 'PREPARING', LOG_TRANSITIONS.recordVote.write(participant, entry));
+  async getMany(txIds: readonly string[]): Promise<TxRecord[]> {
+    return (await this.readMany(txIds)) as unknown as TxRecord[];
   }
 
-  async recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
+  async getOps(txId: string): Promise<OpsRecord | undefined> {
+    return (await this.read(opsPk(txId))) as OpsRecord | undefined;
+  }
+
+  recordYes(txId: string, participant: string, entry: VoteEntry, nowMs: number): Promise<WriteResult> {
+    if (entry.vote === 'NO') throw new Error('recordYes takes YES or READ_ONLY');
+    return this.update(txId, 'recordYes', 'PREPARING', LOG_TRANSITIONS.recordYes.write(participant, entry, nowMs));
+  }
+
+  recordNo(txId: string, participant: string, entry: VoteEntry, reason: string): Promise<WriteResult> {
+    if (entry.vote !== 'NO') throw new Error('recordNo takes NO');
+    return this.update(txId, 'recordNo', 'PREPARING', LOG_TRANSITIONS.recordNo.write(participant, entry, reason));
+  }
+
+  decideCommit(txId: string, at: string): Promise<WriteResult> {
+    return this.update(txId, 'decideCommit', 'PREPARING', LOG_TRANSITIONS.decideCommit.write(at));
+  }
+
+  decideAbort(txId: string, reason: string, at: string, deadlinePassedAt?: number): Promise<WriteResult> {
+    return this.update(txId, 'decideAbort', 'PREPARING', LOG_TRANSITIONS.decideAbort.write(reason, at, deadlinePassedAt));
+  }
+
+  recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
     return this.update(txId, 'recordAck', PHASE_STATUS[entry.phase], LOG_TRANSITIONS.recordAck.write(participant, entry));
   }
 
-  async storeTaskToken(txId: string, phase: Phase, taskToken: string, at: string): Promise<WriteResult> {
-    return this.update(txId, 'storeTaskToken', PHASE_STATUS[phase], LOG_TRANSITIONS.storeTaskToken.write(phase, taskToken, at));
-  }
-
-  async finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
+  finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
     return this.update(txId, 'finalize', result.from, LOG_TRANSITIONS.finalize.write(result, at));
   }
 
-  async markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
+  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
     return this.update(txId, 'markInDoubt', PHASE_STATUS[phase], LOG_TRANSITIONS.markInDoubt.write(phase, since));
   }
 
-  async decideAbort(txId: string, reason: string, at: string): Promise<WriteResult> {
-    return this.update(txId, 'decideAbort', 'PREPARING', LOG_TRANSITIONS.decideAbort.write(reason, at));
+  park(txId: string, phase: 'COMMIT' | 'ABORT', service: string): Promise<WriteResult> {
+    return this.update(txId, 'park', PHASE_STATUS[phase], LOG_TRANSITIONS.park.write(phase, service));
   }
 
   /**
-   * The state machine's Decide step, for tests, tools and the simulation's state machine: production
-   * decides in the state machine (cdk/workflow.ts), with the same write.
+   * Newest first across the listing shards: each shard's next page is read (in parallel), merged by
+   * `createdAt`, and the records of the page read in one batch. The cursor says where each shard is.
    */
-  async decide(txId: string, prepare: { status: 'COMMITTING' | 'ABORTING'; outcome: Outcome; reason: string }, at: string): Promise<WriteResult> {
-    return this.update(txId, 'decide', 'PREPARING', LOG_TRANSITIONS.decide.write({ ...prepare, at }));
-  }
-
-  /**
-   * Claim the next recovery of a transaction whose execution `seen.executionName` is gone: only one
-   * claimant per recovery number wins, so two sweepers never both start one. Fails if the record
-   * finished, or someone else recovered it since it was read.
-   */
-  async claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult> {
-    return this.update(txId, 'claimRecovery', undefined, LOG_TRANSITIONS.claimRecovery.write(txId, seen, next));
+  async list(limit: number, cursor?: string): Promise<ListPage> {
+    if (!Number.isInteger(limit) || limit < 1) throw new Error(`limit must be a positive integer, got ${limit}`);
+    const shards = Array.from({ length: LIST_SHARDS }, (_, i) => `l${i}`);
+    const state = cursor === undefined ? Object.fromEntries(shards.map((s) => [s, 'start'])) : decodeListCursor(cursor, shards);
+    const pages = await Promise.all(
+      shards
+        .filter((s) => state[s] !== 'end')
+        .map(async (shard) => ({ shard, ...(await this.listShard(shard, limit, positionKey(state[shard]!))) })),
+    );
+    const merged = pages
+      .flatMap((p) => p.keys.map((k) => ({ ...k, shard: p.shard })))
+      .sort((a, b) => (a.createdAt === b.createdAt ? (a.pk < b.pk ? 1 : a.pk > b.pk ? -1 : 0) : a.createdAt < b.createdAt ? 1 : -1));
+    const taken = merged.slice(0, limit);
+    const next = { ...state };
+    for (const page of pages) {
+      const mine = taken.filter((k) => k.shard === page.shard);
+      const last = mine[mine.length - 1];
+      if (last) next[page.shard] = `${last.createdAt}|${last.pk}`;
+      if (mine.length === page.keys.length && !page.more) next[page.shard] = 'end';
+    }
+    const records = new Map((await this.readMany(taken.map((k) => k.pk))).map((r) => [r.pk as string, r as unknown as TxRecord]));
+    const items = taken.flatMap((k) => {
+      const r = records.get(k.pk);
+      return r ? [{ txId: r.txId, status: r.status, createdAt: r.createdAt, updatedAt: r.updatedAt, ...(r.decision ? { decision: r.decision, decisionReason: r.decisionReason } : {}) }] : [];
+    });
+    const open = Object.values(next).some((v) => v !== 'end');
+    return { items, ...(open && taken.length === limit ? { nextCursor: encodeCursor(next) } : {}) };
   }
 
   /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */
@@ -73,5 +152,14 @@ export abstract class TableTxLog implements TxLogPort {
     const existing = await this.read(item.pk);
     if (!existing) throw new Error(`idempotency key ${key} vanished after a failed claim`);
     return existing as unknown as IdempotencyRecord;
+  }
+
+  async readGroup(group: string): Promise<GroupRecord | undefined> {
+    return (await this.read(groupPk(group))) as GroupRecord | undefined;
+  }
+
+  async claimGroup(group: string, seenGen: number, at: string): Promise<GroupRecord | undefined> {
+    const write = claimGroupWrite(group, seenGen, at);
+    return (await this.put(write)) ? (write.item as unknown as GroupRecord) : undefined;
   }
 }

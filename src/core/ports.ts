@@ -7,7 +7,8 @@ import type { DecisionAnswer, ExecutionState } from './recovery';
 import type { LockItem } from './locks';
 import type { BarrierRecord, StoredBarrier } from './barrier';
 import type { ParticipantMessage, ReplyMessage } from './messages';
-import type { AckEntry, Phase, PhaseTwoResult, TxRecord, TxStatus, VoteEntry } from './transaction';
+import type { AckEntry, OpsRecord, PhaseTwoResult, TxRecord, VoteEntry } from './transaction';
+import type { GroupRecord } from './log-transitions';
 
 // ---------------------------------------------------------------------------------------------
 // Time, ids, randomness, waiting. Product code takes these instead of Date.now, Math.random,
@@ -61,30 +62,49 @@ export interface ListPage {
   nextCursor?: string;
 }
 
-export interface StalePage {
-  items: Pick<TxRecord, 'txId' | 'status' | 'updatedAt' | 'prepareDeadlineAt'>[];
+/** A page of one supervision group's open members, earliest deadline first (eventually consistent). */
+export interface MembersPage {
+  items: { txId: string; prepareDeadlineAt: number }[];
+  nextKey?: Record<string, unknown>;
+}
+
+/** A page of the groups that have open members (eventually consistent), with how many each has on the page. */
+export interface GroupsPage {
+  groups: Record<string, number>;
   nextKey?: Record<string, unknown>;
 }
 
 /** The durable transaction log: each state change is one conditional write on one record. */
 export interface TxLogPort {
-  /** Write the first record; false if a record with this id exists already. */
-  create(record: TxRecord): Promise<boolean>;
+  /** Write the operations item (once), then the first record; false if a record with this id exists already. */
+  create(record: TxRecord, ops: OpsRecord): Promise<boolean>;
   /** Strongly consistent. */
   get(txId: string): Promise<TxRecord | undefined>;
-  recordVote(txId: string, participant: string, entry: VoteEntry): Promise<WriteResult>;
+  /** Strongly consistent; absent ids are left out. */
+  getMany(txIds: readonly string[]): Promise<TxRecord[]>;
+  /** The operations item, if it still exists. */
+  getOps(txId: string): Promise<OpsRecord | undefined>;
+  recordYes(txId: string, participant: string, entry: VoteEntry, nowMs: number): Promise<WriteResult>;
+  recordNo(txId: string, participant: string, entry: VoteEntry, reason: string): Promise<WriteResult>;
+  decideCommit(txId: string, at: string): Promise<WriteResult>;
+  /** With `deadlinePassedAt`: a timeout abort, which also requires the deadline to have passed by that clock. */
+  decideAbort(txId: string, reason: string, at: string, deadlinePassedAt?: number): Promise<WriteResult>;
   recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult>;
-  storeTaskToken(txId: string, phase: Phase, taskToken: string, at: string): Promise<WriteResult>;
   finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult>;
   markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult>;
-  decideAbort(txId: string, reason: string, at: string): Promise<WriteResult>;
-  /** Open transactions not updated since `beforeIso`, oldest first (eventually consistent). */
-  listStale(beforeIso: string, limit: number, startKey?: Record<string, unknown>): Promise<StalePage>;
-  claimRecovery(txId: string, seen: { executionName: string; recoveries: number }, next: { executionName: string; at: string }): Promise<WriteResult>;
-  /** Most recent first; the cursor is opaque to clients. */
+  park(txId: string, phase: 'COMMIT' | 'ABORT', service: string): Promise<WriteResult>;
+  /** The open members of a supervision group, through the sparse `open` index. */
+  openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage>;
+  /** The groups with open members, through the sparse `open` index (its size is the number of open transactions). */
+  openGroups(limit: number, startKey?: Record<string, unknown>): Promise<GroupsPage>;
+  /** Most recent first, merged across the listing shards; the cursor is opaque to clients. */
   list(limit: number, cursor?: string): Promise<ListPage>;
   /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */
   claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string): Promise<IdempotencyRecord>;
+  /** Who supervises a group now (absent: the execution named after the group, generation 0). */
+  readGroup(group: string): Promise<GroupRecord | undefined>;
+  /** Claim the next supervisor generation of a group; the winning record, or undefined when another claim won. */
+  claimGroup(group: string, seenGen: number, at: string): Promise<GroupRecord | undefined>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -95,6 +115,8 @@ export interface ParticipantQueuesPort {
   send(messages: ParticipantMessage[]): Promise<void>;
   /** A copy of each message into its participant's DLQ with the reason; answers the participants that have none. */
   deadLetter(messages: ParticipantMessage[], reason: string): Promise<string[]>;
+  /** A refused reply (its body as it came) into the reply dead-letter queue with the reason and the queue's owner. */
+  deadLetterReply(body: string, reason: string, owner: string): Promise<void>;
 }
 
 /** A participant's side of the coordinator's reply queue. */
@@ -102,12 +124,13 @@ export interface ReplySender {
   send(message: ReplyMessage): Promise<void>;
 }
 
-/** Step Functions as the coordinator uses it. */
+/** Step Functions as the coordinator uses it: starting and asking after group supervisors. */
 export interface WorkflowPort {
-  /** Idempotent by name: a same-name start is no error and starts nothing new. */
-  start(stateMachineArn: string, name: string, input: unknown): Promise<void>;
-  /** Complete a waiting task; false when its task is gone (completed, timed out, retried). */
-  signal(taskToken: string, output: unknown): Promise<boolean>;
+  /**
+   * Start an execution. Same name and same input as a running execution: no error, nothing new.
+   * Answers 'exists' when the name is taken by a closed execution or another input.
+   */
+  start(stateMachineArn: string, name: string, input: unknown): Promise<'started' | 'exists'>;
   describe(executionArn: string): Promise<ExecutionState>;
 }
 
@@ -168,4 +191,4 @@ export interface DecisionSourcePort {
   read(txId: string): Promise<DecisionAnswer>;
 }
 
-export type { TxStatus };
+export type { TxStatus } from './transaction';

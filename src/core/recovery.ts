@@ -1,56 +1,79 @@
-// Recovery rules, pure: what the sweeper does with an open transaction whose execution may be gone,
-// and what a participant in doubt concludes from what the log says. No I/O and no clock: callers
-// pass `nowMs` and what they read. The sweeper (src/recovery.ts) and the simulation both run these.
-import { type ExecutionInput, type OpenStatus, type Phase, STATUS_PHASE, type TxRecord, type TxStatus, executionInput } from './transaction';
+// Supervision and recovery rules, pure: what a group's supervisor does with each open member, when
+// phase two is re-sent, and what a participant in doubt concludes from what the log says. No I/O
+// and no clock: callers pass `nowMs` and what they read. The supervisor (src/supervisor.ts) and the
+// simulation both run these.
+import { IN_DOUBT_AFTER_COMMIT_TIMEOUTS, type TxRecord, type TxStatus, awaitingAck } from './transaction';
 
 /** What DescribeExecution says, with MISSING for ExecutionDoesNotExist (a local stack restarted). */
 export type ExecutionState = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED' | 'MISSING';
 
 
-/** Execution names allow 80 characters; a txId has at most 64, so the suffix always fits. */
-export function recoveryExecutionName(txId: string, n: number): string {
-  if (!Number.isInteger(n) || n < 1) throw new Error(`recovery number must be a positive integer, got ${n}`);
-  return `${txId}-r${n}`;
-}
-
-export type RecoveryRecord = Pick<TxRecord, 'txId' | 'status' | 'prepareDeadlineAt' | 'timeouts' | 'updatedAt' | 'executionName' | 'recoveries'> & {
-  openPk?: string;
-};
-
-export type RecoveryAction =
-  | { kind: 'none'; why: string }
-  /** Decide ABORT with the conditional decision write first, then resume from the decision. */
-  | { kind: 'abort'; reason: string }
-  | { kind: 'resume'; from: Phase };
-
-/** A record that has not moved for `staleMs`: a candidate, not yet a verdict (its execution may be alive). */
-export function isStale(record: Pick<TxRecord, 'updatedAt'>, nowMs: number, staleMs: number): boolean {
-  return Date.parse(record.updatedAt) <= nowMs - staleMs;
-}
+/** Longest wait between two phase-two sends to a participant that does not acknowledge. */
+export const RESEND_CAP_MS = 60_000;
+/** A transaction whose phase two has waited this long on a participant is parked with that participant's supervisor. */
+export const PARK_AFTER_MS = 10 * 60_000;
 
 /**
- * What to do with an open transaction, given the state of the execution the record names. A live
- * execution is left alone however quiet it is: it has its own timeouts. A dead one is replaced by a
- * recovery execution starting in the recorded phase; PREPARING past its deadline is aborted first,
- * because nobody waits for its votes any more (presumed abort).
+ * When phase two is (re)sent to whoever has not acknowledged: at the decision, then at
+ * decided + c, + 3c, + 7c, ... (c: the commit timeout), the step capped at RESEND_CAP_MS. Never
+ * giving up. The schedule is a function of the record alone, so a supervisor needs no state per
+ * transaction: it sends when a point of the schedule fell in (lastRunAt, now].
  */
-export function recoveryAction(record: RecoveryRecord, execution: ExecutionState, nowMs: number): RecoveryAction {
-  if (record.openPk === undefined || isFinal(record.status)) return { kind: 'none', why: `already ${record.status}` };
-  if (execution === 'RUNNING') return { kind: 'none', why: 'its execution is running' };
-  if (record.status === 'PREPARING' && nowMs >= record.prepareDeadlineAt) {
-    return { kind: 'abort', reason: `recovery: execution ${execution.toLowerCase()} and the prepare deadline passed` };
+export function resendPoints(decidedMs: number, commitMs: number, fromMs: number, toMs: number): { due: boolean; next: number } {
+  let step = Math.max(1, commitMs);
+  let point = decidedMs + step;
+  let due = false;
+  while (point <= toMs) {
+    if (point > fromMs) due = true;
+    step = Math.min(RESEND_CAP_MS, step * 2);
+    point += step;
   }
-  return { kind: 'resume', from: STATUS_PHASE[record.status as OpenStatus] };
+  return { due, next: point };
 }
 
+/** What supervision does with one open transaction of its group now. */
+export type MemberAction =
+  /** Every YES is in but the decision was never written (its decider crashed): COMMIT. */
+  | { kind: 'commit' }
+  /** Still undecided at its deadline by the supervisor's clock: ABORT (the write re-checks). */
+  | { kind: 'abort'; reason: string }
+  /** Decided and nobody owes an acknowledgement: finish it. */
+  | { kind: 'finish' }
+  /**
+   * Decided with acknowledgements missing: re-send phase two to `to` when `resend`; mark them in doubt
+   * when `markInDoubt`; hand the transaction to `park`'s supervisor when set. Look again at `next`.
+   */
+  | { kind: 'phase-two'; to: string[]; resend: boolean; markInDoubt: boolean; park?: string; next: number }
+  /** Undecided before its deadline: look again at the deadline. */
+  | { kind: 'wait'; until: number }
+  | { kind: 'none'; why: string };
+
 /**
- * The recovery execution's input. A resumed Prepare waits only for what is left of the original
- * prepare deadline (at least one second), so recovery never extends the time participants hold.
+ * The rule for one member, pure. `lastRunAt`: when this supervisor last looked (undefined at its
+ * first run: a supervisor replacing a dead one re-sends what is due at once). `parking`: whether
+ * this group already is a parking group (its members are never parked again).
  */
-export function resumeInput(record: Pick<TxRecord, 'txId' | 'timeouts' | 'prepareDeadlineAt'>, from: Phase, nowMs: number): ExecutionInput {
-  const prepareSeconds =
-    from === 'PREPARE' ? Math.max(1, Math.min(record.timeouts.prepareSeconds, Math.ceil((record.prepareDeadlineAt - nowMs) / 1000))) : record.timeouts.prepareSeconds;
-  return { ...executionInput(record), timeouts: { prepareSeconds, commitSeconds: record.timeouts.commitSeconds }, resumeFrom: from };
+export function memberAction(
+  record: Pick<TxRecord, 'status' | 'services' | 'votes' | 'acks' | 'ok' | 'req' | 'decision' | 'decidedAt' | 'prepareDeadlineAt' | 'timeouts' | 'inDoubtSince' | 'parkedWith'>,
+  nowMs: number,
+  lastRunAt: number | undefined,
+  parking: boolean,
+): MemberAction {
+  if (isFinal(record.status)) return { kind: 'none', why: `already ${record.status}` };
+  if (record.status === 'PREPARING') {
+    if (record.ok === record.req) return { kind: 'commit' };
+    if (nowMs >= record.prepareDeadlineAt) return { kind: 'abort', reason: 'prepare deadline passed' };
+    return { kind: 'wait', until: record.prepareDeadlineAt };
+  }
+  const to = awaitingAck(record);
+  if (to.length === 0) return { kind: 'finish' };
+  const decidedMs = Date.parse(record.decidedAt ?? '') || nowMs;
+  const commitMs = record.timeouts.commitSeconds * 1000;
+  const { due, next } = resendPoints(decidedMs, commitMs, lastRunAt ?? Number.NEGATIVE_INFINITY, nowMs);
+  const waited = nowMs - decidedMs;
+  const markInDoubt = record.inDoubtSince === undefined && waited >= IN_DOUBT_AFTER_COMMIT_TIMEOUTS * commitMs;
+  const park = !parking && record.parkedWith === undefined && waited >= PARK_AFTER_MS ? to[0] : undefined;
+  return { kind: 'phase-two', to, resend: due, markInDoubt, ...(park ? { park } : {}), next };
 }
 
 export function isFinal(status: TxStatus): boolean {

@@ -27,8 +27,8 @@ export const MAX_PARTICIPANTS = 25;
 export const MAX_DECLARED_RESOURCES = 25;
 
 /** The declared resources of every participant, deduplicated and sorted: the one order all coordinators lock in. */
-export function declaredResources(tx: Pick<TxRecord, 'participants'>): string[] {
-  return [...new Set(tx.participants.flatMap((p) => p.resources ?? []))].sort();
+export function declaredResources(request: { participants: readonly { resources?: readonly string[] | undefined }[] }): string[] {
+  return [...new Set(request.participants.flatMap((p) => p.resources ?? []))].sort();
 }
 export const MAX_BODY_BYTES = 256 * 1024;
 
@@ -50,48 +50,116 @@ export interface AckEntry {
   at: string;
 }
 
-/** The durable log record of one transaction (one DynamoDB item, key `pk` = txId). */
+/**
+ * The durable log record of one transaction (one DynamoDB item, key `pk` = txId): a small hot item.
+ * The operations live in an item of their own, written once (`<txId>#ops`, see OpsRecord), so every
+ * write to this one stays under 1 KB (an update bills the larger of the item before and after).
+ */
 export interface TxRecord {
   pk: string;
   txId: string;
   status: TxStatus;
-  participants: ParticipantSpec[];
+  /** The members, in the request's order. */
+  services: string[];
+  /** Members whose vote is still pending: a vote counts only by removing its own entry here. */
+  pending: Record<string, true>;
   votes: Record<string, VoteEntry>;
+  /** How many YES/READ_ONLY votes COMMIT needs (every member), and how many are recorded. */
+  req: number;
+  ok: number;
   acks: Record<string, AckEntry>;
   timeouts: { prepareSeconds: number; commitSeconds: number };
   createdAt: string;
   updatedAt: string;
-  /** Epoch ms: no vote is waited for after this. */
+  /** Epoch ms: no vote is recorded at or after this, and an undecided transaction is aborted then. */
   prepareDeadlineAt: number;
   decision?: Outcome;
   decisionReason?: string;
   decidedAt?: string;
   finishedAt?: string;
-  /** The current phase's Step Functions task token, and the phase it belongs to. */
-  taskToken?: string;
-  taskPhase?: Phase;
-  /** Constant partition of the listing index (`byCreated`). */
-  listPk: 'tx';
-  /** Present only while the transaction is open: the sparse index `open` holds open transactions. */
-  openPk?: 'open';
-  /** Epoch seconds, set by Finalize only: DynamoDB TTL removes finished records after retention.
-   *  Open records have none, so TTL can never remove a transaction that is still running. */
+  /** The declared resources the coordinator locks for the transaction, sorted (absent when none). */
+  resources?: string[];
+  /** The listing shard: partition key of the `byCreated` index (sort key `createdAt`, written once). */
+  lp: string;
+  /**
+   * The supervision group while the transaction is open: partition key of the sparse `open` index
+   * (sort key `prepareDeadlineAt`, written once). Removed when the transaction finishes; changed
+   * once if its phase two is parked with a participant's supervisor.
+   */
+  og?: string;
+  /** Epoch seconds, set when the transaction finishes: DynamoDB TTL removes it after retention. */
   expiresAt?: number;
   idempotencyKey?: string;
   requestHash: string;
-  /** The execution driving the record now: the txId at first, `<txId>-r<n>` after the n-th recovery. */
-  executionName?: string;
-  /** How many recovery executions were started; the sweeper's claim is conditional on it. */
-  recoveries?: number;
-  /** Dispatch attempts per phase (every task attempt, recoveries included). */
-  prepareAttempts?: number;
-  commitAttempts?: number;
-  abortAttempts?: number;
   /**
-   * Participant -> when phase two first found it in doubt (IN_DOUBT_AFTER_ATTEMPTS sends without an
-   * ACK). Written once per transaction by dispatch; kept after the ACK as the log of what happened.
+   * Participant -> when supervision first found it in doubt (its phase-two message unacknowledged for
+   * IN_DOUBT_AFTER_COMMIT_TIMEOUTS commit timeouts). Written once; kept after the ACK as history.
    */
   inDoubtSince?: Record<string, string>;
+  /** The participant whose outage parked this transaction's phase two with its own supervisor. */
+  parkedWith?: string;
+}
+
+/** The operations of a transaction, written once beside its record (`pk` = `<txId>#ops`), as JSON text. */
+export interface OpsRecord {
+  pk: string;
+  /** The validated request's participants, JSON text (any JSON number survives, unlike a DynamoDB number). */
+  participants: string;
+  expiresAt: number;
+}
+
+export const opsPk = (txId: string): string => `${txId}#ops`;
+
+/** A vote's or decision's reason as the record keeps it: short, so the record stays small. */
+export const RECORDED_REASON_CHARS = 120;
+export function recordedReason(reason: string): string {
+  return reason.length <= RECORDED_REASON_CHARS ? reason : `${reason.slice(0, RECORDED_REASON_CHARS - 1)}…`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharding: the listing index and supervision groups
+
+/** FNV-1a over the id's UTF-16 code units: a stable, uniform spread of ids over shards. Pure. */
+export function shardOf(id: string, shards: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % shards;
+}
+
+/** Shards of the listing index: GET /transactions reads them all and merges newest first. */
+export const LIST_SHARDS = 8;
+export const listShard = (txId: string): string => `l${shardOf(txId, LIST_SHARDS)}`;
+
+export interface SupervisionSettings {
+  /** Groups per time bucket (spreads the `open` index's writes over this many key values). */
+  shards: number;
+  /** Length of a group's creation-time bucket. */
+  bucketSeconds: number;
+}
+
+export const DEFAULT_SUPERVISION: SupervisionSettings = { shards: 8, bucketSeconds: 10 };
+
+/** A group is defined by content: the bucket of creation time and the id's shard. Its name is its supervisor's execution name. */
+export function supervisionGroup(txId: string, createdMs: number, s: SupervisionSettings): string {
+  const start = Math.floor(createdMs / 1000 / s.bucketSeconds) * s.bucketSeconds;
+  return `g-${start}-${s.bucketSeconds}-${shardOf(txId, s.shards)}`;
+}
+
+/** The group that holds the parked phase two of transactions waiting on one participant. */
+export const parkingGroup = (service: string): string => `park-${service}`;
+
+export type GroupInfo = { kind: 'bucket'; closesAt: number } | { kind: 'park'; service: string };
+
+/** What a group name says: a bucket's groups close (take no new members) at the end of the bucket. */
+export function groupInfo(group: string): GroupInfo {
+  const bucket = /^g-(\d+)-(\d+)-(\d+)$/.exec(group);
+  if (bucket) return { kind: 'bucket', closesAt: (Number(bucket[1]) + Number(bucket[2])) * 1000 };
+  const park = /^park-([a-z][a-z0-9-]{0,39})$/.exec(group);
+  if (park) return { kind: 'park', service: park[1]! };
+  throw new Error(`not a supervision group: ${group}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,135 +250,103 @@ export interface NewTxInput {
   request: StartRequest;
   nowMs: number;
   requestHash: string;
+  supervision: SupervisionSettings;
   idempotencyKey?: string;
 }
 
 /** The first log record of a transaction, written with `attribute_not_exists(pk)`. */
-export function newTransaction({ txId, request, nowMs, requestHash, idempotencyKey }: NewTxInput): TxRecord {
+export function newTransaction({ txId, request, nowMs, requestHash, supervision, idempotencyKey }: NewTxInput): TxRecord {
   const now = new Date(nowMs).toISOString();
+  const services = request.participants.map((p) => p.service);
+  const resources = declaredResources(request);
   return {
     pk: txId,
     txId,
     status: 'PREPARING',
-    participants: request.participants.map((p) => ({
-      service: p.service,
-      operation: p.operation,
-      ...(p.resources && p.resources.length > 0 ? { resources: p.resources } : {}),
-    })),
+    services,
+    pending: Object.fromEntries(services.map((s) => [s, true as const])),
     votes: {},
+    req: services.length,
+    ok: 0,
     acks: {},
     timeouts: request.timeouts,
     createdAt: now,
     updatedAt: now,
     prepareDeadlineAt: nowMs + request.timeouts.prepareSeconds * 1000,
-    listPk: 'tx',
-    openPk: 'open',
+    lp: listShard(txId),
+    og: supervisionGroup(txId, nowMs, supervision),
     requestHash,
-    executionName: txId,
+    ...(resources.length > 0 ? { resources } : {}),
     ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
   };
 }
 
-/** The state machine's input. Everything else is read from the log record by transaction id. */
-export interface ExecutionInput {
-  txId: string;
-  timeouts: { prepareSeconds: number; commitSeconds: number };
-  /**
-   * Set by recovery only, for whoever reads the execution's input: the phase the log recorded. The
-   * state machine itself always starts in Prepare, whose dispatch answers at once with the decision
-   * the log holds, so a resumed execution routes to Commit or Abort through the Decide step's
-   * condition (see cdk/workflow.ts).
-   */
-  resumeFrom?: Phase;
+/** The operations item of a new transaction: it outlives any record it can belong to by the retention. */
+export function newOps(txId: string, request: StartRequest, nowMs: number, retentionDays: number): OpsRecord {
+  return { pk: opsPk(txId), participants: JSON.stringify(request.participants), expiresAt: Math.floor(nowMs / 1000) + (retentionDays + OPS_EXTRA_DAYS) * 86_400 };
 }
-
-export function executionInput(tx: Pick<TxRecord, 'txId' | 'timeouts'>): ExecutionInput {
-  return { txId: tx.txId, timeouts: tx.timeouts };
-}
+/** Beyond the retention, how long an operations item is kept (longer than any transaction stays open in practice). */
+export const OPS_EXTRA_DAYS = 30;
 
 // ---------------------------------------------------------------------------------------------
-// Phase one: votes
+// Phase one: votes and the decision
 
-export interface PrepareResult {
+export interface Decision {
   outcome: Outcome;
-  /** The status the Decide step writes. */
-  status: 'COMMITTING' | 'ABORTING';
   reason: string;
 }
 
-/** Tally the votes. Undecided until every participant voted YES/READ_ONLY, or any voted NO. */
-export function tally(tx: Pick<TxRecord, 'participants' | 'votes'>): PrepareResult | undefined {
-  const no = tx.participants.find((p) => tx.votes[p.service]?.vote === 'NO');
-  if (no) {
-    const reason = tx.votes[no.service]?.reason;
-    return { outcome: 'ABORT', status: 'ABORTING', reason: `${no.service} voted NO${reason ? `: ${reason}` : ''}` };
-  }
-  const allIn = mutated('commitWithoutEveryYes') ? tx.participants.some((p) => tx.votes[p.service] !== undefined) : tx.participants.every((p) => tx.votes[p.service] !== undefined);
-  if (allIn) {
-    return { outcome: 'COMMIT', status: 'COMMITTING', reason: 'every participant voted YES' };
-  }
-  return undefined;
-}
-
 /**
- * After `voter`'s vote was recorded (the conditional write succeeded), should this writer wake the
- * execution, and with what? Exactly one vote write per transaction answers non-undefined: the first
- * NO, or the last vote when there is no NO. That is what makes one callback per phase.
+ * What the record says must happen now, if anything: COMMIT once every member's YES is recorded
+ * (the record's own count against its own number of members), ABORT once a NO is. Undefined while
+ * votes are missing. The conditional writes of log-transitions.ts enforce the same rule.
  */
-export function signalAfterVote(after: Pick<TxRecord, 'participants' | 'votes'>, voter: string): PrepareResult | undefined {
-  const result = tally(after);
-  if (!result) return undefined;
-  const noVoters = after.participants.filter((p) => after.votes[p.service]?.vote === 'NO').map((p) => p.service);
-  if (result.outcome === 'ABORT') {
-    // First NO: the only NO so far is this voter's.
-    return noVoters.length === 1 && noVoters[0] === voter ? result : undefined;
+export function tally(tx: Pick<TxRecord, 'services' | 'votes' | 'ok' | 'req'>): Decision | undefined {
+  const no = tx.services.find((s) => tx.votes[s]?.vote === 'NO');
+  if (no) {
+    const reason = tx.votes[no]?.reason;
+    return { outcome: 'ABORT', reason: recordedReason(`${no} voted NO${reason ? `: ${reason}` : ''}`) };
   }
-  return result; // COMMIT: this write completed the set (a set completes once).
+  const allIn = mutated('commitWithoutEveryYes') ? tx.ok > 0 : tx.ok === tx.req;
+  return allIn ? { outcome: 'COMMIT', reason: 'every participant voted YES' } : undefined;
 }
 
-/** Participants that have not voted yet: the ones PREPARE is (re)sent to. */
-export function awaitingVote(tx: Pick<TxRecord, 'participants' | 'votes'>): ParticipantSpec[] {
-  return tx.participants.filter((p) => tx.votes[p.service] === undefined);
+/** Members that have not voted yet. */
+export function awaitingVote(tx: Pick<TxRecord, 'services' | 'votes'>): string[] {
+  return tx.services.filter((s) => tx.votes[s] === undefined);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Phase two: acknowledgements
 
-export interface PhaseTwoResult {
-  from: 'COMMITTING' | 'ABORTING';
-  final: 'COMMITTED' | 'ABORTED';
-  /** Epoch seconds for the TTL attribute, written by Finalize (finish time + retention). */
-  expiresAt: number;
-}
-
 /**
  * Participants whose acknowledgement phase two waits for, and so who is (re)sent its message: on
- * COMMIT those that voted YES (they hold prepared state); on ABORT also every participant whose vote
- * was never recorded, since it may have prepared all the same (its YES was lost, or came after the
+ * COMMIT those that voted YES (they hold prepared state); on ABORT also every member whose vote was
+ * never recorded, since it may have prepared all the same (its YES was lost, or came after the
  * deadline): one lost ABORT must not leave its hold in place forever. READ_ONLY and NO voters hold
  * nothing (a NO voter releases its own partial effects).
  */
-export function awaitingAck(tx: Pick<TxRecord, 'participants' | 'votes' | 'acks' | 'decision'>): string[] {
+export function awaitingAck(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'decision'>): string[] {
   const mayHavePrepared = (s: string): boolean =>
     tx.votes[s]?.vote === 'YES' || (tx.decision === 'ABORT' && tx.votes[s] === undefined && !mutated('noAbortToSilent'));
-  return tx.participants.map((p) => p.service).filter((s) => tx.acks[s] === undefined && mayHavePrepared(s));
+  return tx.services.filter((s) => tx.acks[s] === undefined && mayHavePrepared(s));
+}
+
+export interface PhaseTwoResult {
+  from: 'COMMITTING' | 'ABORTING';
+  final: 'COMMITTED' | 'ABORTED';
+  /** Epoch seconds for the TTL attribute (finish time + retention). */
+  expiresAt: number;
 }
 
 export function phaseTwoResult(status: 'COMMITTING' | 'ABORTING', nowMs: number, retentionDays: number): PhaseTwoResult {
   const expiresAt = Math.floor(nowMs / 1000) + retentionDays * 86_400;
-  return status === 'COMMITTING'
-    ? { from: 'COMMITTING', final: 'COMMITTED', expiresAt }
-    : { from: 'ABORTING', final: 'ABORTED', expiresAt };
+  return status === 'COMMITTING' ? { from: 'COMMITTING', final: 'COMMITTED', expiresAt } : { from: 'ABORTING', final: 'ABORTED', expiresAt };
 }
 
-/** After an ack was recorded: the write that leaves nobody waiting wakes the execution. */
-export function signalAfterAck(
-  after: Pick<TxRecord, 'participants' | 'votes' | 'acks' | 'status' | 'decision'>,
-  nowMs: number,
-  retentionDays: number,
-): PhaseTwoResult | undefined {
-  if (after.status !== 'COMMITTING' && after.status !== 'ABORTING') return undefined;
-  return awaitingAck(after).length === 0 ? phaseTwoResult(after.status, nowMs, retentionDays) : undefined;
+/** A decided record nobody owes an acknowledgement any more: it may finish. */
+export function readyToFinish(tx: Pick<TxRecord, 'status' | 'services' | 'votes' | 'acks' | 'decision'>): boolean {
+  return (tx.status === 'COMMITTING' || tx.status === 'ABORTING') && awaitingAck(tx).length === 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +363,7 @@ export interface TxView {
     votedAt?: string;
     ack?: 'COMMIT' | 'ABORT';
     ackedAt?: string;
-    /** When phase two found this participant in doubt (it may have acknowledged since). */
+    /** When supervision found this participant in doubt (it may have acknowledged since). */
     inDoubtSince?: string;
   }[];
   timeouts: { prepareSeconds: number; commitSeconds: number };
@@ -335,21 +371,22 @@ export interface TxView {
   updatedAt: string;
   decidedAt?: string;
   finishedAt?: string;
-  /** Participants phase two has been re-sent to IN_DOUBT_AFTER_ATTEMPTS times without an ACK. */
+  /** Participants found in doubt that still have not acknowledged. */
   inDoubt?: string[];
+  /** The participant whose outage parked this transaction's phase two. */
+  parkedWith?: string;
 }
 
 /**
- * Phase-two dispatch attempts after which the participants still not acknowledging are shown as in
- * doubt: the decision exists, but they have not confirmed applying it (they may be down or failing).
+ * Commit timeouts after the decision with an acknowledgement still missing, after which supervision
+ * marks the participants still silent as in doubt (and an operator is told).
  */
-export const IN_DOUBT_AFTER_ATTEMPTS = 3;
+export const IN_DOUBT_AFTER_COMMIT_TIMEOUTS = 3;
 
-/** YES voters that have not acknowledged phase two after IN_DOUBT_AFTER_ATTEMPTS sends. */
-export function inDoubt(tx: Pick<TxRecord, 'status' | 'decision' | 'participants' | 'votes' | 'acks' | 'commitAttempts' | 'abortAttempts'>): string[] {
-  const attempts = tx.status === 'COMMITTING' ? tx.commitAttempts : tx.status === 'ABORTING' ? tx.abortAttempts : undefined;
-  if (attempts === undefined || attempts < IN_DOUBT_AFTER_ATTEMPTS) return [];
-  return awaitingAck(tx);
+/** Participants marked in doubt that still owe their acknowledgement. */
+export function inDoubt(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'decision' | 'inDoubtSince'>): string[] {
+  if (!tx.inDoubtSince) return [];
+  return awaitingAck(tx).filter((s) => tx.inDoubtSince?.[s] !== undefined);
 }
 
 export function toView(tx: TxRecord): TxView {
@@ -359,12 +396,12 @@ export function toView(tx: TxRecord): TxView {
     status: tx.status,
     ...(doubtful.length > 0 ? { inDoubt: doubtful } : {}),
     ...(tx.decision ? { decision: { outcome: tx.decision, reason: tx.decisionReason, at: tx.decidedAt } } : {}),
-    participants: tx.participants.map((p) => {
-      const v = tx.votes[p.service];
-      const a = tx.acks[p.service];
-      const doubtedAt = tx.inDoubtSince?.[p.service];
+    participants: tx.services.map((service) => {
+      const v = tx.votes[service];
+      const a = tx.acks[service];
+      const doubtedAt = tx.inDoubtSince?.[service];
       return {
-        service: p.service,
+        service,
         ...(v ? { vote: v.vote, votedAt: v.at, ...(v.reason ? { reason: v.reason } : {}) } : {}),
         ...(a ? { ack: a.phase, ackedAt: a.at } : {}),
         ...(doubtedAt ? { inDoubtSince: doubtedAt } : {}),
@@ -375,5 +412,6 @@ export function toView(tx: TxRecord): TxView {
     updatedAt: tx.updatedAt,
     ...(tx.decidedAt ? { decidedAt: tx.decidedAt } : {}),
     ...(tx.finishedAt ? { finishedAt: tx.finishedAt } : {}),
+    ...(tx.parkedWith ? { parkedWith: tx.parkedWith } : {}),
   };
 }

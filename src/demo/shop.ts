@@ -187,7 +187,8 @@ export function demoViews(dynamodb: DynamoDBClient = new DynamoDBClient({}), opt
 export interface DemoShopOptions extends DemoTableOptions {
   /** Request queue per service; a service without a queue is not started. */
   queueUrls: Partial<Record<string, string>>;
-  replyQueueUrl: string;
+  /** Reply queue per service: each service speaks only on its own. */
+  replyQueueUrls: Partial<Record<string, string>>;
   /** Start only these services (default: every demo service that has a queue). */
   services?: string[];
   sqs?: SQSClient;
@@ -216,7 +217,7 @@ export interface DemoShop extends DemoViews {
   stop(): Promise<void>;
 }
 
-/** One consumer per demo service that has a queue; the tables must exist (createDemoTables). */
+/** One consumer per demo service that has its queues; the tables must exist (createDemoTables). */
 export function startDemoShop(options: DemoShopOptions): DemoShop {
   const wanted = options.services ?? [...DEMO_SERVICES];
   const unknown = wanted.filter((s) => !(DEMO_SERVICES as readonly string[]).includes(s));
@@ -228,12 +229,12 @@ export function startDemoShop(options: DemoShopOptions): DemoShop {
     options.inventoryPauseBetweenLocksMs === undefined ? {} : { pauseBetweenLocksMs: options.inventoryPauseBetweenLocksMs },
   );
   const tables = demoTableNames(options.prefix);
-  const services = DEMO_SERVICES.filter((s) => wanted.includes(s) && options.queueUrls[s] !== undefined);
+  const services = DEMO_SERVICES.filter((s) => wanted.includes(s) && options.queueUrls[s] !== undefined && options.replyQueueUrls[s] !== undefined);
   const consumers: Consumer[] = services.map((service) =>
     startConsumer({
       participant: options.wrapParticipant ? options.wrapParticipant(participants[service]) : participants[service],
       queueUrl: options.queueUrls[service]!,
-      replyQueueUrl: options.replyQueueUrl,
+      replyQueueUrl: options.replyQueueUrls[service]!,
       table: tables[service],
       dynamodb,
       ...(options.sqs ? { sqs: options.sqs } : {}),

@@ -3,9 +3,9 @@
 // stands for the users' own services, which live outside it.
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { createDemoTables, seedDemo, startDemoShop, type DemoShop } from '../demo';
-import { type LockSetup, createLocks } from '../locks';
+import { type LockSetup, apiTransactions, createLocks } from '../locks';
 import type { Participant } from '../participant/define';
-import { logTableDecisions } from '../participant/decisions';
+import { apiDecisions } from '../participant/decisions';
 import type { LocalStack } from './stack';
 
 export interface DemoLockOptions {
@@ -46,7 +46,8 @@ export async function startDemo(
   const locks = lockOptions
     ? createLocks({
         lockTable: stack.outputs.lockTable,
-        txTable: stack.outputs.txTable,
+        // The shop's services are participants: they learn and abort transactions through the API only.
+        transactions: apiTransactions({ baseUrl: stack.outputs.apiUrl }),
         dynamodb: stack.dynamodb,
         ...(lockOptions.detectAfterMs === undefined ? {} : { detectAfterMs: lockOptions.detectAfterMs }),
       })
@@ -57,12 +58,12 @@ export async function startDemo(
     ...(lockOptions?.pauseBetweenLocksMs === undefined ? {} : { inventoryPauseBetweenLocksMs: lockOptions.pauseBetweenLocksMs }),
     ...tableOptions,
     queueUrls: stack.outputs.participantQueues,
-    replyQueueUrl: stack.outputs.replyQueueUrl,
+    replyQueueUrls: stack.outputs.replyQueueUrls,
     dynamodb: stack.dynamodb,
     sqs: stack.sqs,
     ...(options.services ? { services: options.services } : {}),
-    // In doubt, the shop's services read the decision from the log table itself (one GetItem).
-    decisions: logTableDecisions({ table: stack.outputs.txTable, dynamodb: stack.dynamodb }),
+    // In doubt, the shop's services ask the API for the outcome (GET /transactions/{id}/decision).
+    decisions: apiDecisions({ baseUrl: stack.outputs.apiUrl }),
     ...(options.inquireAfterMs === undefined ? {} : { inquireAfterMs: options.inquireAfterMs }),
     ...(options.wrapParticipant ? { wrapParticipant: options.wrapParticipant } : {}),
     ...(options.visibilityTimeoutSeconds === undefined ? {} : { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }),

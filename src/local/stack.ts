@@ -38,7 +38,8 @@ export interface LocalStackOutputs {
   queues: Record<string, string>;
   /** Participant service -> its request queue URL (from PARTICIPANT_QUEUES). */
   participantQueues: Record<string, string>;
-  replyQueueUrl: string;
+  /** Participant service -> its reply queue URL (the stack output ReplyQueueUrls). */
+  replyQueueUrls: Record<string, string>;
   txTable: string;
   /** The lock table (LOCK_TABLE). */
   lockTable: string;
@@ -125,7 +126,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       tables: result.tables,
       queues: result.queues,
       participantQueues: JSON.parse(env.PARTICIPANT_QUEUES ?? '{}') as Record<string, string>,
-      replyQueueUrl: env.REPLY_QUEUE_URL ?? '',
+      replyQueueUrls: replyQueueUrls(result.outputs),
       txTable: env.TX_TABLE ?? '',
       lockTable: env.LOCK_TABLE ?? '',
       stateMachineArn: env.STATE_MACHINE_ARN ?? result.stateMachines[0] ?? '',
@@ -135,4 +136,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await stop();
     throw err;
   }
+}
+
+/** The coordinator stack's ReplyQueueUrls output (JSON: service -> URL). */
+function replyQueueUrls(outputs: Record<string, Record<string, string>>): Record<string, string> {
+  for (const stack of Object.values(outputs)) if (stack.ReplyQueueUrls) return JSON.parse(stack.ReplyQueueUrls) as Record<string, string>;
+  throw new Error('the synthesized app has no ReplyQueueUrls output');
 }

@@ -4,7 +4,7 @@
 // decision to protect), so they must renew in time and carry the fencing token into their writes.
 import { z } from 'zod';
 import { LOCK_LIMITS, LOCK_MODES, type OwnerRef, ownerName, resourceName } from '../core/locks';
-import { BadCursorError } from '../aws/cursor';
+import { BadCursorError } from '../core/cursor';
 import type { LockStorePort } from '../core/ports';
 import { LeaseLostError, type LockService, LockWaitTimeoutError } from './service';
 

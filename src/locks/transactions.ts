@@ -1,11 +1,14 @@
-// What the lock service and the deadlock detector need from the transaction log: a transaction's
-// status and age, and the one way anyone outside the state machine ends a transaction: the
-// conditional decision write (TxLog.decideAbort), followed by waking its execution.
-import { systemClock } from '../aws/system';
-import type { Clock, TxLogPort, WorkflowPort } from '../core/ports';
-import type { TxRecord } from '../core/transaction';
+// What the lock service and the deadlock detector need from the transactions: a transaction's status
+// and age, and the one way anyone outside the vote path ends one: the conditional abort (only while
+// a YES is missing), after which whoever decided sends phase two. Coordinator-side (the API's lock
+// routes, the detector) that is the Coordinator itself; a participant's lock service goes through
+// the API (`GET /transactions/{id}/decision`, `POST /transactions/{id}/abort`): participants need no
+// access to the log table or to Step Functions.
+import type { AbortOutcome } from '../coordinator';
+import type { TxLogPort } from '../core/ports';
+import { TX_STATUSES, type TxRecord, type TxStatus } from '../core/transaction';
 
-export type TxFacts = Pick<TxRecord, 'txId' | 'status' | 'createdAt' | 'taskToken' | 'taskPhase'>;
+export type TxFacts = Pick<TxRecord, 'txId' | 'status' | 'createdAt'>;
 
 export interface AbortResult {
   /** True when this call wrote the decision; false when a decision existed already. */
@@ -15,16 +18,15 @@ export interface AbortResult {
 
 export interface TransactionPort {
   get(txId: string): Promise<TxFacts | undefined>;
-  /** Decide ABORT if the transaction is still PREPARING, and wake its execution if it waits in Prepare. */
+  /** Decide ABORT if the transaction is still PREPARING with a YES missing, and send phase two. */
   abort(txId: string, reason: string): Promise<AbortResult>;
 }
 
+/** The coordinator's own: the log for facts, the coordinator's abort for the decision and phase two. */
 export class Transactions implements TransactionPort {
   constructor(
-    private readonly log: Pick<TxLogPort, 'get' | 'decideAbort'>,
-    /** Without it the execution wakes at the next vote (see Coordinator.onVote) or its prepare timeout. */
-    private readonly workflow?: Pick<WorkflowPort, 'signal'>,
-    private readonly now: Clock = systemClock,
+    private readonly log: Pick<TxLogPort, 'get'>,
+    private readonly aborter: { abort(txId: string, reason: string): Promise<AbortOutcome> },
   ) {}
 
   get(txId: string): Promise<TxFacts | undefined> {
@@ -32,14 +34,53 @@ export class Transactions implements TransactionPort {
   }
 
   async abort(txId: string, reason: string): Promise<AbortResult> {
-    const { applied, record } = await this.log.decideAbort(txId, reason, new Date(this.now()).toISOString());
-    // Also when the write did not apply: the writer that won may have crashed before it woke the
-    // execution, and a second SendTaskSuccess for the same token is a harmless TaskDoesNotExist.
-    if (record?.status === 'ABORTING' && record.taskPhase === 'PREPARE' && record.taskToken && this.workflow) {
-      // The output the Prepare task would have had; Decide then fails its condition and
-      // ReadDecision routes the execution to Abort.
-      await this.workflow.signal(record.taskToken, { outcome: 'ABORT', status: 'ABORTING', reason: record.decisionReason ?? reason });
-    }
-    return { applied, record };
+    const outcome = await this.aborter.abort(txId, reason);
+    if (outcome.kind === 'unknown') return { applied: false, record: undefined };
+    return { applied: outcome.kind === 'aborted' && outcome.decidedNow, record: outcome.record };
   }
+}
+
+export interface ApiTransactionsOptions {
+  /** The coordinator API's base URL. */
+  baseUrl: string;
+  /** The API signs with IAM on AWS: pass a fetch that signs (SigV4). Default: global fetch. */
+  fetch?: typeof fetch;
+  /** Per request; default 5 s. */
+  timeoutMs?: number;
+}
+
+const isStatus = (value: unknown): value is TxStatus => typeof value === 'string' && (TX_STATUSES as readonly string[]).includes(value);
+
+/** A participant's view: the facts through `GET /transactions/{id}/decision`, the abort through `POST /transactions/{id}/abort`. */
+export function apiTransactions(options: ApiTransactionsOptions): TransactionPort {
+  const doFetch = options.fetch ?? fetch;
+  const base = options.baseUrl.replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  const facts = (body: unknown): TxFacts | undefined => {
+    const b = body as { txId?: unknown; status?: unknown; createdAt?: unknown } | undefined;
+    return b && typeof b.txId === 'string' && isStatus(b.status) && typeof b.createdAt === 'string' ? { txId: b.txId, status: b.status, createdAt: b.createdAt } : undefined;
+  };
+  return {
+    async get(txId) {
+      const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}/decision`, { signal: AbortSignal.timeout(timeoutMs) });
+      const body = (await res.json().catch(() => undefined)) as unknown;
+      if (res.status === 404) return undefined;
+      const found = facts(body);
+      if (res.status !== 200 || !found) throw new Error(`GET /transactions/${txId}/decision answered ${res.status}: ${JSON.stringify(body)}`);
+      return found;
+    },
+    async abort(txId, reason) {
+      const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}/abort`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ reason }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const body = (await res.json().catch(() => undefined)) as { decidedNow?: unknown; transaction?: unknown } | undefined;
+      if (res.status === 404) return { applied: false, record: undefined };
+      const record = facts(body?.transaction);
+      if ((res.status !== 202 && res.status !== 409) || !record) throw new Error(`POST /transactions/${txId}/abort answered ${res.status}: ${JSON.stringify(body)}`);
+      return { applied: res.status === 202 && body?.decidedNow === true, record };
+    },
+  };
 }

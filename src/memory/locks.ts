@@ -5,7 +5,7 @@
 // What DynamoDB does on its own is a method here: TTL (`collectGarbage`), which only ever removes
 // idle lock items, held-lists and deadlock records, as the `expiresAt` the adapter writes allows.
 // No clock and no timers: time only arrives as the `nowMs` arguments.
-import { BadCursorError, decodeCursor, encodeCursor } from '../aws/cursor';
+import { BadCursorError, decodeCursor, encodeCursor } from '../core/cursor';
 import { type Holder, type LockItem, LOCK_GC_DAYS, type Waiter, assertLockInvariants, emptyLock, isIdle, waitShard } from '../core/locks';
 import type { DeadlockPage, DeadlockRecord, LockStorePort } from '../core/ports';
 

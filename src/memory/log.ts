@@ -4,12 +4,11 @@
 // stands for the table (records and idempotency claims, by pk), and the two queries read it the
 // way the `byCreated` and `open` indexes do. Records are copied in and out: a caller mutating what
 // it passed or got back never changes the store. Deterministic: no clock, no randomness, no timers.
-import { decodeCursor, encodeCursor, BadCursorError } from '../aws/cursor';
 import { apply, evaluate, withoutUndefined } from '../core/log-dsl';
-import { TableTxLog } from '../core/log';
+import { type ListKey, TableTxLog } from '../core/log';
 import { type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
-import type { ListPage, StalePage, WriteResult } from '../core/ports';
-import type { Outcome, TxRecord, TxStatus } from '../core/transaction';
+import type { GroupsPage, MembersPage, WriteResult } from '../core/ports';
+import type { TxRecord, TxStatus } from '../core/transaction';
 
 type Item = Record<string, unknown>;
 
@@ -18,50 +17,45 @@ const copy = <T>(value: T): T => structuredClone(value);
 export class MemoryTxLog extends TableTxLog {
   private readonly items = new Map<string, Item>();
 
-  /** Open records (having `openPk`) with `updatedAt` at or before `beforeIso`, oldest first, as the `open` index serves them. */
-  async listStale(beforeIso: string, limit: number, startKey?: Record<string, unknown>): Promise<StalePage> {
-    const open = [...this.items.values()]
-      .filter((i) => i.openPk === 'open' && typeof i.updatedAt === 'string' && i.updatedAt <= beforeIso)
-      .sort((a, b) => byKeys(a, b, 'updatedAt'));
-    const page = after(open, startKey, 'updatedAt', 1, limit);
-    const items = page.map((i) => ({
-      txId: i.txId as string,
-      status: i.status as TxStatus,
-      updatedAt: i.updatedAt as string,
-      prepareDeadlineAt: i.prepareDeadlineAt as number,
-    }));
-    const last = page.length === limit ? page[page.length - 1] : undefined;
-    return { items, ...(last ? { nextKey: { pk: last.pk, openPk: last.openPk, updatedAt: last.updatedAt } } : {}) };
+  /** A group's open members, earliest deadline first, as the sparse `open` index serves them. */
+  async openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage> {
+    if (!Number.isInteger(limit) || limit < 1) throw new Error(`limit must be a positive integer, got ${limit}`);
+    const members = [...this.items.values()].filter((i) => i.og === group).sort(byDeadline);
+    const rest = startKey === undefined ? members : members.filter((i) => byDeadline(i, startKey) > 0);
+    const page = rest.slice(0, limit);
+    const last = page.length === limit && rest.length > limit ? page[page.length - 1] : undefined;
+    return {
+      items: page.map((i) => ({ txId: i.pk as string, prepareDeadlineAt: i.prepareDeadlineAt as number })),
+      ...(last ? { nextKey: { pk: last.pk, og: last.og, prepareDeadlineAt: last.prepareDeadlineAt } } : {}),
+    };
   }
 
-  /** Newest first by `createdAt`, as the `byCreated` index serves them; the cursor is opaque. */
-  async list(limit: number, cursor?: string): Promise<ListPage> {
-    const startKey = cursor === undefined ? undefined : decodeCursor(cursor);
-    if (startKey && (typeof startKey.pk !== 'string' || typeof startKey.createdAt !== 'string')) {
-      throw new BadCursorError('cursor is not one this API returned');
-    }
-    const listed = [...this.items.values()].filter((i) => i.listPk === 'tx' && typeof i.createdAt === 'string').sort((a, b) => byKeys(b, a, 'createdAt'));
-    const page = after(listed, startKey, 'createdAt', -1, limit);
-    const items = page.map((i) => ({
-      txId: i.txId as string,
-      status: i.status as TxStatus,
-      createdAt: i.createdAt as string,
-      updatedAt: i.updatedAt as string,
-      ...(i.decision ? { decision: i.decision as Outcome, decisionReason: i.decisionReason as string | undefined } : {}),
-    }));
-    const last = page.length === limit ? page[page.length - 1] : undefined;
-    return { items, ...(last ? { nextCursor: encodeCursor({ pk: last.pk, listPk: last.listPk, createdAt: last.createdAt }) } : {}) };
+  /** Every group with open members, in one page (a scan of the sparse `open` index). */
+  async openGroups(limit: number): Promise<GroupsPage> {
+    if (!Number.isInteger(limit) || limit < 1) throw new Error(`limit must be a positive integer, got ${limit}`);
+    const groups: Record<string, number> = {};
+    for (const i of this.items.values()) if (typeof i.og === 'string') groups[i.og] = (groups[i.og] ?? 0) + 1;
+    return { groups };
+  }
+
+  protected async listShard(shard: string, limit: number, after?: ListKey): Promise<{ keys: ListKey[]; more: boolean }> {
+    const listed = [...this.items.values()]
+      .filter((i) => i.lp === shard)
+      .map((i) => ({ pk: i.pk as string, createdAt: i.createdAt as string }))
+      .sort((a, b) => -byCreated(a, b));
+    const rest = after === undefined ? listed : listed.filter((k) => byCreated(k, after) < 0);
+    return { keys: rest.slice(0, limit), more: rest.length > limit };
   }
 
   /** Every transaction record, copied (for a simulation's invariant checks). */
   records(): TxRecord[] {
-    return [...this.items.values()].filter((i) => i.listPk === 'tx').map((i) => copy(i) as unknown as TxRecord);
+    return [...this.items.values()].filter((i) => typeof i.lp === 'string').map((i) => copy(i) as unknown as TxRecord);
   }
 
   /** How many transactions are open (COMMITTED or ABORTED not yet written), without copying any. */
   openCount(): number {
     let open = 0;
-    for (const item of this.items.values()) if (item.listPk === 'tx' && item.status !== 'COMMITTED' && item.status !== 'ABORTED') open++;
+    for (const item of this.items.values()) if (typeof item.lp === 'string' && item.status !== 'COMMITTED' && item.status !== 'ABORTED') open++;
     return open;
   }
 
@@ -78,6 +72,13 @@ export class MemoryTxLog extends TableTxLog {
   protected async read(pk: string): Promise<Record<string, unknown> | undefined> {
     const item = this.items.get(pk);
     return item === undefined ? undefined : copy(item);
+  }
+
+  protected async readMany(pks: readonly string[]): Promise<Record<string, unknown>[]> {
+    return [...new Set(pks)].flatMap((pk) => {
+      const item = this.items.get(pk);
+      return item === undefined ? [] : [copy(item)];
+    });
   }
 
   protected async put(write: PutWrite): Promise<boolean> {
@@ -103,19 +104,14 @@ export class MemoryTxLog extends TableTxLog {
   }
 }
 
-/** Index order: the sort key, then the table key (`pk`), a tie-break DynamoDB leaves unspecified (callers may not rely on it). */
-function byKeys(a: Item, b: Item, sortKey: string): number {
-  const x = `${a[sortKey] as string}\u0000${a.pk as string}`;
-  const y = `${b[sortKey] as string}\u0000${b.pk as string}`;
-  return x < y ? -1 : x > y ? 1 : 0;
+/** The `open` index's order: deadline, then the table key (a tie-break DynamoDB leaves unspecified). */
+function byDeadline(a: Record<string, unknown>, b: Record<string, unknown>): number {
+  const d = (a.prepareDeadlineAt as number) - (b.prepareDeadlineAt as number);
+  return d !== 0 ? d : (a.pk as string) < (b.pk as string) ? -1 : (a.pk as string) > (b.pk as string) ? 1 : 0;
 }
 
-/**
- * At most `limit` items after the exclusive start key, in the list's order (`direction` 1: ascending
- * by the sort key, -1: descending). The start key need not be an item still in the list.
- */
-function after(sorted: Item[], startKey: Record<string, unknown> | undefined, sortKey: string, direction: 1 | -1, limit: number): Item[] {
-  if (!Number.isInteger(limit) || limit < 1) throw new Error(`limit must be a positive integer, got ${limit}`);
-  const rest = startKey === undefined ? sorted : sorted.filter((i) => byKeys(i, startKey, sortKey) * direction > 0);
-  return rest.slice(0, limit);
+/** The `byCreated` index's order, ascending: creation time, then the table key. */
+function byCreated(a: ListKey, b: ListKey): number {
+  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
+  return a.pk < b.pk ? -1 : a.pk > b.pk ? 1 : 0;
 }

@@ -188,10 +188,18 @@ export class MemoryParticipantQueues implements ParticipantQueuesPort {
     private readonly queues: Record<string, MemoryQueue>,
     /** Participant -> its request queue's DLQ; where in-doubt copies go. */
     private readonly deadLetterQueues: Record<string, MemoryQueue> = {},
+    /** Where refused replies go. */
+    private readonly replyDeadLetterQueue?: MemoryQueue,
   ) {}
 
   get services(): string[] {
     return Object.keys(this.queues);
+  }
+
+  deadLetterReply(body: string, reason: string, owner: string): Promise<void> {
+    if (!this.replyDeadLetterQueue) return Promise.reject(new Error('no reply dead-letter queue is configured'));
+    this.replyDeadLetterQueue.send(body, deadLetterAttributes(reason, owner, { 'dtc-source': 'reply' }));
+    return Promise.resolve();
   }
 
   send(messages: ParticipantMessage[]): Promise<void> {

@@ -139,12 +139,17 @@ export class MemoryStepFunctions implements WorkflowPort {
 
   // ---- WorkflowPort ------------------------------------------------------------------------------
 
-  start(stateMachineArn: string, name: string, input: unknown): Promise<void> {
+  start(stateMachineArn: string, name: string, input: unknown): Promise<'started' | 'exists'> {
     const machine = this.machines.get(stateMachineArn);
     if (!machine) return Promise.reject(new StatesError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${stateMachineArn}'`));
     if (!NAME_PATTERN.test(name)) return Promise.reject(new StatesError('InvalidName', `Invalid Name: '${name}'`));
     const arn = executionArn(stateMachineArn, name);
-    if (this.executions.has(arn)) return Promise.resolve();
+    const existing = this.executions.get(arn);
+    if (existing) {
+      // Same name and input while it runs: that execution (AWS's idempotent start); else ExecutionAlreadyExists.
+      const same = existing.status === 'RUNNING' && JSON.stringify(existing.input) === JSON.stringify(toJson(input));
+      return Promise.resolve(same ? 'started' : 'exists');
+    }
     const execution: Execution = {
       executionArn: arn,
       name,
@@ -163,7 +168,7 @@ export class MemoryStepFunctions implements WorkflowPort {
       () => this.run(execution),
       () => undefined,
     );
-    return Promise.resolve();
+    return Promise.resolve('started');
   }
 
   signal(taskToken: string, output: unknown): Promise<boolean> {

@@ -1,11 +1,9 @@
-// Where a participant in doubt reads the coordinator's decision: the coordinator's API, or the log
-// table itself. Both answer with src/core/recovery.ts's `decisionOf` (presumed abort: no record
-// means ABORT), and both throw when they cannot tell, so the caller asks again later.
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
+// Where a participant in doubt reads the coordinator's decision: the coordinator's API, which shows
+// it the outcome only (participants have no access to the log table). The answer is
+// src/core/recovery.ts's `decisionOf` (presumed abort: no record means ABORT); it throws when it
+// cannot tell, so the caller asks again later.
 import { decisionOf, type DecisionAnswer } from '../core/recovery';
 import { TX_STATUSES, type TxStatus } from '../core/transaction';
-import { documentClient } from './runner';
 
 export type { DecisionAnswer } from '../core/recovery';
 
@@ -25,50 +23,26 @@ export interface ApiDecisionsOptions {
   timeoutMs?: number;
 }
 
-/** Asks `GET /transactions/{id}`. 404 for this transaction is presumed abort; any other answer throws. */
+/**
+ * Asks `GET /transactions/{id}/decision`, which shows a participant the outcome only. 404 for this
+ * transaction is presumed abort; any other answer throws.
+ */
 export function apiDecisions(options: ApiDecisionsOptions): DecisionSource {
   const doFetch = options.fetch ?? fetch;
   const base = options.baseUrl.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 5_000;
   return {
     async read(txId) {
-      const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}`, { signal: AbortSignal.timeout(timeoutMs) });
+      const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}/decision`, { signal: AbortSignal.timeout(timeoutMs) });
       const body = (await res.json().catch(() => undefined)) as { status?: unknown; error?: { code?: unknown; message?: unknown } } | undefined;
       if (res.status === 404) {
         // Only the coordinator's own "no such transaction" is presumed abort. A 404 from a wrong
         // URL or a missing route must not abort a transaction that may be committing.
         if (body?.error?.code === 'NotFound' && body.error.message === `no transaction ${txId}`) return decisionOf(undefined);
-        throw new Error(`GET /transactions/${txId}: 404 that is not the coordinator's (${JSON.stringify(body)}); check baseUrl`);
+        throw new Error(`GET /transactions/${txId}/decision: 404 that is not the coordinator's (${JSON.stringify(body)}); check baseUrl`);
       }
-      if (res.status !== 200 || !isStatus(body?.status)) throw new Error(`GET /transactions/${txId} answered ${res.status}: ${JSON.stringify(body)}`);
+      if (res.status !== 200 || !isStatus(body?.status)) throw new Error(`GET /transactions/${txId}/decision answered ${res.status}: ${JSON.stringify(body)}`);
       return decisionOf({ status: body.status });
-    },
-  };
-}
-
-export interface LogTableDecisionsOptions {
-  /** The coordinator's log table (the stack output `TxTableName`); needs dynamodb:GetItem on it. */
-  table: string;
-  dynamodb?: DynamoDBClient;
-}
-
-/** Reads the log record directly, consistently: no API in between, one GetItem per question. */
-export function logTableDecisions(options: LogTableDecisionsOptions): DecisionSource {
-  const doc = documentClient(options.dynamodb);
-  return {
-    async read(txId) {
-      const out = await doc.send(
-        new GetCommand({
-          TableName: options.table,
-          Key: { pk: txId },
-          ConsistentRead: true,
-          ProjectionExpression: '#status',
-          ExpressionAttributeNames: { '#status': 'status' },
-        }),
-      );
-      if (!out.Item) return decisionOf(undefined);
-      if (!isStatus(out.Item.status)) throw new Error(`log record ${txId} has an unknown status ${JSON.stringify(out.Item.status)}`);
-      return decisionOf({ status: out.Item.status });
     },
   };
 }

@@ -13,7 +13,7 @@ export {
 } from './runner';
 export { type Consumer, type ConsumerOptions, startConsumer } from './consumer';
 export { sqsHandler } from './lambda';
-export { type DecisionAnswer, type DecisionSource, apiDecisions, logTableDecisions } from './decisions';
+export { type DecisionAnswer, type DecisionSource, apiDecisions } from './decisions';
 export { DEFAULT_INQUIRE_AFTER_MS, type InquiryReport } from './inquiry';
 export type { InDoubtInquiry } from './runner';
 export { BarrierBusyError, ProtocolViolationError } from '../core/barrier';

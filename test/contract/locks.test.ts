@@ -3,7 +3,7 @@
 // sequences, so a simulation over the memory store runs the lock service as production does.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BadCursorError } from '../../src/aws/cursor';
+import { BadCursorError } from '../../src/core/cursor';
 import { type LockItem, type LockMode, decideAcquire, decideRelease, emptyLock } from '../../src/core/locks';
 import type { DeadlockRecord, LockStorePort } from '../../src/core/ports';
 import { MemoryLockStore } from '../../src/memory/locks';

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TxLog, documentClient } from '../../src/aws/log-store';
-import { BadCursorError } from '../../src/aws/cursor';
+import { BadCursorError } from '../../src/core/cursor';
 import type { TxLogPort, WriteResult } from '../../src/core/ports';
 import { type Outcome, type PhaseTwoResult, type TxRecord, newTransaction } from '../../src/core/transaction';
 import { MemoryTxLog } from '../../src/memory/log';
