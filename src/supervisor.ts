@@ -162,7 +162,7 @@ export async function superviseRun(
           send = back || record.txId === probe ? send || back : false;
         }
         if (send) {
-          await coordinator.phaseTwo(record, action.to, 2);
+          await coordinator.phaseTwo(record, action.to, action.attempt);
           report.resent++;
         }
         open++;

@@ -19,16 +19,18 @@ export const PARK_AFTER_MS = 10 * 60_000;
  * giving up. The schedule is a function of the record alone, so a supervisor needs no state per
  * transaction: it sends when a point of the schedule fell in (lastRunAt, now].
  */
-export function resendPoints(decidedMs: number, commitMs: number, fromMs: number, toMs: number): { due: boolean; next: number } {
+export function resendPoints(decidedMs: number, commitMs: number, fromMs: number, toMs: number): { due: boolean; next: number; sends: number } {
   let step = Math.max(1, commitMs);
   let point = decidedMs + step;
   let due = false;
+  let sends = 1; // the decider's own send
   while (point <= toMs) {
     if (point > fromMs) due = true;
+    sends++;
     step = Math.min(RESEND_CAP_MS, step * 2);
     point += step;
   }
-  return { due, next: point };
+  return { due, next: point, sends };
 }
 
 /** What supervision does with one open transaction of its group now. */
@@ -43,7 +45,7 @@ export type MemberAction =
    * Decided with acknowledgements missing: re-send phase two to `to` when `resend`; mark them in doubt
    * when `markInDoubt`; hand the transaction to `park`'s supervisor when set. Look again at `next`.
    */
-  | { kind: 'phase-two'; to: string[]; resend: boolean; markInDoubt: boolean; park?: string; next: number }
+  | { kind: 'phase-two'; to: string[]; resend: boolean; attempt: number; markInDoubt: boolean; park?: string; next: number }
   /** Undecided before its deadline: look again at the deadline. */
   | { kind: 'wait'; until: number }
   | { kind: 'none'; why: string };
@@ -69,11 +71,11 @@ export function memberAction(
   if (to.length === 0) return { kind: 'finish' };
   const decidedMs = Date.parse(record.decidedAt ?? '') || nowMs;
   const commitMs = record.timeouts.commitSeconds * 1000;
-  const { due, next } = resendPoints(decidedMs, commitMs, lastRunAt ?? Number.NEGATIVE_INFINITY, nowMs);
+  const { due, next, sends } = resendPoints(decidedMs, commitMs, lastRunAt ?? Number.NEGATIVE_INFINITY, nowMs);
   const waited = nowMs - decidedMs;
   const markInDoubt = record.inDoubtSince === undefined && waited >= IN_DOUBT_AFTER_COMMIT_TIMEOUTS * commitMs;
   const park = !parking && record.parkedWith === undefined && waited >= PARK_AFTER_MS ? to[0] : undefined;
-  return { kind: 'phase-two', to, resend: due, markInDoubt, ...(park ? { park } : {}), next };
+  return { kind: 'phase-two', to, resend: due, attempt: sends, markInDoubt, ...(park ? { park } : {}), next };
 }
 
 export function isFinal(status: TxStatus): boolean {
