@@ -301,6 +301,22 @@ export class Coordinator {
     return this.sendTo([type], record, recipients, attempt, this.now() + record.timeouts.commitSeconds * 1000);
   }
 
+  /**
+   * Participants just marked in doubt: a copy of the message each has not acknowledged goes into its
+   * request queue's DLQ with the reason, so the DLQ alarm calls an operator. Re-sending goes on.
+   */
+  async deadLetterInDoubt(record: TxRecord, to: readonly string[], attempt: number): Promise<void> {
+    const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
+    const reason =
+      `in doubt: no ${type} acknowledgement after ${attempt} sends; the decision is ${type} and the coordinator keeps ` +
+      `re-sending it to the request queue (this is a copy for operators: redriving it is harmless)`;
+    const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
+    await this.deps.queues.deadLetter(
+      to.map((p) => this.message(type, record.txId, p, deadlineAt, attempt)),
+      reason,
+    );
+  }
+
   private async sendTo(
     [type]: ['COMMIT' | 'ABORT'],
     record: Pick<TxRecord, 'txId'>,
