@@ -240,7 +240,9 @@ export class Coordinator {
   async drive(record: TxRecord, redelivered: boolean): Promise<TxRecord> {
     let current = record;
     let decidedHere = false;
-    if (current.status === 'PREPARING') {
+    // Twice at most: a timeout abort that lost to the last YES (its condition `ok < req` failed)
+    // reads a record that now has every YES, and commits it.
+    for (let round = 0; current.status === 'PREPARING' && round < 2; round++) {
       const nowMs = this.now();
       const result =
         current.ok === current.req || mutated('commitWithoutEveryYes')
@@ -253,8 +255,8 @@ export class Coordinator {
       current = result.record;
       decidedHere = result.applied;
       if (decidedHere) this.countDecision(current);
-      if (current.status === 'PREPARING') return current;
     }
+    if (current.status === 'PREPARING') return current;
     if (current.status !== 'COMMITTING' && current.status !== 'ABORTING') return current;
     if (readyToFinish(current)) return this.finish(current);
     if (decidedHere || redelivered) await this.phaseTwo(current, awaitingAck(current));
