@@ -174,6 +174,10 @@ export async function superviseRun(
     if (after.status === 'COMMITTING' || after.status === 'ABORTING') {
       open++;
       wake = Math.min(wake, nowMs + after.timeouts.commitSeconds * 1000);
+    } else if (after.status === 'PREPARING') {
+      // Not decided after all (another writer moved it, or a clock says not yet): look again soon.
+      open++;
+      wake = Math.min(wake, Math.max(after.prepareDeadlineAt, nowMs + MIN_WAKE_MS));
     }
   }
 
