@@ -3,7 +3,7 @@
 // is `replyBatch` (src/coordinator.ts), which the simulation runs too.
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { getCoordinator, getQueues, getReplyAuthority, logger } from '../src/aws/runtime';
-import { withTelemetry } from '../src/aws/telemetry';
+import { metricsPort, withTelemetry } from '../src/aws/telemetry';
 import { replyBatch } from '../src/coordinator';
 
-export const handler = withTelemetry('reply', (event: SQSEvent): Promise<SQSBatchResponse> => replyBatch(getCoordinator(), getQueues(), getReplyAuthority(), event.Records, logger));
+export const handler = withTelemetry('reply', (event: SQSEvent): Promise<SQSBatchResponse> => replyBatch(getCoordinator(), getQueues(), getReplyAuthority(), event.Records, logger, metricsPort));

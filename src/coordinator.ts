@@ -403,6 +403,7 @@ export async function replyBatch(
   authority: ReplyAuthority,
   records: readonly ReplyRecord[],
   logger: Pick<HandlerLogger, 'error' | 'warn'>,
+  metrics: MetricsPort = noMetrics,
 ): Promise<{ batchItemFailures: BatchItemFailure[] }> {
   const failures: BatchItemFailure[] = [];
   await Promise.all(
@@ -422,6 +423,7 @@ export async function replyBatch(
         if (refusal !== undefined || !parsed.ok) {
           logger.warn('reply refused', { messageId: record.messageId, reason: refusal });
           await queues.deadLetterReply(record.body, clipReason(refusal ?? 'refused'), owner ?? 'unknown');
+          metrics.count(METRIC.RepliesRefused);
           return;
         }
         await coordinator.onReply(parsed.value);
