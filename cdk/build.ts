@@ -69,6 +69,8 @@ function fromCli(key: string, value: unknown): unknown {
   try {
     const parsed = JSON.parse(value) as unknown;
     if (typeof parsed === 'number' || typeof parsed === 'boolean' || Array.isArray(parsed)) return parsed;
+    // `-c participants='{"inventory":"arn:aws:iam::...:role/inventory"}'`
+    if (key === 'participants' && parsed !== null && typeof parsed === 'object') return parsed;
   } catch {
     // not JSON: a plain string
   }

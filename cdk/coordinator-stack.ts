@@ -25,6 +25,9 @@ export class CoordinatorStack extends Stack {
   readonly recovery: Recovery;
   readonly deadlocks: Deadlocks;
   readonly observability: Observability;
+  /** The supervisor state machine's name, and the policy that lets functions start and describe its executions. */
+  readonly supervisorName: string;
+  readonly supervisors: iam.Policy;
 
   constructor(scope: Construct, id: string, props: CoordinatorStackProps) {
     super(scope, id, props);
@@ -44,7 +47,8 @@ export class CoordinatorStack extends Stack {
     supervise.addEnvironment('STATE_MACHINE_ARN', smArn);
     reply.addEnvironment('STATE_MACHINE_ARN', smArn);
     const execArn = Stack.of(this).formatArn({ service: 'states', resource: 'execution', resourceName: `${smName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
-    new iam.Policy(this, 'Supervisors', {
+    this.supervisorName = smName;
+    this.supervisors = new iam.Policy(this, 'Supervisors', {
       roles: [api.role, supervise.role, reply.role].filter((r): r is iam.IRole => r !== undefined),
       statements: [
         new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [smArn] }),

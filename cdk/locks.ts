@@ -72,7 +72,8 @@ export class Deadlocks extends Construct {
     // Query: the waiting index (the wait-for edges); GetItem: re-read a cycle's locks before acting;
     // PutItem: the deadlock record.
     this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${lockArn}/index/waiting`] }));
-    this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem', 'dynamodb:PutItem'], resources: [lockArn] }));
+    // UpdateItem: a victim that needs no acknowledgement finishes at once, releasing its coordinator-held locks.
+    this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], resources: [lockArn] }));
     // GetItem: the members' age and status; UpdateItem: the conditional abort decision (and, when
     // the victim needs no acknowledgement, finishing it).
     this.detector.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resources: [props.txTable.tableArn] }));

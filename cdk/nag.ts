@@ -14,11 +14,6 @@ export function logicalIdOf(construct: IConstruct): string {
   return stack.resolve(stack.getLogicalId(resource as Parameters<Stack['getLogicalId']>[0])) as string;
 }
 
-/** cdk-nag's rendering of "any execution of this state machine" in an IAM5 finding. */
-function executionsOf(stateMachine: IConstruct): string {
-  return `Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${logicalIdOf(stateMachine)}"}]}]}:*`;
-}
-
 export function acknowledgeCoordinatorFindings(stack: CoordinatorStack): void {
   const { stateMachine } = stack.workflow;
   Validations.of(stateMachine).acknowledge(
@@ -37,13 +32,12 @@ export function acknowledgeCoordinatorFindings(stack: CoordinatorStack): void {
         'X-Ray (PutTraceSegments, GetSamplingRules...) and CloudWatch Logs vended delivery (CreateLogDelivery...) actions support no resource-level permissions.',
     },
   );
-  // The recovery sweeper describes the execution a log record names: execution ARNs are per
-  // transaction and unknown in advance, so the grant covers this state machine's executions only.
+  // Supervisors are named after their groups (creation bucket and shard, or a parked participant),
+  // so their execution ARNs are not known in advance: DescribeExecution covers this state machine's
+  // executions only, for whoever checks that a group has a running supervisor.
+  const executions = `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:${stack.supervisorName}:*]`;
+  const reason = 'DescribeExecution on the executions of the one supervisor state machine (named per group, so not known in advance).';
   const sweeper = stack.recovery?.sweeper;
-  if (sweeper?.role) {
-    Validations.of(sweeper.role).acknowledge({
-      id: `AwsSolutions-IAM5[${executionsOf(stateMachine)}]`,
-      reason: 'DescribeExecution on executions of this one state machine (named per transaction, so not known in advance).',
-    });
-  }
+  if (sweeper?.role) Validations.of(sweeper.role).acknowledge({ id: executions, reason });
+  Validations.of(stack.supervisors).acknowledge({ id: executions, reason });
 }

@@ -18,7 +18,7 @@ import { METRIC, noMetrics, type MetricsPort } from './metrics';
 
 /** A bucket's group stays supervised this long after its bucket closed (late starts, clock skew). */
 export const GROUP_GRACE_MS = 30_000;
-/** Runs per execution before it continues as a new one: far below the 25,000-event history (3 events a run). */
+/** Runs per execution before it continues as a new one: far below the 25,000-event history (a run is 3 state transitions, about 9 events). */
 export const RUNS_PER_EXECUTION = 1_000;
 /** Members read per run; more wait for the next run, which comes at once. */
 export const MEMBERS_PER_RUN = 2_000;

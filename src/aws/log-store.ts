@@ -6,6 +6,8 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, type BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { toDynamo } from '../core/log-dsl';
+import { backoffMs } from '../core/recovery';
+import { systemRandom, systemSleep } from './system';
 import { type ListKey, TableTxLog } from '../core/log';
 import { type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
 import type { GroupsPage, MembersPage, WriteResult } from '../core/ports';
@@ -81,8 +83,9 @@ export class TxLog extends TableTxLog {
     const found: Record<string, unknown>[] = [];
     for (let i = 0; i < pks.length; i += BATCH_GET_MAX) {
       let keys: Record<string, unknown>[] | undefined = [...new Set(pks.slice(i, i + BATCH_GET_MAX))].map((pk) => ({ pk }));
-      // Unprocessed keys (throttling) are asked for again until none are left.
-      while (keys && keys.length > 0) {
+      // Unprocessed keys (throttling) are asked for again, backing off, until none are left.
+      for (let attempt = 0; keys && keys.length > 0; attempt++) {
+        if (attempt > 0) await systemSleep(backoffMs(attempt, 50, 2_000, systemRandom()));
         const out: BatchGetCommandOutput = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }));
         found.push(...(out.Responses?.[this.table] ?? []));
         keys = out.UnprocessedKeys?.[this.table]?.Keys;

@@ -10,6 +10,8 @@ export type ExecutionState = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 
 
 /** Longest wait between two phase-two sends to a participant that does not acknowledge. */
 export const RESEND_CAP_MS = 60_000;
+/** On a supervisor's first run, phase two older than this is re-sent at once. */
+export const FIRST_RUN_RESEND_AFTER_MS = 5_000;
 /** A transaction whose phase two has waited this long on a participant is parked with that participant's supervisor. */
 export const PARK_AFTER_MS = 10 * 60_000;
 
@@ -71,7 +73,11 @@ export function memberAction(
   if (to.length === 0) return { kind: 'finish' };
   const decidedMs = Date.parse(record.decidedAt ?? '') || nowMs;
   const commitMs = record.timeouts.commitSeconds * 1000;
-  const { due, next, sends } = resendPoints(decidedMs, commitMs, lastRunAt ?? Number.NEGATIVE_INFINITY, nowMs);
+  const scheduled = resendPoints(decidedMs, commitMs, lastRunAt ?? Number.NEGATIVE_INFINITY, nowMs);
+  // A supervisor's first run (a replacement after a crash, say) re-sends what has waited more than
+  // FIRST_RUN_RESEND_AFTER_MS at once: a message lost with a restarted stack is not left for a commit timeout.
+  const due = scheduled.due || (lastRunAt === undefined && nowMs - decidedMs >= FIRST_RUN_RESEND_AFTER_MS);
+  const { next, sends } = scheduled;
   const waited = nowMs - decidedMs;
   const markInDoubt = record.inDoubtSince === undefined && waited >= IN_DOUBT_AFTER_COMMIT_TIMEOUTS * commitMs;
   const park = !parking && record.parkedWith === undefined && waited >= PARK_AFTER_MS ? to[0] : undefined;

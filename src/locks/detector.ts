@@ -1,6 +1,6 @@
 // The deadlock detector: read the waiters from the lock table, build the wait-for graph, find the
-// cycles, abort the youngest transaction of each with the conditional decision write, wake its
-// execution, and record the resolution. Runs on a schedule and on demand (a long wait); any number
+// cycles, abort the youngest transaction of each with the conditional decision write (whoever decides
+// sends phase two: the victim's ABORTs go out at once), and record the resolution. Runs on a schedule and on demand (a long wait); any number
 // of runs may overlap: the decision write lets exactly one abort win, and the victim choice is
 // deterministic, so overlapping runs that see the same cycle pick the same victim.
 import { type NodeInfo, type Resolution, buildWaitForGraph, cyclicComponents, planResolution } from '../core/deadlock';

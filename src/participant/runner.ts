@@ -197,7 +197,12 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
       nowMs,
       read: () => store.read(txId),
       write: (expectedRev, next) => store.write(txId, expectedRev, next, nowMs()),
-      prepare: (operation) => participant.prepare({ txId, operation, deadlineAt: message.deadlineAt, ...(lock ? { lock } : {}) }),
+      // A PREPARE that arrives after its deadline votes NO without running user code: the
+      // coordinator records no vote at or after the deadline, so a YES now could only hold resources.
+      prepare: (operation) =>
+        nowMs() >= message.deadlineAt
+          ? Promise.resolve({ vote: 'NO' as const, reason: 'PREPARE arrived after its deadline' })
+          : participant.prepare({ txId, operation, deadlineAt: message.deadlineAt, ...(lock ? { lock } : {}) }),
       commit: async (operation) => {
         await participant.commit({ txId, operation });
         await releaseLocks();
