@@ -9,8 +9,9 @@ import { sweep } from '../src/recovery';
 export const handler = withTelemetry('sweeper', async (_event: unknown, context?: Context): Promise<{ scanned: number; groups: number; failed: number }> => {
   const { log, workflow, stateMachineArn } = getSupervisorDeps();
   const report = await sweep({ log, workflow }, { stateMachineArn, ...(context ? { remainingMs: () => context.getRemainingTimeInMillis() } : {}) });
-  // A gauge on every run, 0 included, so a missing datapoint means the sweeper did not run.
-  metricsPort.count(METRIC.TransactionsInDoubt, report.open);
+  // A gauge on every run, 0 included, so a missing datapoint means the sweeper did not run: open
+  // transactions long past their prepare deadline (decided, and still owed an acknowledgement).
+  metricsPort.count(METRIC.TransactionsInDoubt, report.stuck);
   let failed = 0;
   for (const o of report.outcomes) {
     if (o.kind === 'failed') {

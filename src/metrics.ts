@@ -23,8 +23,9 @@ export const METRIC = {
   /** PREPARE/COMMIT/ABORT messages sent to participants: each is a billable SQS request. */
   MessagesSent: 'MessagesSent',
   /**
-   * Emitted by the recovery sweeper on every run: open transactions that stopped moving for longer
-   * than its staleness bound (a gauge, 0 included, so a missing datapoint means the sweeper did not run).
+   * Emitted by the recovery sweeper on every run: open transactions more than STUCK_AFTER_MS (5 min)
+   * past their prepare deadline, so decided and still owed an acknowledgement (a gauge, 0 included,
+   * so a missing datapoint means the sweeper did not run).
    */
   TransactionsInDoubt: 'TransactionsInDoubt',
   /** A group's supervisor could not be started at a transaction's start (the sweeper starts it later). */

@@ -5,6 +5,7 @@
 // index) and the number of groups (one DescribeExecution or StartExecution each).
 import { z } from 'zod';
 import type { TxLogPort, WorkflowPort } from './core/ports';
+import { systemClock } from './aws/system';
 import { ensureSupervisor } from './supervisor';
 
 export interface SweepOptions {
@@ -31,9 +32,14 @@ export interface SweepReport {
   scanned: number;
   groups: number;
   outcomes: SweepOutcome[];
-  /** Open transactions seen (the in-doubt gauge's input). */
+  /** Open transactions seen. */
   open: number;
+  /** Open transactions whose prepare deadline passed more than STUCK_AFTER_MS ago: the in-doubt gauge. */
+  stuck: number;
 }
+
+/** An open transaction this long past its prepare deadline is decided and still owed an acknowledgement: in doubt. */
+export const STUCK_AFTER_MS = 5 * 60_000;
 
 export async function sweep(deps: SweepDeps, options: SweepOptions): Promise<SweepReport> {
   const maxScanned = options.maxScanned ?? SWEEP_DEFAULTS.maxScanned;
@@ -42,9 +48,12 @@ export async function sweep(deps: SweepDeps, options: SweepOptions): Promise<Swe
 
   const groups = new Map<string, number>();
   let scanned = 0;
+  let stuck = 0;
+  const overdueBefore = (deps.now ?? systemClock)() - STUCK_AFTER_MS;
   let startKey: Record<string, unknown> | undefined;
   do {
-    const page = await deps.log.openGroups(Math.min(1000, maxScanned - scanned), startKey);
+    const page = await deps.log.openGroups(Math.min(1000, maxScanned - scanned), startKey, overdueBefore);
+    stuck += page.overdue;
     for (const [group, n] of Object.entries(page.groups)) {
       groups.set(group, (groups.get(group) ?? 0) + n);
       scanned += n;
@@ -66,7 +75,7 @@ export async function sweep(deps: SweepDeps, options: SweepOptions): Promise<Swe
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, todo.length) }, worker));
-  return { scanned, groups: groups.size, outcomes, open: scanned };
+  return { scanned, groups: groups.size, outcomes, open: scanned, stuck };
 }
 
 const sweeperEnv = z.object({ STATE_MACHINE_ARN: z.string().min(1) });

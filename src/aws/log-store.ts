@@ -43,19 +43,23 @@ export class TxLog extends TableTxLog {
     return { items, ...(out.LastEvaluatedKey ? { nextKey: out.LastEvaluatedKey } : {}) };
   }
 
-  async openGroups(limit: number, startKey?: Record<string, unknown>): Promise<GroupsPage> {
+  async openGroups(limit: number, startKey?: Record<string, unknown>, overdueBefore?: number): Promise<GroupsPage> {
     const out = await this.doc.send(
       new ScanCommand({
         TableName: this.table,
         IndexName: 'open',
-        ProjectionExpression: 'og',
+        ProjectionExpression: 'og, prepareDeadlineAt',
         Limit: limit,
         ...(startKey ? { ExclusiveStartKey: startKey } : {}),
       }),
     );
     const groups: Record<string, number> = {};
-    for (const i of out.Items ?? []) groups[i.og as string] = (groups[i.og as string] ?? 0) + 1;
-    return { groups, ...(out.LastEvaluatedKey ? { nextKey: out.LastEvaluatedKey } : {}) };
+    let overdue = 0;
+    for (const i of out.Items ?? []) {
+      groups[i.og as string] = (groups[i.og as string] ?? 0) + 1;
+      if (overdueBefore !== undefined && (i.prepareDeadlineAt as number) < overdueBefore) overdue++;
+    }
+    return { groups, overdue, ...(out.LastEvaluatedKey ? { nextKey: out.LastEvaluatedKey } : {}) };
   }
 
   protected async listShard(shard: string, limit: number, after?: ListKey): Promise<{ keys: ListKey[]; more: boolean }> {

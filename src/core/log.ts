@@ -51,7 +51,7 @@ export abstract class TableTxLog implements TxLogPort {
   /** Strongly consistent reads of several items; absent ones are left out. */
   protected abstract readMany(pks: readonly string[]): Promise<Record<string, unknown>[]>;
   abstract openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage>;
-  abstract openGroups(limit: number, startKey?: Record<string, unknown>): Promise<GroupsPage>;
+  abstract openGroups(limit: number, startKey?: Record<string, unknown>, overdueBefore?: number): Promise<GroupsPage>;
   /** One listing shard's index entries, newest first, strictly after `after` (the `byCreated` index). */
   protected abstract listShard(shard: string, limit: number, after?: ListKey): Promise<{ keys: ListKey[]; more: boolean }>;
 

@@ -71,6 +71,8 @@ export interface MembersPage {
 /** A page of the groups that have open members (eventually consistent), with how many each has on the page. */
 export interface GroupsPage {
   groups: Record<string, number>;
+  /** Members on the page whose prepare deadline is before the `overdueBefore` asked for (0 if none asked). */
+  overdue: number;
   nextKey?: Record<string, unknown>;
 }
 
@@ -96,7 +98,7 @@ export interface TxLogPort {
   /** The open members of a supervision group, through the sparse `open` index. */
   openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage>;
   /** The groups with open members, through the sparse `open` index (its size is the number of open transactions). */
-  openGroups(limit: number, startKey?: Record<string, unknown>): Promise<GroupsPage>;
+  openGroups(limit: number, startKey?: Record<string, unknown>, overdueBefore?: number): Promise<GroupsPage>;
   /** Most recent first, merged across the listing shards; the cursor is opaque to clients. */
   list(limit: number, cursor?: string): Promise<ListPage>;
   /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */

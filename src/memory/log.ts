@@ -31,11 +31,16 @@ export class MemoryTxLog extends TableTxLog {
   }
 
   /** Every group with open members, in one page (a scan of the sparse `open` index). */
-  async openGroups(limit: number): Promise<GroupsPage> {
+  async openGroups(limit: number, _startKey?: Record<string, unknown>, overdueBefore?: number): Promise<GroupsPage> {
     if (!Number.isInteger(limit) || limit < 1) throw new Error(`limit must be a positive integer, got ${limit}`);
     const groups: Record<string, number> = {};
-    for (const i of this.items.values()) if (typeof i.og === 'string') groups[i.og] = (groups[i.og] ?? 0) + 1;
-    return { groups };
+    let overdue = 0;
+    for (const i of this.items.values()) {
+      if (typeof i.og !== 'string') continue;
+      groups[i.og] = (groups[i.og] ?? 0) + 1;
+      if (overdueBefore !== undefined && (i.prepareDeadlineAt as number) < overdueBefore) overdue++;
+    }
+    return { groups, overdue };
   }
 
   protected async listShard(shard: string, limit: number, after?: ListKey): Promise<{ keys: ListKey[]; more: boolean }> {
