@@ -50,6 +50,7 @@ export class Functions extends Construct {
       PARTICIPANT_DEAD_LETTER_QUEUES: Stack.of(this).toJsonString(deadLetterUrls),
       REPLY_QUEUE_ARNS: Stack.of(this).toJsonString(replyArns),
       REPLY_DEAD_LETTER_QUEUE_URL: replyDeadLetterQueue.queueUrl,
+      ...(config.participantPrincipals ? { PARTICIPANT_PRINCIPALS: Stack.of(this).toJsonString(config.participantPrincipals) } : {}),
       SUPERVISION_SHARDS: String(config.supervisionShards),
       SUPERVISION_BUCKET_SECONDS: String(config.supervisionBucketSeconds),
       RETENTION_DAYS: String(config.retentionDays),

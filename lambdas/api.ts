@@ -2,6 +2,7 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { BadCursorError } from '../src/core/cursor';
 import { systemClock, systemSleep } from '../src/aws/system';
+import { readConfig } from '../src/aws/config';
 import { getCoordinator, getLocks, logger } from '../src/aws/runtime';
 import { LockApi } from '../src/locks/api';
 import { withTelemetry } from '../src/aws/telemetry';
@@ -126,10 +127,38 @@ async function getTransaction(event: APIGatewayProxyEvent): Promise<APIGatewayPr
   return view ? json(200, view) : problem(404, 'NotFound', `no transaction ${id}`);
 }
 
+/**
+ * A caller that is one of the deployment's participants (by the role it signed with) may act on its
+ * own transactions only; other callers are operators, as far as IAM lets them call this route.
+ */
+async function refuseStranger(caller: string | undefined, txId: string): Promise<APIGatewayProxyResult | undefined> {
+  const service = participantOf(caller, readConfig().participantPrincipals ?? {});
+  if (service === undefined) return undefined;
+  const view = await getCoordinator().get(txId);
+  if (view && !view.participants.some((p) => p.service === service)) {
+    return problem(403, 'Forbidden', `participant ${service} is not a member of transaction ${txId}`);
+  }
+  return undefined;
+}
+
+/** `arn:aws:sts::<acct>:assumed-role/<role>/<session>` or the role's own ARN -> the participant whose role it is. */
+export function participantOf(caller: string | undefined, principals: Record<string, string>): string | undefined {
+  if (!caller) return undefined;
+  const session = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\//.exec(caller);
+  for (const [service, arn] of Object.entries(principals)) {
+    if (arn === caller) return service;
+    const role = /^arn:(aws[a-z-]*):iam::(\d{12}):role\/(?:.*\/)?([^/]+)$/.exec(arn);
+    if (session && role && session[2] === role[2] && session[3] === role[3]) return service;
+  }
+  return undefined;
+}
+
 /** What a participant in doubt may see: the outcome, never the other participants' operations or votes. */
 async function getDecision(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
   const id = event.pathParameters?.id ?? '';
   if (!txIdSchema.safeParse(id).success) return problem(404, 'NotFound', `no transaction ${id}`);
+  const refused = await refuseStranger(event.requestContext?.identity?.userArn ?? undefined, id);
+  if (refused) return refused;
   const view = await getCoordinator().get(id);
   if (!view) return problem(404, 'NotFound', `no transaction ${id}`);
   return json(200, { txId: view.txId, status: view.status, createdAt: view.createdAt, decision: view.decision?.outcome ?? 'PENDING' });
@@ -158,6 +187,8 @@ async function abortTransaction(event: APIGatewayProxyEvent): Promise<APIGateway
     if (typeof given === 'string' && given.trim() !== '') reason = `aborted on request: ${given}`;
   }
   const caller = event.requestContext?.identity?.userArn ?? event.requestContext?.identity?.caller ?? undefined;
+  const refused = await refuseStranger(caller, id);
+  if (refused) return refused;
   const outcome = await getCoordinator().abort(id, caller ? `${reason} (by ${caller})` : reason);
   if (outcome.kind === 'unknown') return problem(404, 'NotFound', `no transaction ${id}`);
   const transaction = toView(outcome.record);

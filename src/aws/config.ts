@@ -19,6 +19,8 @@ const envSchema = z.object({
   /** Participant -> its reply queue's ARN: the reply function knows a sender by the queue its message came on. */
   REPLY_QUEUE_ARNS: queueMap('reply queue ARN').optional(),
   REPLY_DEAD_LETTER_QUEUE_URL: z.string().optional(),
+  /** Participant -> the role ARN it runs as (when the deployment names them): who may abort which transaction. */
+  PARTICIPANT_PRINCIPALS: queueMap('role ARN').optional(),
   SUPERVISION_SHARDS: z.coerce.number().int().min(1).max(1024).default(DEFAULT_SUPERVISION.shards),
   SUPERVISION_BUCKET_SECONDS: z.coerce.number().int().min(1).max(3600).default(DEFAULT_SUPERVISION.bucketSeconds),
   PARTICIPANT_DEAD_LETTER_QUEUES: queueMap('dead-letter queue').optional(),
@@ -45,6 +47,8 @@ export interface CoordinatorConfig {
   participantQueues: Record<string, string>;
   /** Participant -> its reply queue's ARN (the reply function's authority). */
   replyQueueArns?: Record<string, string>;
+  /** Participant -> the role ARN it runs as, when configured. */
+  participantPrincipals?: Record<string, string>;
   /** Where refused replies go, with the reason. */
   replyDeadLetterQueueUrl?: string;
   /** How transactions are grouped for supervision. */
@@ -69,6 +73,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     lockTable: e.LOCK_TABLE,
     participantQueues: e.PARTICIPANT_QUEUES,
     replyQueueArns: e.REPLY_QUEUE_ARNS ?? {},
+    ...(e.PARTICIPANT_PRINCIPALS ? { participantPrincipals: e.PARTICIPANT_PRINCIPALS } : {}),
     ...(e.REPLY_DEAD_LETTER_QUEUE_URL ? { replyDeadLetterQueueUrl: e.REPLY_DEAD_LETTER_QUEUE_URL } : {}),
     supervision: { shards: e.SUPERVISION_SHARDS, bucketSeconds: e.SUPERVISION_BUCKET_SECONDS },
     participantDeadLetterQueues: e.PARTICIPANT_DEAD_LETTER_QUEUES ?? {},
