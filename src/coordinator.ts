@@ -200,7 +200,7 @@ export class Coordinator {
     const entry = { vote: message.vote, at, ...(message.reason ? { reason: recordedReason(message.reason) } : {}) };
     const result =
       message.vote === 'NO'
-        ? await log.recordNo(message.txId, p, entry, `${p} voted NO${message.reason ? `: ${message.reason}` : ''}`)
+        ? await log.recordNo(message.txId, p, entry, `${p} voted NO`)
         : await log.recordYes(message.txId, p, entry, this.now());
     const record = result.record;
     if (result.applied) this.metrics.count(METRIC.VotesRecorded);

@@ -149,7 +149,7 @@ export async function superviseRun(
         }
         if (action.markInDoubt) {
           const at = new Date(nowMs).toISOString();
-          const marked = await deps.log.markInDoubt(record.txId, record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT', Object.fromEntries(action.to.map((p) => [p, at])));
+          const marked = await deps.log.markInDoubt(record.txId, record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT', at);
           if (marked.applied) {
             report.inDoubt += action.to.length;
             metrics.count(METRIC.ParticipantsInDoubt, action.to.length);

@@ -146,7 +146,7 @@ export const LOG_TRANSITIONS = {
   /** Once per transaction, which participants phase two found in doubt. `updatedAt` stays: doubt is not progress. */
   markInDoubt: {
     edges: same('COMMITTING', 'ABORTING'),
-    write: (phase: 'COMMIT' | 'ABORT', since: Record<string, string>) =>
+    write: (phase: 'COMMIT' | 'ABORT', since: string) =>
       update(and(eq('status', PHASE_STATUS[phase]), notExists('inDoubtSince')), set('inDoubtSince', since)),
   },
   /**

@@ -104,7 +104,7 @@ export abstract class TableTxLog implements TxLogPort {
     return this.update(txId, 'finalize', result.from, LOG_TRANSITIONS.finalize.write(result, at));
   }
 
-  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult> {
+  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: string): Promise<WriteResult> {
     return this.update(txId, 'markInDoubt', PHASE_STATUS[phase], LOG_TRANSITIONS.markInDoubt.write(phase, since));
   }
 

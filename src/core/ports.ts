@@ -93,7 +93,7 @@ export interface TxLogPort {
   decideAbort(txId: string, reason: string, at: string, deadlinePassedAt?: number): Promise<WriteResult>;
   recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult>;
   finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult>;
-  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: Record<string, string>): Promise<WriteResult>;
+  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: string): Promise<WriteResult>;
   park(txId: string, phase: 'COMMIT' | 'ABORT', service: string): Promise<WriteResult>;
   /** The open members of a supervision group, through the sparse `open` index. */
   openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage>;

@@ -92,10 +92,11 @@ export interface TxRecord {
   idempotencyKey?: string;
   requestHash: string;
   /**
-   * Participant -> when supervision first found it in doubt (its phase-two message unacknowledged for
-   * IN_DOUBT_AFTER_COMMIT_TIMEOUTS commit timeouts). Written once; kept after the ACK as history.
+   * When supervision found the participants still owing an acknowledgement in doubt (phase two
+   * unacknowledged for IN_DOUBT_AFTER_COMMIT_TIMEOUTS commit timeouts). Written once; one time for
+   * all of them (they are marked together), so the record stays small.
    */
-  inDoubtSince?: Record<string, string>;
+  inDoubtSince?: string;
   /** The participant whose outage parked this transaction's phase two with its own supervisor. */
   parkedWith?: string;
 }
@@ -308,7 +309,7 @@ export function tally(tx: Pick<TxRecord, 'services' | 'votes' | 'ok' | 'req'>): 
   const no = tx.services.find((s) => tx.votes[s]?.vote === 'NO');
   if (no) {
     const reason = tx.votes[no]?.reason;
-    return { outcome: 'ABORT', reason: recordedReason(`${no} voted NO${reason ? `: ${reason}` : ''}`) };
+    return { outcome: 'ABORT', reason: `${no} voted NO` };
   }
   const allIn = mutated('commitWithoutEveryYes') ? tx.ok > 0 : tx.ok === tx.req;
   return allIn ? { outcome: 'COMMIT', reason: 'every participant voted YES' } : undefined;
@@ -366,7 +367,7 @@ export interface TxView {
     votedAt?: string;
     ack?: 'COMMIT' | 'ABORT';
     ackedAt?: string;
-    /** When supervision found this participant in doubt (it may have acknowledged since). */
+    /** When supervision found this participant in doubt (while it still owes its acknowledgement). */
     inDoubtSince?: string;
   }[];
   timeouts: { prepareSeconds: number; commitSeconds: number };
@@ -386,10 +387,9 @@ export interface TxView {
  */
 export const IN_DOUBT_AFTER_COMMIT_TIMEOUTS = 3;
 
-/** Participants marked in doubt that still owe their acknowledgement. */
+/** Participants still owing their acknowledgement once the transaction was marked in doubt. */
 export function inDoubt(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'decision' | 'inDoubtSince'>): string[] {
-  if (!tx.inDoubtSince) return [];
-  return awaitingAck(tx).filter((s) => tx.inDoubtSince?.[s] !== undefined);
+  return tx.inDoubtSince === undefined ? [] : awaitingAck(tx);
 }
 
 export function toView(tx: TxRecord): TxView {
@@ -402,7 +402,7 @@ export function toView(tx: TxRecord): TxView {
     participants: tx.services.map((service) => {
       const v = tx.votes[service];
       const a = tx.acks[service];
-      const doubtedAt = tx.inDoubtSince?.[service];
+      const doubtedAt = doubtful.includes(service) ? tx.inDoubtSince : undefined;
       return {
         service,
         ...(v ? { vote: v.vote, votedAt: v.at, ...(v.reason ? { reason: v.reason } : {}) } : {}),
