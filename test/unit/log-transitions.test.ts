@@ -47,6 +47,12 @@ describe('toDynamo', () => {
     expect(toDynamo(gt('ok', attr('req')))).toEqual({ ConditionExpression: '#ok > #req', ExpressionAttributeNames: { '#ok': 'ok', '#req': 'req' } });
   });
 
+  it('writes an and/or of one operand as that operand: DynamoDB refuses redundant parentheses', () => {
+    expect(toDynamo(or(or(and(eq('ok', attr('req')))), exists('ok'))).ConditionExpression).toBe('(#ok = #req) OR attribute_exists(#ok)');
+    expect(toDynamo(and(exists('pk'), and(and(or(exists('a'), exists('b')))))).ConditionExpression).toBe('attribute_exists(#pk) AND (attribute_exists(#a) OR attribute_exists(#b))');
+    expect(toDynamo(and(exists('pk'))).ConditionExpression).toBe('attribute_exists(#pk)');
+  });
+
   it('refuses an empty and/or and an update without actions', () => {
     expect(() => toDynamo(and())).toThrow(/empty and/);
     expect(() => toDynamo(exists('pk'), [])).toThrow(/at least one action/);
