@@ -46,6 +46,8 @@ export interface StackOptions {
   supervision?: SupervisionSettings;
   /** The log to use (a wrapper of MemoryTxLog, say); a fresh MemoryTxLog by default. */
   log?: MemoryTxLog;
+  /** Transaction ids (default `tx-00000001`, `tx-00000002`, ...). */
+  newId?: () => string;
 }
 
 export interface StartBody {
@@ -92,7 +94,7 @@ export function memoryStack(options: StackOptions = {}) {
     queues,
     workflow,
     now,
-    newId: () => `tx-${String(++ids).padStart(8, '0')}`,
+    newId: options.newId ?? (() => `tx-${String(++ids).padStart(8, '0')}`),
   });
 
   /** Every message a queue holds now, oldest first, taken off it (received and deleted). */
