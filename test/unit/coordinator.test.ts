@@ -151,6 +151,15 @@ describe('the last vote decides', () => {
     expect(s.take(PAYMENT).map((m) => [m.type, m.txId])).toEqual([['ABORT', 'tx-99999999']]);
     expect(await s.log.get('tx-99999999')).toBeUndefined();
   });
+  it('finishes at once a transaction whose only member votes NO', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([PAYMENT]));
+    s.takeAll();
+    await s.vote(txId, PAYMENT, 'NO', 'insufficient funds');
+    expect(s.record(txId)).toMatchObject({ status: 'ABORTED', decision: 'ABORT' });
+    expect(s.record(txId).og).toBeUndefined();
+    expect(s.takeAll()).toEqual(none);
+  });
 });
 
 describe('abort()', () => {
@@ -191,16 +200,6 @@ describe('abort()', () => {
     await s.ack(txId, INVENTORY, 'COMMIT');
     await s.ack(txId, PAYMENT, 'COMMIT');
     expect(s.record(txId)).toMatchObject({ status: 'COMMITTED', decision: 'COMMIT' });
-  });
-
-  it('finishes at once a transaction whose only member votes NO', async () => {
-    const s = memoryStack({ supervise: false });
-    const txId = await s.start(s.body([PAYMENT]));
-    s.takeAll();
-    await s.vote(txId, PAYMENT, 'NO', 'insufficient funds');
-    expect(s.record(txId)).toMatchObject({ status: 'ABORTED', decision: 'ABORT' });
-    expect(s.record(txId).og).toBeUndefined();
-    expect(s.takeAll()).toEqual(none);
   });
 
   it('finishes an abort at once when nobody may have prepared', async () => {
