@@ -45,6 +45,22 @@ export function dtcMetric(name: MetricName, options: cloudwatch.MetricOptions = 
   });
 }
 
+/**
+ * The distinct dead-letter queues of `queues`, each with the queues that feed it; one fed by one queue
+ * is named `<queue>-dlq`, a shared one after its construct (`replies-dlq`).
+ */
+function deadLetterQueues(queues: Readonly<Record<string, sqs.Queue>>): { name: string; dlq: sqs.IQueue; sources: string[] }[] {
+  const byDlq = new Map<sqs.IQueue, string[]>();
+  for (const [name, queue] of Object.entries(queues)) {
+    const dlq = queue.deadLetterQueue?.queue;
+    if (dlq) byDlq.set(dlq, [...(byDlq.get(dlq) ?? []), name]);
+  }
+  return [...byDlq].map(([dlq, sources]) => ({ name: sources.length === 1 ? `${sources[0]}-dlq` : dlq.node.id, dlq, sources }));
+}
+
+/** How many receives move a message of `sources` to their DLQ (the same for all of them). */
+const MAX_RECEIVES = (queues: Readonly<Record<string, sqs.Queue>>, sources: string[]): number => queues[sources[0]!]!.deadLetterQueue!.maxReceiveCount;
+
 /** Every Lambda function under `scope`, so functions added later to the stack get alarms too. */
 export function functionsIn(scope: IConstruct): lambda.Function[] {
   return scope.node.findAll().filter((c): c is lambda.Function => c instanceof lambda.Function);
@@ -79,14 +95,14 @@ export class Observability extends Construct {
     };
     const oneOrMore = { threshold: 1, evaluationPeriods: 1, comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD };
 
+    // One alarm per dead-letter queue: the participants' reply queues share one (named after it).
+    for (const { name, dlq, sources } of deadLetterQueues(props.queues)) {
+      alarm(`${name}-not-empty`, `A message to or from ${sources.join(', ')} failed ${MAX_RECEIVES(props.queues, sources)} times or was refused, and was moved to ${name}: look at it, fix the cause, redrive it.`, {
+        metric: dlq.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
+        ...oneOrMore,
+      });
+    }
     for (const [name, queue] of Object.entries(props.queues)) {
-      const dlq = queue.deadLetterQueue?.queue;
-      if (dlq) {
-        alarm(`${name}-dlq-not-empty`, `A message to or from ${name} failed ${queue.deadLetterQueue.maxReceiveCount} times and was moved to its DLQ: look at it, fix the cause, redrive it.`, {
-          metric: dlq.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
-          ...oneOrMore,
-        });
-      }
       alarm(`${name}-queue-stalled`, `The oldest message on ${name}'s queue has waited over ${ALARMS.queueAgeSeconds} s: its consumer is down or too slow.`, {
         metric: queue.metricApproximateAgeOfOldestMessage({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
         threshold: ALARMS.queueAgeSeconds,
@@ -135,7 +151,7 @@ export class Observability extends Construct {
       period: Duration.minutes(5),
       label: 'Failed or timed-out executions',
     });
-    alarm('executions-failed', 'A transaction execution failed or timed out; the recovery sweeper resumes it, but the cause is a bug or a broken dependency.', {
+    alarm('executions-failed', 'A group supervisor\'s execution failed or timed out; the sweeper starts the group a new one, but the cause is a bug or a broken dependency.', {
       metric: failedExecutions,
       ...oneOrMore,
     });
@@ -155,7 +171,7 @@ export class Observability extends Construct {
     const width = 8;
     const graph = (title: string, left: cloudwatch.IMetric[], right: cloudwatch.IMetric[] = []) =>
       new cloudwatch.GraphWidget({ title, left, right, width, height: 6 });
-    const dlqs = Object.entries(queues).flatMap(([name, q]) => (q.deadLetterQueue ? [q.deadLetterQueue.queue.metricApproximateNumberOfMessagesVisible({ label: `${name} DLQ`, statistic: cloudwatch.Stats.MAXIMUM })] : []));
+    const dlqs = deadLetterQueues(queues).map(({ name, dlq }) => dlq.metricApproximateNumberOfMessagesVisible({ label: name, statistic: cloudwatch.Stats.MAXIMUM }));
     const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: `${config.prefix}-coordinator`,
       defaultInterval: Duration.hours(3),
@@ -176,7 +192,10 @@ export class Observability extends Construct {
       ),
     );
     dashboard.addWidgets(
-      graph('Votes, acks, messages sent', [METRIC.VotesRecorded, METRIC.AcksRecorded, METRIC.MessagesSent].map((m) => dtcMetric(m))),
+      graph('Votes, acks, messages sent', [METRIC.VotesRecorded, METRIC.AcksRecorded, METRIC.MessagesSent].map((m) => dtcMetric(m)), [
+        dtcMetric(METRIC.RepliesRefused),
+        dtcMetric(METRIC.SupervisorStartFailures),
+      ]),
       graph('Executions', [stateMachine.metricStarted({ statistic: cloudwatch.Stats.SUM }), stateMachine.metricSucceeded({ statistic: cloudwatch.Stats.SUM })], [failedExecutions]),
       graph('Execution time p99 (ms)', [stateMachine.metricTime({ statistic: 'p99' })]),
     );

@@ -212,7 +212,9 @@ export class Coordinator {
     if (!record.services.includes(p)) return; // not a member: its vote counts for nothing
     if (result.applied && message.vote === 'NO') {
       this.countDecision(record);
-      await this.phaseTwo(record, awaitingAck(record));
+      // Nobody else may have prepared (every other member voted NO or READ_ONLY): finished at once.
+      if (readyToFinish(record)) await this.finish(record);
+      else await this.phaseTwo(record, awaitingAck(record));
       return;
     }
     const driven = await this.drive(record, !result.applied);

@@ -85,8 +85,10 @@ export class TxLog extends TableTxLog {
 
   protected async readMany(pks: readonly string[]): Promise<Record<string, unknown>[]> {
     const found: Record<string, unknown>[] = [];
-    for (let i = 0; i < pks.length; i += BATCH_GET_MAX) {
-      let keys: Record<string, unknown>[] | undefined = [...new Set(pks.slice(i, i + BATCH_GET_MAX))].map((pk) => ({ pk }));
+    // Each key once (BatchGetItem refuses duplicates within a call, and the memory log answers each once).
+    const unique = [...new Set(pks)];
+    for (let i = 0; i < unique.length; i += BATCH_GET_MAX) {
+      let keys: Record<string, unknown>[] | undefined = unique.slice(i, i + BATCH_GET_MAX).map((pk) => ({ pk }));
       // Unprocessed keys (throttling) are asked for again, backing off, until none are left.
       for (let attempt = 0; keys && keys.length > 0; attempt++) {
         if (attempt > 0) await systemSleep(backoffMs(attempt, 50, 2_000, systemRandom()));

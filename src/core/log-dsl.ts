@@ -96,6 +96,8 @@ export function toDynamo<V = unknown>(condition: Condition, update?: readonly Up
       case 'and':
       case 'or':
         if (c.of.length === 0) throw new Error(`an empty ${c.op} has no DynamoDB expression`);
+        // One operand is that operand: DynamoDB refuses the redundant parentheses ((x)) it would get.
+        if (c.of.length === 1) return cond(c.of[0]!);
         return c.of.map((x) => (x.op === 'and' || x.op === 'or' ? `(${cond(x)})` : cond(x))).join(c.op === 'and' ? ' AND ' : ' OR ');
       default:
         return `${path(c.path)} ${DYNAMO_COMPARISON[c.op]} ${value(c.value)}`;

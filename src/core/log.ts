@@ -78,37 +78,37 @@ export abstract class TableTxLog implements TxLogPort {
     return (await this.read(opsPk(txId))) as OpsRecord | undefined;
   }
 
-  recordYes(txId: string, participant: string, entry: VoteEntry, nowMs: number): Promise<WriteResult> {
+  async recordYes(txId: string, participant: string, entry: VoteEntry, nowMs: number): Promise<WriteResult> {
     if (entry.vote === 'NO') throw new Error('recordYes takes YES or READ_ONLY');
     return this.update(txId, 'recordYes', 'PREPARING', LOG_TRANSITIONS.recordYes.write(participant, entry, nowMs));
   }
 
-  recordNo(txId: string, participant: string, entry: VoteEntry, reason: string): Promise<WriteResult> {
+  async recordNo(txId: string, participant: string, entry: VoteEntry, reason: string): Promise<WriteResult> {
     if (entry.vote !== 'NO') throw new Error('recordNo takes NO');
     return this.update(txId, 'recordNo', 'PREPARING', LOG_TRANSITIONS.recordNo.write(participant, entry, reason));
   }
 
-  decideCommit(txId: string, at: string): Promise<WriteResult> {
+  async decideCommit(txId: string, at: string): Promise<WriteResult> {
     return this.update(txId, 'decideCommit', 'PREPARING', LOG_TRANSITIONS.decideCommit.write(at));
   }
 
-  decideAbort(txId: string, reason: string, at: string, deadlinePassedAt?: number): Promise<WriteResult> {
+  async decideAbort(txId: string, reason: string, at: string, deadlinePassedAt?: number): Promise<WriteResult> {
     return this.update(txId, 'decideAbort', 'PREPARING', LOG_TRANSITIONS.decideAbort.write(reason, at, deadlinePassedAt));
   }
 
-  recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
+  async recordAck(txId: string, participant: string, entry: AckEntry): Promise<WriteResult> {
     return this.update(txId, 'recordAck', PHASE_STATUS[entry.phase], LOG_TRANSITIONS.recordAck.write(participant, entry));
   }
 
-  finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
+  async finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult> {
     return this.update(txId, 'finalize', result.from, LOG_TRANSITIONS.finalize.write(result, at));
   }
 
-  markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: string): Promise<WriteResult> {
+  async markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: string): Promise<WriteResult> {
     return this.update(txId, 'markInDoubt', PHASE_STATUS[phase], LOG_TRANSITIONS.markInDoubt.write(phase, since));
   }
 
-  park(txId: string, phase: 'COMMIT' | 'ABORT', service: string): Promise<WriteResult> {
+  async park(txId: string, phase: 'COMMIT' | 'ABORT', service: string): Promise<WriteResult> {
     return this.update(txId, 'park', PHASE_STATUS[phase], LOG_TRANSITIONS.park.write(phase, service));
   }
 

@@ -57,7 +57,8 @@ describe('cdk deploy: two stacks', () => {
     expect(outputs.ApiUrl.Value['Fn::Join'][1]).toEqual(
       expect.arrayContaining(['https://', '.execute-api.', { Ref: expect.stringMatching(/^ApiRestApiDeploymentStagev1/) }]),
     );
-    for (const key of ['TxTableName', 'LockTableName', 'ReplyQueueUrl', 'StateMachineArn']) expect(outputs[key]).toBeDefined();
+    for (const key of ['TxTableName', 'LockTableName', 'ReplyQueueUrls', 'StateMachineArn']) expect(outputs[key]).toBeDefined();
+    expect(outputs.ReplyQueueUrl).toBeUndefined();
     for (const service of participants) expect(outputs[`${pascal(service)}QueueUrl`]).toBeDefined();
   });
 });
@@ -217,15 +218,23 @@ describe('least privilege', () => {
   const actions = (statements: Json[]) => statements.flatMap((s) => [s.Action].flat() as string[]);
 
   /** What each handler's code calls, and nothing else (logs and X-Ray aside). */
+  const supervisors = ['states:DescribeExecution', 'states:StartExecution'];
   const EXPECTED: Record<string, string[]> = {
-    'lambdas/api.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'states:StartExecution'],
-    'lambdas/dispatch.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage', 'states:SendTaskSuccess'],
+    // Starts (the idempotency claim, the operations, the record; its group's supervisor and generation
+    // record), GET and waits, aborts and their phase two, the listing (its index, then one batch),
+    // and the declared resources' locks (with on-demand detection on long waits).
+    'lambdas/api.ts': ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage', ...supervisors],
+    // A group's members (the open index, then one batch), decisions, phase two, in-doubt copies,
+    // parking, and the next generation's claim.
+    'lambdas/supervise.ts': ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage', ...supervisors],
+    // Votes and acknowledgements from the reply queues (the event source mappings), decisions, phase
+    // two, finishing (and its lock release), refused replies to the reply DLQ.
     'lambdas/reply.ts': [
-      'dynamodb:GetItem', 'dynamodb:UpdateItem', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl',
-      'sqs:ReceiveMessage', 'sqs:SendMessage', 'states:SendTaskSuccess',
+      'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl',
+      'sqs:ReceiveMessage', 'sqs:SendMessage', ...supervisors,
     ],
-    'lambdas/sweeper.ts': ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'states:DescribeExecution', 'states:StartExecution'],
-    'lambdas/detector.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'states:SendTaskSuccess'],
+    'lambdas/sweeper.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', ...supervisors],
+    'lambdas/detector.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage'],
   };
 
   it('gives each function its own role, with no AWS-managed policy', () => {
@@ -262,22 +271,31 @@ describe('least privilege', () => {
     }
   });
 
-  it('lets dispatch, and only dispatch, put in-doubt copies in the participants\' dead-letter queues', () => {
+  it("lets supervise, and only supervise, put in-doubt copies in the participants' dead-letter queues; reply, and only reply, refused replies in the reply DLQ", () => {
     const sendTargets = (entry: string) => {
       const [fn] = functionRoles().filter((r) => r.entry === entry);
       return JSON.stringify(statementsOf(fn!.role).filter((s) => [s.Action].flat().includes('sqs:SendMessage')));
     };
     for (const service of participants) {
-      expect(sendTargets('lambdas/dispatch.ts')).toContain(`${service}requestsdlq`);
-      expect(sendTargets('lambdas/reply.ts')).not.toContain(`${service}requestsdlq`);
+      expect(sendTargets('lambdas/supervise.ts')).toContain(`${service}requestsdlq`);
+      for (const entry of ['lambdas/api.ts', 'lambdas/reply.ts', 'lambdas/detector.ts']) expect(sendTargets(entry)).not.toContain(`${service}requestsdlq`);
+      // Nobody on the coordinator's side sends on a participant's reply queue.
+      for (const { entry } of functionRoles()) expect(sendTargets(entry)).not.toMatch(new RegExp(`Queues${service}replies[0-9A-F]{8}Arn`));
     }
+    expect(sendTargets('lambdas/reply.ts')).toContain('Queuesrepliesdlq');
+    for (const entry of ['lambdas/api.ts', 'lambdas/supervise.ts', 'lambdas/detector.ts']) expect(sendTargets(entry)).not.toContain('Queuesrepliesdlq');
   });
 
-  it('lists the transactions through the one index it queries', () => {
-    const [api] = functionRoles().filter((r) => r.entry === 'lambdas/api.ts');
-    const query = statementsOf(api!.role).filter((s) => [s.Action].flat().includes('dynamodb:Query'));
-    expect(JSON.stringify(query)).toContain('/index/byCreated');
-    expect(JSON.stringify(query)).not.toContain('/index/*');
+  it('lists the transactions through the one index it queries, and supervises through the other', () => {
+    const queries = (entry: string) => {
+      const [fn] = functionRoles().filter((r) => r.entry === entry);
+      return JSON.stringify(statementsOf(fn!.role).filter((s) => [s.Action].flat().includes('dynamodb:Query')));
+    };
+    expect(queries('lambdas/api.ts')).toContain('/index/byCreated');
+    expect(queries('lambdas/api.ts')).not.toContain('/index/open');
+    expect(queries('lambdas/supervise.ts')).toContain('/index/open');
+    expect(queries('lambdas/supervise.ts')).not.toContain('/index/byCreated');
+    for (const { entry } of functionRoles()) expect(queries(entry)).not.toContain('/index/*');
   });
 });
 
@@ -338,11 +356,13 @@ describe('alarms and dashboard', () => {
     return found[0]!;
   };
 
-  it('fires on any message in any DLQ', () => {
+  it('fires on any message in any DLQ, one alarm per DLQ (the reply queues share one)', () => {
     const dlqIds = resources(data, 'AWS::SQS::Queue').filter(([, q]) => /-dlq$/.test(q.Properties.QueueName)).map(([id]) => id);
     expect(dlqIds).toHaveLength(participants.length + 1);
     const watched = alarms().filter((a) => a.MetricName === 'ApproximateNumberOfMessagesVisible');
     expect(watched).toHaveLength(dlqIds.length);
+    expect(watched.map((a) => a.AlarmName).sort()).toEqual(['dtc-replies-dlq-not-empty', ...participants.map((p) => `dtc-${p}-requests-dlq-not-empty`)].sort());
+    expect(named('replies-dlq-not-empty').AlarmDescription).toContain(participants.map((p) => `${p}-replies`).join(', '));
     for (const a of watched) {
       expect(a).toMatchObject({ Namespace: 'AWS/SQS', Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching' });
     }

@@ -39,6 +39,14 @@ describe('cdk-nag AwsSolutionsChecks', () => {
     expect(findings(app)).toEqual([]);
   });
 
+  it('finds nothing either with a principal per participant (reply queues only they may send on)', () => {
+    const app = buildApp({
+      bundle: false,
+      context: loadCdkContext({ participants: { inventory: 'arn:aws:iam::111111111111:role/inventory', payment: 'arn:aws:iam::222222222222:role/payment' } }),
+    }).app;
+    expect(findings(app)).toEqual([]);
+  });
+
   it('has a reason for every acknowledged rule', () => {
     const acks = acknowledgments(app);
     expect(acks.length).toBeGreaterThan(0);

@@ -34,8 +34,8 @@ interface Queue {
 
 interface Driver {
   createQueue(options?: { visibilitySeconds?: number; deadLetter?: { queue: Queue; maxReceiveCount: number } }): Promise<Queue>;
-  /** Participant queues over fresh queues for `withDlq` participants that have a DLQ; answers the DLQs. */
-  participantQueues(services: string[], withDlq: string[]): Promise<{ port: ParticipantQueuesPort; dlqs: Record<string, Queue> }>;
+  /** Participant queues over fresh queues for `withDlq` participants that have a DLQ, and a reply DLQ; answers the DLQs. */
+  participantQueues(services: string[], withDlq: string[]): Promise<{ port: ParticipantQueuesPort; dlqs: Record<string, Queue>; replyDlq: Queue }>;
   /** Lets `seconds` of visibility pass, then answers what `receive` finds (fauxqs: polls until it finds something). */
   after(seconds: number, receive: () => Promise<Received[]>): Promise<Received[]>;
 }
@@ -74,9 +74,11 @@ function memoryDriver(): Driver {
     async participantQueues(services, withDlq) {
       const queues = Object.fromEntries(services.map((s) => [s, new MemoryQueue(nextName(), { clock })]));
       const dlqs = Object.fromEntries(withDlq.map((s) => [s, new MemoryQueue(nextName(), { clock })]));
+      const replyDlq = new MemoryQueue(nextName(), { clock });
       return {
-        port: new MemoryParticipantQueues(queues, dlqs),
+        port: new MemoryParticipantQueues(queues, dlqs, replyDlq),
         dlqs: Object.fromEntries(Object.entries(dlqs).map(([s, q]) => [s, wrap(q)])),
+        replyDlq: wrap(replyDlq),
       };
     },
     async after(seconds, receive) {
@@ -130,9 +132,11 @@ function fauxqsDriver(sqs: SQSClient): Driver {
     async participantQueues(services, withDlq) {
       const queues = Object.fromEntries(await Promise.all(services.map(async (s) => [s, (await create()).url] as const)));
       const dlqs = Object.fromEntries(await Promise.all(withDlq.map(async (s) => [s, await create()] as const)));
+      const replyDlq = await create();
       return {
-        port: new ParticipantQueues(queues, sqs, Object.fromEntries(Object.entries(dlqs).map(([s, q]) => [s, q.url]))),
+        port: new ParticipantQueues(queues, sqs, Object.fromEntries(Object.entries(dlqs).map(([s, q]) => [s, q.url])), replyDlq.url),
         dlqs,
+        replyDlq,
       };
     },
     async after(seconds, receive) {
@@ -236,5 +240,18 @@ describe.each(drivers)('SQS standard queue: %s', (_name, make) => {
     expect(dead!.attributes['dtc-source']).toEqual({ DataType: 'String', StringValue: 'coordinator' });
     expect(dead!.attributes['dtc-reason']!.StringValue).toHaveLength(1_000);
     await expect(port.send([{ ...message, participant: 'shipping' }])).rejects.toThrow(/no request queue is configured for participant 'shipping'/);
+  });
+
+  it('ParticipantQueues: dead-letters a refused reply as it came, with the reason and the queue\'s owner', async () => {
+    const { port, replyDlq } = await make().participantQueues(['inventory', 'payment'], []);
+    const body = '{"v":1,"type":"VOTE","txId":"tx-contract","participant":"payment","vote":"YES"}';
+    await port.deadLetterReply(body, "the reply names payment but came on inventory's reply queue", 'inventory');
+    const [dead] = await replyDlq.receive(1);
+    expect(dead!.body).toBe(body);
+    expect(dead!.attributes).toEqual({
+      'dtc-reason': { DataType: 'String', StringValue: "the reply names payment but came on inventory's reply queue" },
+      'dtc-participant': { DataType: 'String', StringValue: 'inventory' },
+      'dtc-source': { DataType: 'String', StringValue: 'reply' },
+    });
   });
 });

@@ -1,6 +1,9 @@
 // One suite, two Step Functions behind the WorkflowPort: the in-memory interpreter
 // (src/memory/stepfunctions.ts, on virtual time) and the embedded local service
-// (src/local/stepfunctions.ts) through the real Workflow adapter and @aws-sdk/client-sfn.
+// (src/local/stepfunctions.ts) through the real Workflow adapter and @aws-sdk/client-sfn. What the
+// supervisors rely on: a start is idempotent by name and input while the execution runs ('started'),
+// a name taken by another input or a closed execution answers 'exists', describe reports the state,
+// and a Wait on an absolute timestamp (TimestampPath) wakes at that time. No callbacks.
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -11,37 +14,62 @@ import { LocalStepFunctions } from '../../src/local/stepfunctions';
 import { MemoryStepFunctions } from '../../src/memory/stepfunctions';
 import { VirtualTimers } from '../../src/memory/timers';
 
-interface Invocation {
-  tag: string;
-  token: string;
-}
-
-/** A callback task with a timeout from the input, whose timeout is caught. */
+/** The supervisor's shape in small: Run -> Route -> Sleep (until an absolute time) -> Run ... -> Done. */
 const DEFINITION = {
-  StartAt: 'Prepare',
+  StartAt: 'Run',
   States: {
-    Prepare: {
+    Run: {
       Type: 'Task',
-      Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
-      Parameters: { FunctionName: 'dispatch', Payload: { 'token.$': '$$.Task.Token', 'tag.$': '$.tag' } },
-      TimeoutSecondsPath: '$.timeoutSeconds',
-      ResultPath: '$.vote',
-      Catch: [{ ErrorEquals: ['States.Timeout'], ResultPath: '$.error', Next: 'TimedOut' }],
-      Next: 'Voted',
+      Resource: 'arn:aws:states:::lambda:invoke',
+      Parameters: { FunctionName: 'run', 'Payload.$': '$' },
+      OutputPath: '$.Payload',
+      TimeoutSeconds: 10,
+      Next: 'Route',
     },
-    Voted: { Type: 'Pass', Parameters: { 'tag.$': '$.tag', 'outcome.$': '$.vote.outcome' }, End: true },
-    TimedOut: { Type: 'Pass', Parameters: { 'tag.$': '$.tag', 'error.$': '$.error.Error' }, End: true },
+    Route: { Type: 'Choice', Choices: [{ Variable: '$.done', BooleanEquals: true, Next: 'Done' }], Default: 'Sleep' },
+    Sleep: { Type: 'Wait', TimestampPath: '$.wakeAt', Next: 'Run' },
+    Done: { Type: 'Succeed' },
   },
 };
+
+interface RunInput {
+  tag: string;
+  runs?: number;
+  /** Runs before the execution ends (done); absent: it never ends by itself. */
+  stopAfter?: number;
+  /** How far after each run the next one is asked for. */
+  sleepMs: number;
+  fail?: boolean;
+}
+interface Invocation {
+  tag: string;
+  atMs: number;
+  /** The wake time the previous run asked for, if any. */
+  askedFor?: number;
+}
+
+/** The Run function: counts runs, asks to be woken `sleepMs` later by its own clock, ends after `stopAfter`. */
+function runFunction(invocations: Invocation[], now: () => number) {
+  return async (_fn: string, payload: unknown): Promise<unknown> => {
+    const input = payload as RunInput & { wakeAt?: string };
+    invocations.push({ tag: input.tag, atMs: now(), ...(input.wakeAt ? { askedFor: Date.parse(input.wakeAt) } : {}) });
+    if (input.fail) throw Object.assign(new Error('the run failed'), { name: 'RunFailed' });
+    const runs = (input.runs ?? 0) + 1;
+    const { wakeAt: _previous, ...rest } = input;
+    return { ...rest, runs, done: input.stopAfter !== undefined && runs >= input.stopAfter, wakeAt: new Date(now() + input.sleepMs).toISOString() };
+  };
+}
 
 interface Side {
   port: WorkflowPort;
   stateMachineArn: string;
-  invocations: Invocation[];
-  /** Runs (virtual or real) time until `tag` has `n` invocations; answers their tokens. */
-  tokens(tag: string, n: number): Promise<string[]>;
+  invocations(tag: string): Invocation[];
+  /** Runs (virtual or real) time until `tag` has `n` invocations. */
+  runs(tag: string, n: number): Promise<Invocation[]>;
   /** Runs time until the execution ends; answers its status and output. */
   ended(arn: string): Promise<{ status: ExecutionState; output: unknown }>;
+  /** Whether this side's clock is exact (virtual) or real. */
+  exact: boolean;
 }
 
 function memorySide(): Side {
@@ -51,7 +79,7 @@ function memorySide(): Side {
     timers,
     random: () => 0.5,
     handlers: {
-      lambda: async (_fn, payload) => void invocations.push(payload as unknown as Invocation),
+      lambda: runFunction(invocations, () => timers.now()),
       dynamodb: async () => {
         throw new Error('no DynamoDB task here');
       },
@@ -61,10 +89,11 @@ function memorySide(): Side {
   return {
     port: sfn,
     stateMachineArn: sfn.createStateMachine('contract', DEFINITION),
-    invocations,
-    async tokens(tag, n) {
+    invocations: of,
+    exact: true,
+    async runs(tag, n) {
       await timers.runUntil(() => of(tag).length >= n);
-      return of(tag).map((i) => i.token);
+      return of(tag);
     },
     async ended(arn) {
       await timers.runUntil(() => sfn.execution(arn)?.status !== 'RUNNING');
@@ -84,14 +113,15 @@ function localSide(): Side {
   return {
     port: new Workflow(sfnClient),
     stateMachineArn: local.createStateMachine(`contract-${localRuns++}`, DEFINITION),
-    invocations: localInvocations,
-    tokens: (tag, n) =>
+    invocations: of,
+    exact: false,
+    runs: (tag, n) =>
       vi.waitFor(
         () => {
           if (of(tag).length < n) throw new Error(`${of(tag).length} invocations for ${tag}`);
-          return of(tag).map((i) => i.token);
+          return of(tag);
         },
-        { timeout: 5_000, interval: 20 },
+        { timeout: 10_000, interval: 20 },
       ),
     async ended(arn) {
       const e = await local.waitForExecution(arn, 10_000);
@@ -99,11 +129,12 @@ function localSide(): Side {
     },
   };
 }
+
 beforeAll(async () => {
   local = new LocalStepFunctions({
     // No DynamoDB task in this definition: a client that is never called.
     dynamodb: new DynamoDBClient({ endpoint: 'http://127.0.0.1:9', region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
-    invokeLambda: async (_fn, payload) => void localInvocations.push(payload as Invocation),
+    invokeLambda: runFunction(localInvocations, () => Date.now()),
   });
   const { endpoint } = await local.listen();
   sfnClient = new SFNClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
@@ -118,34 +149,48 @@ describe.each([
   ['memory', memorySide],
   ['local', localSide],
 ] as const)('WorkflowPort: %s', (name, make) => {
-  it('starts idempotently by name, completes a task by signal, and describes MISSING, RUNNING, SUCCEEDED', async () => {
+  it("starts once by name: the same input while it runs is 'started' and nothing new, another input or a closed execution 'exists'", async () => {
     const side = make();
-    const tag = `${name}-signal`;
+    const tag = `${name}-idempotent`;
+    const input: RunInput = { tag, stopAfter: 2, sleepMs: 300 };
     const arn = executionArn(side.stateMachineArn, tag);
     expect(await side.port.describe(arn)).toBe('MISSING');
-    await side.port.start(side.stateMachineArn, tag, { tag, timeoutSeconds: 300 });
-    await side.port.start(side.stateMachineArn, tag, { tag, timeoutSeconds: 300 });
-    const [token] = await side.tokens(tag, 1);
+    expect(await side.port.start(side.stateMachineArn, tag, input)).toBe('started');
+    expect(await side.port.start(side.stateMachineArn, tag, input)).toBe('started');
+    expect(await side.port.start(side.stateMachineArn, tag, { ...input, sleepMs: 1 })).toBe('exists');
+    await side.runs(tag, 1);
     expect(await side.port.describe(arn)).toBe('RUNNING');
-    expect(side.invocations.filter((i) => i.tag === tag)).toHaveLength(1);
-    expect(await side.port.signal(`${token!}x`, { outcome: 'COMMIT' })).toBe(false);
-    expect(await side.port.signal(token!, { outcome: 'COMMIT' })).toBe(true);
-    expect(await side.ended(arn)).toEqual({ status: 'SUCCEEDED', output: { tag, outcome: 'COMMIT' } });
+    expect(await side.port.start(side.stateMachineArn, tag, input)).toBe('started');
+    expect(await side.ended(arn)).toEqual({ status: 'SUCCEEDED', output: expect.objectContaining({ tag, runs: 2, done: true }) });
+    // One execution ran, whatever the number of starts: two runs, not four.
+    expect(side.invocations(tag)).toHaveLength(2);
     expect(await side.port.describe(arn)).toBe('SUCCEEDED');
-    // Done: its token is gone, and a same-name start starts nothing.
-    expect(await side.port.signal(token!, { outcome: 'ABORT' })).toBe(false);
-    await side.port.start(side.stateMachineArn, tag, { tag, timeoutSeconds: 300 });
+    expect(await side.port.start(side.stateMachineArn, tag, input)).toBe('exists');
     expect(await side.port.describe(arn)).toBe('SUCCEEDED');
-    expect(side.invocations.filter((i) => i.tag === tag)).toHaveLength(1);
+    expect(side.invocations(tag)).toHaveLength(2);
   });
 
-  it('times a waiting task out into its Catch; a late signal answers false', async () => {
+  it('sleeps until the absolute time the run asked for (TimestampPath), not before', async () => {
     const side = make();
-    const tag = `${name}-timeout`;
+    const tag = `${name}-sleep`;
+    await side.port.start(side.stateMachineArn, tag, { tag, stopAfter: 3, sleepMs: 400 } satisfies RunInput);
+    const runs = await side.runs(tag, 3);
+    for (const run of runs.slice(1)) {
+      expect(run.askedFor).toBeDefined();
+      if (side.exact) expect(run.atMs).toBe(run.askedFor);
+      else expect(run.atMs).toBeGreaterThanOrEqual(run.askedFor! - 5);
+    }
+    expect((await side.ended(executionArn(side.stateMachineArn, tag))).status).toBe('SUCCEEDED');
+  });
+
+  it('describes a failed execution as FAILED, and a same-name start of it as exists', async () => {
+    const side = make();
+    const tag = `${name}-fail`;
+    const input: RunInput = { tag, sleepMs: 1, fail: true };
     const arn = executionArn(side.stateMachineArn, tag);
-    await side.port.start(side.stateMachineArn, tag, { tag, timeoutSeconds: 1 });
-    const [token] = await side.tokens(tag, 1);
-    expect(await side.ended(arn)).toEqual({ status: 'SUCCEEDED', output: { tag, error: 'States.Timeout' } });
-    expect(await side.port.signal(token!, { outcome: 'COMMIT' })).toBe(false);
+    expect(await side.port.start(side.stateMachineArn, tag, input)).toBe('started');
+    expect((await side.ended(arn)).status).toBe('FAILED');
+    expect(await side.port.describe(arn)).toBe('FAILED');
+    expect(await side.port.start(side.stateMachineArn, tag, input)).toBe('exists');
   });
 });

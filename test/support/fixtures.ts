@@ -37,7 +37,7 @@ export function newTxId(label = 'tx'): string {
 export function coordinatorConfig(txTable: string, services: readonly string[]): CoordinatorConfig {
   return {
     txTable,
-    replyQueueUrl: 'reply',
+    replyQueueArns: Object.fromEntries(services.map((s) => [s, `arn:aws:sqs:us-east-1:000000000000:replies-${s}`])),
     participantQueues: Object.fromEntries(services.map((s) => [s, `q-${s}`])),
     stateMachineArn: 'arn:sm',
     retentionDays: 30,

@@ -1,12 +1,27 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { apply, evaluate, type Condition, type Update } from '../../src/core/log-dsl';
+import { LOG_TRANSITIONS } from '../../src/core/log-transitions';
 import type { Vote } from '../../src/core/messages';
 import {
+  DEFAULT_SUPERVISION,
+  LIST_SHARDS,
+  OPS_EXTRA_DAYS,
+  RECORDED_REASON_CHARS,
   awaitingAck,
   awaitingVote,
+  groupInfo,
+  inDoubt,
+  listShard,
+  newOps,
   newTransaction,
-  signalAfterAck,
-  signalAfterVote,
+  opsPk,
+  parkingGroup,
+  phaseTwoResult,
+  readyToFinish,
+  recordedReason,
+  shardOf,
+  supervisionGroup,
   tally,
   toView,
   validateStartRequest,
@@ -15,16 +30,20 @@ import {
 
 const services = ['inventory', 'payment', 'shipping', 'order'];
 
-function tx(n: number): TxRecord {
+function tx(n: number, nowMs = 0): TxRecord {
   const request = { participants: services.slice(0, n).map((service) => ({ service, operation: {} })), timeouts: { prepareSeconds: 10, commitSeconds: 30 } };
-  return newTransaction({ txId: 'tx-00000001', request, nowMs: 0, requestHash: 'h' });
+  return newTransaction({ txId: 'tx-00000001', request, nowMs, requestHash: 'h', supervision: DEFAULT_SUPERVISION });
 }
 
-/** Apply a vote the way the log does: once per participant, only while PREPARING. */
-function applyVote(record: TxRecord, p: string, vote: Vote): boolean {
-  if (record.status !== 'PREPARING' || record.votes[p]) return false;
-  record.votes[p] = { vote, at: 't' };
-  return true;
+/** One write of the table on a plain record, as the memory adapter does it; undefined when its condition fails. */
+function write(record: TxRecord, w: { condition: Condition; update: readonly Update[] }): TxRecord | undefined {
+  return evaluate(w.condition, record as unknown as Record<string, unknown>) ? (apply(w.update, record as unknown as Record<string, unknown>) as unknown as TxRecord) : undefined;
+}
+
+/** Apply a vote the way the log does: once per pending member, only while PREPARING. */
+function applyVote(record: TxRecord, p: string, vote: Vote): TxRecord | undefined {
+  const entry = { vote, at: 't' };
+  return write(record, vote === 'NO' ? LOG_TRANSITIONS.recordNo.write(p, entry, `${p} voted NO`) : LOG_TRANSITIONS.recordYes.write(p, entry, 0));
 }
 
 describe('validateStartRequest', () => {
@@ -74,20 +93,83 @@ describe('validateStartRequest', () => {
   });
 });
 
+describe('a new transaction', () => {
+  it('starts PREPARING with every member pending, req members and no YES, keyed for listing and supervision', () => {
+    const r = tx(3, Date.UTC(2026, 0, 1, 0, 0, 7));
+    expect(r).toMatchObject({
+      pk: 'tx-00000001',
+      status: 'PREPARING',
+      services: ['inventory', 'payment', 'shipping'],
+      pending: { inventory: true, payment: true, shipping: true },
+      votes: {},
+      acks: {},
+      req: 3,
+      ok: 0,
+      createdAt: '2026-01-01T00:00:07.000Z',
+      prepareDeadlineAt: Date.UTC(2026, 0, 1, 0, 0, 17),
+      lp: listShard('tx-00000001'),
+      og: supervisionGroup('tx-00000001', Date.UTC(2026, 0, 1, 0, 0, 7), DEFAULT_SUPERVISION),
+    });
+    expect(r).not.toHaveProperty('resources');
+    expect(r).not.toHaveProperty('idempotencyKey');
+    // No operations in the record: they live in an item of their own, written once.
+    expect(JSON.stringify(r)).not.toContain('operation');
+  });
+
+  it('keeps the operations as JSON text in their own item, with a TTL past the retention', () => {
+    const request = { participants: [{ service: 'payment', operation: { amount: 1e308, nested: [1, { a: null }] } }], timeouts: { prepareSeconds: 10, commitSeconds: 30 } };
+    const ops = newOps('tx-00000001', request, 86_400_000, 30);
+    expect(ops).toEqual({ pk: opsPk('tx-00000001'), participants: JSON.stringify(request.participants), expiresAt: 86_400 + (30 + OPS_EXTRA_DAYS) * 86_400 });
+    expect(ops.pk).toBe('tx-00000001#ops');
+    expect(JSON.parse(ops.participants)).toEqual(request.participants);
+  });
+
+  it('clips recorded reasons to RECORDED_REASON_CHARS, marking the cut', () => {
+    expect(recordedReason('short')).toBe('short');
+    expect(recordedReason('x'.repeat(RECORDED_REASON_CHARS))).toBe('x'.repeat(RECORDED_REASON_CHARS));
+    const cut = recordedReason('y'.repeat(1000));
+    expect(cut).toHaveLength(RECORDED_REASON_CHARS);
+    expect(cut.endsWith('…')).toBe(true);
+  });
+});
+
+describe('sharding', () => {
+  it('spreads ids over shards stably and roughly evenly', () => {
+    const ids = Array.from({ length: 8000 }, (_, i) => `tx-${i.toString(16).padStart(8, '0')}-${(i * 7919).toString(36)}`);
+    const counts = new Array<number>(LIST_SHARDS).fill(0);
+    for (const id of ids) counts[shardOf(id, LIST_SHARDS)]!++;
+    for (const c of counts) expect(c).toBeGreaterThan(800);
+    expect(shardOf(ids[0]!, LIST_SHARDS)).toBe(shardOf(ids[0]!, LIST_SHARDS));
+    expect(new Set(ids.map(listShard))).toEqual(new Set(Array.from({ length: LIST_SHARDS }, (_, i) => `l${i}`)));
+  });
+
+  it('puts a transaction in the group of its creation bucket and id shard, which closes at the bucket end', () => {
+    const s = { shards: 4, bucketSeconds: 10 };
+    const created = Date.UTC(2026, 0, 1, 0, 0, 19, 999);
+    const group = supervisionGroup('tx-00000001', created, s);
+    const bucket = Date.UTC(2026, 0, 1, 0, 0, 10) / 1000;
+    expect(group).toBe(`g-${bucket}-10-${shardOf('tx-00000001', 4)}`);
+    expect(groupInfo(group)).toEqual({ kind: 'bucket', closesAt: (bucket + 10) * 1000 });
+    expect(supervisionGroup('tx-00000001', created + 1, s)).not.toBe(group);
+    expect(groupInfo(parkingGroup('payment'))).toEqual({ kind: 'park', service: 'payment' });
+    expect(() => groupInfo('tx-00000001')).toThrow(/not a supervision group/);
+  });
+});
+
 describe('vote tally', () => {
   it('commits only when every participant voted YES or READ_ONLY', () => {
-    const r = tx(3);
-    applyVote(r, 'inventory', 'YES');
-    applyVote(r, 'payment', 'READ_ONLY');
+    let r = tx(3);
+    r = applyVote(r, 'inventory', 'YES')!;
+    r = applyVote(r, 'payment', 'READ_ONLY')!;
     expect(tally(r)).toBeUndefined();
-    applyVote(r, 'shipping', 'YES');
+    r = applyVote(r, 'shipping', 'YES')!;
     expect(tally(r)?.outcome).toBe('COMMIT');
   });
 
   it('aborts on the first NO with its reason', () => {
     const r = tx(3);
     r.votes.payment = { vote: 'NO', reason: 'insufficient funds', at: 't' };
-    expect(tally(r)).toEqual({ outcome: 'ABORT', status: 'ABORTING', reason: 'payment voted NO: insufficient funds' });
+    expect(tally(r)).toEqual({ outcome: 'ABORT', reason: 'payment voted NO: insufficient funds' });
   });
 
   const voteArb = fc.constantFrom<Vote>('YES', 'NO', 'READ_ONLY');
@@ -102,22 +184,29 @@ describe('vote tally', () => {
     }),
   );
 
-  it('property: whatever the delivery order and duplicates, exactly one vote write wakes the execution, with the right outcome', () => {
+  it('property: whatever the delivery order and duplicates, exactly one decision write applies, with the right outcome', () => {
     fc.assert(
       fc.property(scenario, ({ n, votes, order }) => {
-        const r = tx(n);
-        const signals = [];
+        let r = tx(n);
+        let decisions = 0;
         for (const i of order) {
           const p = services[i]!;
-          if (applyVote(r, p, votes[i]!)) {
-            const s = signalAfterVote(r, p);
-            if (s) signals.push(s);
+          const voted = applyVote(r, p, votes[i]!);
+          if (!voted) continue;
+          r = voted;
+          if (votes[i] === 'NO') decisions++;
+          // Whoever records a vote tries the commit; the table refuses it unless every YES is in.
+          const committed = write(r, LOG_TRANSITIONS.decideCommit.write('t'));
+          if (committed) {
+            decisions++;
+            r = committed;
           }
         }
-        expect(signals).toHaveLength(1);
+        expect(decisions).toBe(1);
         const expected = votes.includes('NO') ? 'ABORT' : 'COMMIT';
-        expect(signals[0]!.outcome).toBe(expected);
-        expect(awaitingVote(r)).toHaveLength(0);
+        expect(r.decision).toBe(expected);
+        expect(tally(r)?.outcome).toBe(expected);
+        if (expected === 'COMMIT') expect(awaitingVote(r)).toHaveLength(0);
       }),
     );
   });
@@ -134,24 +223,31 @@ describe('phase two', () => {
     expect(awaitingAck(r)).toEqual(['inventory', 'order']);
   });
 
-  it('property: exactly one ack write completes the phase, with a TTL after retention', () => {
+  it('property: exactly one acknowledgement completes the phase, and finishing sets a TTL after the retention', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 4 }), fc.array(fc.nat(3), { maxLength: 10 }), fc.boolean(), (n, extra, commit) => {
-        const r = tx(n);
-        for (const s of services.slice(0, n)) r.votes[s] = { vote: 'YES', at: 't' };
-        r.status = commit ? 'COMMITTING' : 'ABORTING';
+        let r = tx(n);
+        // COMMIT after every YES; ABORT while the last member's vote is missing (it may have prepared).
+        for (const s of services.slice(0, commit ? n : n - 1)) r = applyVote(r, s, 'YES')!;
+        r = write(r, commit ? LOG_TRANSITIONS.decideCommit.write('t') : LOG_TRANSITIONS.decideAbort.write('r', 't'))!;
+        expect(r).toBeDefined();
+        const phase = commit ? 'COMMIT' : 'ABORT';
         const order = [...services.slice(0, n), ...extra.filter((i) => i < n).map((i) => services[i]!)].reverse();
-        let signals = 0;
+        let completions = 0;
         for (const p of order) {
-          if (r.acks[p]) continue;
-          r.acks[p] = { phase: commit ? 'COMMIT' : 'ABORT', at: 't' };
-          const s = signalAfterAck(r, 1_000_000, 30);
-          if (s) {
-            signals++;
-            expect(s).toEqual({ from: r.status, final: commit ? 'COMMITTED' : 'ABORTED', expiresAt: 1000 + 30 * 86_400 });
-          }
+          const acked = write(r, LOG_TRANSITIONS.recordAck.write(p, { phase, at: 't' }));
+          if (!acked) continue;
+          const wasReady = readyToFinish(r);
+          r = acked;
+          if (!wasReady && readyToFinish(r)) completions++;
         }
-        expect(signals).toBe(1);
+        expect(completions).toBe(1);
+        const result = phaseTwoResult(r.status as 'COMMITTING' | 'ABORTING', 1_000_000, 30);
+        expect(result).toEqual({ from: r.status, final: commit ? 'COMMITTED' : 'ABORTED', expiresAt: 1000 + 30 * 86_400 });
+        const done = write(r, LOG_TRANSITIONS.finalize.write(result, 't'))!;
+        expect(done.status).toBe(result.final);
+        expect(done.og).toBeUndefined();
+        expect(write(done, LOG_TRANSITIONS.finalize.write(result, 't'))).toBeUndefined();
       }),
     );
   });
@@ -171,5 +267,21 @@ describe('toView', () => {
       { service: 'inventory', vote: 'YES', votedAt: 'a', ack: 'COMMIT', ackedAt: 'c' },
       { service: 'payment', vote: 'YES', votedAt: 'b' },
     ]);
+    expect(JSON.stringify(v)).not.toMatch(/pending|"ok"|"req"|"lp"|"og"/);
+  });
+
+  it('names the participants marked in doubt that still owe an acknowledgement, and where the transaction is parked', () => {
+    const r = tx(3);
+    r.status = 'COMMITTING';
+    r.decision = 'COMMIT';
+    r.votes = { inventory: { vote: 'YES', at: 'a' }, payment: { vote: 'YES', at: 'b' }, shipping: { vote: 'READ_ONLY', at: 'c' } };
+    expect(inDoubt(r)).toEqual([]);
+    r.inDoubtSince = { inventory: 'd', payment: 'd' };
+    r.acks = { inventory: { phase: 'COMMIT', at: 'e' } };
+    r.parkedWith = 'payment';
+    const v = toView(r);
+    expect(v.inDoubt).toEqual(['payment']);
+    expect(v.parkedWith).toBe('payment');
+    expect(v.participants[0]).toMatchObject({ service: 'inventory', inDoubtSince: 'd', ack: 'COMMIT' });
   });
 });

@@ -1,0 +1,298 @@
+// The coordinator's use cases over the in-memory adapters, with an injected clock and ids, and no
+// supervisor running (a recording WorkflowPort): the last vote decides and sends phase two at once,
+// the first NO aborts, a redelivered reply re-drives phase two, the last ACK finishes, the deadline
+// is absolute, abort() answers by what the log says, and the reply batch knows a participant by the
+// queue its message came on. test/unit/supervisor.test.ts runs the supervisors.
+import { describe, expect, it } from 'vitest';
+import { type ReplyRecord, replyBatch } from '../../src/coordinator';
+import type { VoteEntry } from '../../src/core/transaction';
+import { MemoryTxLog } from '../../src/memory/log';
+import { memoryLogger } from '../support/fixtures';
+import { SERVICES, T0, iso, memoryStack } from './memory-stack';
+
+const [INVENTORY, PAYMENT, SHIPPING, ORDER] = SERVICES as [string, string, string, string];
+const none = { inventory: [], payment: [], shipping: [], order: [] };
+
+describe('start', () => {
+  it('writes the operations and the record, makes sure its group is supervised, then sends PREPARE to every member', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body(SERVICES, { prepareSeconds: 5, commitSeconds: 30 }));
+    const r = s.record(txId);
+    expect(r).toMatchObject({ status: 'PREPARING', req: 4, ok: 0, prepareDeadlineAt: T0 + 5_000, createdAt: iso(T0) });
+    expect(JSON.parse((await s.log.getOps(txId))!.participants)).toEqual(s.body().participants);
+    expect(s.recording.starts).toEqual([{ stateMachineArn: s.stateMachineArn, name: r.og, input: { group: r.og, gen: 0 } }]);
+    for (const service of SERVICES) {
+      expect(s.take(service)).toEqual([
+        { v: 1, type: 'PREPARE', txId, participant: service, operation: { for: service }, deadlineAt: T0 + 5_000, attempt: 1, sentAtMs: T0 },
+      ]);
+    }
+    // Later starts start a group's supervisor once per group from this instance.
+    const ids = [];
+    for (let i = 0; i < 20; i++) ids.push(await s.start());
+    const groups = new Set([r.og, ...ids.map((id) => s.record(id).og)]);
+    expect(groups.size).toBeLessThan(21);
+    expect(s.recording.starts.map((x) => x.name).sort()).toEqual([...groups].sort());
+  });
+
+  it('answers a retried start with the same idempotency key with the same transaction, re-sending PREPARE only to members still pending', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body(), 'key-1');
+    s.takeAll();
+    await s.vote(txId, INVENTORY, 'YES');
+    const again = await s.coordinator.start(s.body(), 'key-1');
+    expect(again).toEqual({ kind: 'started', txId, status: 'PREPARING', replayed: true });
+    expect(s.takeAll()).toEqual({ ...none, payment: [`PREPARE:${txId}`], shipping: [`PREPARE:${txId}`], order: [`PREPARE:${txId}`] });
+    expect(await s.coordinator.start(s.body([INVENTORY]), 'key-1')).toEqual({ kind: 'idempotency-conflict', txId });
+  });
+});
+
+describe('the last vote decides', () => {
+  it('records each vote in one write and decides COMMIT with the last one, sending COMMIT to the YES voters at once', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start();
+    s.takeAll();
+    await s.timers.advanceTo(T0 + 100);
+    await s.vote(txId, INVENTORY, 'YES');
+    await s.vote(txId, PAYMENT, 'READ_ONLY');
+    await s.vote(txId, SHIPPING, 'YES');
+    expect(s.record(txId)).toMatchObject({ status: 'PREPARING', ok: 3, pending: { order: true } });
+    expect(s.takeAll()).toEqual(none);
+    await s.timers.advanceTo(T0 + 200);
+    await s.vote(txId, ORDER, 'YES');
+    expect(s.record(txId)).toMatchObject({ status: 'COMMITTING', decision: 'COMMIT', decidedAt: iso(T0 + 200), ok: 4 });
+    // READ_ONLY holds nothing: no COMMIT for payment.
+    expect(s.takeAll()).toEqual({ ...none, inventory: [`COMMIT:${txId}`], shipping: [`COMMIT:${txId}`], order: [`COMMIT:${txId}`] });
+  });
+
+  it('aborts on the first NO and sends ABORT at once to everyone who may have prepared', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start();
+    s.takeAll();
+    await s.vote(txId, INVENTORY, 'YES');
+    await s.vote(txId, PAYMENT, 'NO', 'insufficient funds');
+    expect(s.record(txId)).toMatchObject({ status: 'ABORTING', decision: 'ABORT', decisionReason: 'payment voted NO: insufficient funds', votes: { payment: { vote: 'NO', reason: 'insufficient funds' } } });
+    // The YES voter and the two whose votes are not in (they may have prepared); not the NO voter.
+    const aborts = { ...none, inventory: [`ABORT:${txId}`], shipping: [`ABORT:${txId}`], order: [`ABORT:${txId}`] };
+    expect(s.takeAll()).toEqual(aborts);
+    // A YES after the decision is not recorded; its voter, and everyone else unacknowledged, get ABORT again.
+    await s.vote(txId, SHIPPING, 'YES');
+    expect(s.record(txId).votes.shipping).toBeUndefined();
+    expect(s.takeAll()).toEqual(aborts);
+  });
+
+  it('counts a vote from a stranger or a duplicate for nothing', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT]));
+    s.takeAll();
+    await s.vote(txId, INVENTORY, 'YES');
+    const before = s.record(txId);
+    await s.vote(txId, SHIPPING, 'YES');
+    await s.vote(txId, SHIPPING, 'NO', 'not even a member');
+    await s.vote(txId, INVENTORY, 'YES');
+    await s.vote(txId, INVENTORY, 'NO', 'changed its mind');
+    await s.ack(txId, SHIPPING, 'COMMIT');
+    expect(s.record(txId)).toEqual(before);
+    expect(s.takeAll()).toEqual(none);
+  });
+
+  it('re-drives phase two to the unacknowledged on a redelivered vote or acknowledgement of a decided transaction', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start();
+    s.takeAll();
+    for (const p of SERVICES) await s.vote(txId, p, 'YES');
+    const all = s.take(INVENTORY).concat(s.take(PAYMENT), s.take(SHIPPING), s.take(ORDER));
+    expect(all.map((m) => m.type)).toEqual(['COMMIT', 'COMMIT', 'COMMIT', 'COMMIT']);
+    await s.ack(txId, INVENTORY, 'COMMIT');
+    expect(s.takeAll()).toEqual(none);
+    const resent = { ...none, payment: [`COMMIT:${txId}`], shipping: [`COMMIT:${txId}`], order: [`COMMIT:${txId}`] };
+    await s.ack(txId, INVENTORY, 'COMMIT');
+    expect(s.takeAll()).toEqual(resent);
+    await s.vote(txId, PAYMENT, 'YES');
+    expect(s.takeAll()).toEqual(resent);
+    expect(s.record(txId)).toMatchObject({ status: 'COMMITTING', acks: { inventory: { phase: 'COMMIT' } } });
+  });
+
+  it('finishes with the last acknowledgement: final, out of the open index, with a TTL after the retention', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT]));
+    const group = s.record(txId).og!;
+    await s.vote(txId, INVENTORY, 'YES');
+    await s.vote(txId, PAYMENT, 'YES');
+    await s.ack(txId, INVENTORY, 'COMMIT');
+    await s.timers.advanceTo(T0 + 1_500);
+    await s.ack(txId, PAYMENT, 'COMMIT');
+    const r = s.record(txId);
+    expect(r).toMatchObject({ status: 'COMMITTED', finishedAt: iso(T0 + 1_500), expiresAt: Math.floor((T0 + 1_500) / 1000) + 30 * 86_400 });
+    expect(r.og).toBeUndefined();
+    expect((await s.log.openMembers(group, 10)).items).toEqual([]);
+    s.takeAll();
+    // A redelivered ACK of a finished transaction sends nothing.
+    await s.ack(txId, PAYMENT, 'COMMIT');
+    expect(s.takeAll()).toEqual(none);
+  });
+
+  it('does not record a vote at the deadline, and the late voter\'s reply aborts the transaction there', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT], { prepareSeconds: 5, commitSeconds: 30 }));
+    s.takeAll();
+    await s.timers.advanceTo(T0 + 1_000);
+    await s.vote(txId, INVENTORY, 'YES');
+    await s.timers.advanceTo(T0 + 5_000);
+    await s.vote(txId, PAYMENT, 'YES');
+    const r = s.record(txId);
+    expect(r.votes.payment).toBeUndefined();
+    expect(r).toMatchObject({ status: 'ABORTING', decision: 'ABORT', decisionReason: 'prepare deadline passed', decidedAt: iso(T0 + 5_000), ok: 1 });
+    expect(s.takeAll()).toEqual({ ...none, inventory: [`ABORT:${txId}`], payment: [`ABORT:${txId}`] });
+  });
+
+  it('answers a YES for a transaction it has no record of with ABORT (presumed abort)', async () => {
+    const s = memoryStack({ supervise: false });
+    await s.vote('tx-99999999', PAYMENT, 'YES');
+    expect(s.take(PAYMENT).map((m) => [m.type, m.txId])).toEqual([['ABORT', 'tx-99999999']]);
+    expect(await s.log.get('tx-99999999')).toBeUndefined();
+  });
+  it('finishes at once a transaction whose only member votes NO', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([PAYMENT]));
+    s.takeAll();
+    await s.vote(txId, PAYMENT, 'NO', 'insufficient funds');
+    expect(s.record(txId)).toMatchObject({ status: 'ABORTED', decision: 'ABORT' });
+    expect(s.record(txId).og).toBeUndefined();
+    expect(s.takeAll()).toEqual(none);
+  });
+});
+
+describe('abort()', () => {
+  it('decides ABORT while a YES is missing and sends ABORT itself; a second abort finds it decided', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start();
+    s.takeAll();
+    await s.vote(txId, INVENTORY, 'YES');
+    const first = await s.coordinator.abort(txId, 'client asked');
+    expect(first).toMatchObject({ kind: 'aborted', decidedNow: true, record: { status: 'ABORTING', decisionReason: 'client asked' } });
+    expect(s.takeAll()).toEqual({ inventory: [`ABORT:${txId}`], payment: [`ABORT:${txId}`], shipping: [`ABORT:${txId}`], order: [`ABORT:${txId}`] });
+    const second = await s.coordinator.abort(txId, 'again');
+    expect(second).toMatchObject({ kind: 'aborted', decidedNow: false, record: { decisionReason: 'client asked' } });
+    expect(s.takeAll()).toEqual(none);
+  });
+
+  it('answers committed for a committed transaction, and unknown for an id it has no record of', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY]));
+    await s.vote(txId, INVENTORY, 'YES');
+    expect(await s.coordinator.abort(txId, 'too late')).toMatchObject({ kind: 'committed', record: { decision: 'COMMIT' } });
+    expect(await s.coordinator.abort('tx-00009999', 'who?')).toEqual({ kind: 'unknown' });
+    expect(await s.log.get('tx-00009999')).toBeUndefined();
+  });
+
+  it('answers committed once every YES is recorded even if its decider crashed before deciding, and the record ends COMMITTED', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT]));
+    s.takeAll();
+    // The reply function recorded both YES votes and crashed before writing the decision.
+    const entry: VoteEntry = { vote: 'YES', at: iso(T0) };
+    await s.log.recordYes(txId, INVENTORY, entry, T0);
+    await s.log.recordYes(txId, PAYMENT, entry, T0);
+    expect(s.record(txId)).toMatchObject({ status: 'PREPARING', ok: 2, req: 2 });
+    const answer = await s.coordinator.abort(txId, 'client asked');
+    expect(answer).toMatchObject({ kind: 'committed', record: { status: 'COMMITTING', decision: 'COMMIT' } });
+    expect(s.takeAll()).toEqual({ ...none, inventory: [`COMMIT:${txId}`], payment: [`COMMIT:${txId}`] });
+    await s.ack(txId, INVENTORY, 'COMMIT');
+    await s.ack(txId, PAYMENT, 'COMMIT');
+    expect(s.record(txId)).toMatchObject({ status: 'COMMITTED', decision: 'COMMIT' });
+  });
+
+  it('finishes an abort at once when nobody may have prepared', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT]));
+    s.takeAll();
+    await s.vote(txId, INVENTORY, 'READ_ONLY');
+    await s.vote(txId, PAYMENT, 'NO', 'no');
+    expect(s.record(txId).status).toBe('ABORTED');
+    expect(await s.coordinator.abort(txId, 'late')).toMatchObject({ kind: 'aborted', decidedNow: false, record: { status: 'ABORTED' } });
+    expect(s.takeAll()).toEqual(none);
+  });
+});
+
+describe('replyBatch', () => {
+  const setup = (senders?: Record<string, string[]>) => {
+    const s = memoryStack({ supervise: false });
+    const owners = Object.fromEntries(SERVICES.map((p) => [s.replyArn(p), p]));
+    return { s, authority: { owners, ...(senders ? { senders } : {}) } };
+  };
+  let seq = 0;
+  const rec = (body: unknown, eventSourceARN?: string, senderId?: string): ReplyRecord => ({
+    messageId: `m-${++seq}`,
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...(eventSourceARN === undefined ? {} : { eventSourceARN }),
+    ...(senderId === undefined ? {} : { attributes: { SenderId: senderId } }),
+  });
+  const yes = (txId: string, participant: string) => ({ v: 1, type: 'VOTE', txId, participant, vote: 'YES' });
+
+  it('takes a reply on its sender\'s own queue, and dead-letters one naming another participant, from an unknown queue, or malformed, changing nothing', async () => {
+    const { s, authority } = setup();
+    const txId = await s.start(s.body([INVENTORY, PAYMENT]));
+    s.takeAll();
+    const before = s.record(txId);
+    const logger = memoryLogger();
+    const forged = rec(yes(txId, PAYMENT), s.replyArn(INVENTORY));
+    const unknownQueue = rec(yes(txId, PAYMENT), 'arn:aws:sqs:us-east-1:000000000000:someone-else');
+    const noQueue = rec(yes(txId, PAYMENT));
+    const notJson = rec('{"v":1,', s.replyArn(PAYMENT));
+    const badShape = rec({ v: 1, type: 'VOTE', txId, participant: PAYMENT, vote: 'MAYBE' }, s.replyArn(PAYMENT));
+    const out = await replyBatch(s.coordinator, s.queues, authority, [forged, unknownQueue, noQueue, notJson, badShape], logger);
+    expect(out).toEqual({ batchItemFailures: [] });
+    expect(s.record(txId)).toEqual(before);
+    expect(s.takeAll()).toEqual(none);
+    const refused = s.takeRefused();
+    expect(refused).toHaveLength(5);
+    expect(refused[0]).toEqual({ body: forged.body, owner: INVENTORY, reason: `the reply names payment but came on inventory's reply queue` });
+    expect(refused[1]).toMatchObject({ body: unknownQueue.body, owner: 'unknown', reason: expect.stringContaining('belongs to no participant') });
+    expect(refused[2]).toMatchObject({ owner: 'unknown', reason: expect.stringContaining('(none)') });
+    expect(refused[3]).toMatchObject({ body: '{"v":1,', owner: PAYMENT, reason: 'malformed reply message: body is not JSON' });
+    expect(refused[4]).toMatchObject({ owner: PAYMENT, reason: expect.stringMatching(/^malformed reply message: vote: /) });
+    expect(logger.lines.filter((l) => l.level === 'warn')).toHaveLength(5);
+
+    // The same vote on the voter's own queue counts.
+    await replyBatch(s.coordinator, s.queues, authority, [rec(yes(txId, PAYMENT), s.replyArn(PAYMENT))], logger);
+    expect(s.record(txId).votes.payment).toMatchObject({ vote: 'YES' });
+    expect(s.takeRefused()).toEqual([]);
+  });
+
+  it('checks the SQS sender id when the authority names the participant\'s principals', async () => {
+    const { s, authority } = setup({ payment: ['AROAPAYMENT'] });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT]));
+    const logger = memoryLogger();
+    await replyBatch(s.coordinator, s.queues, authority, [rec(yes(txId, PAYMENT), s.replyArn(PAYMENT), 'AROAINVENTORY:session')], logger);
+    expect(s.record(txId).votes.payment).toBeUndefined();
+    expect(s.takeRefused()).toEqual([expect.objectContaining({ owner: PAYMENT, reason: expect.stringContaining('was sent by AROAINVENTORY:session, not by payment') })]);
+    await replyBatch(s.coordinator, s.queues, authority, [rec(yes(txId, PAYMENT), s.replyArn(PAYMENT))], logger);
+    expect(s.record(txId).votes.payment).toBeUndefined();
+    expect(s.takeRefused()).toHaveLength(1);
+    await replyBatch(s.coordinator, s.queues, authority, [rec(yes(txId, PAYMENT), s.replyArn(PAYMENT), 'AROAPAYMENT:i-123')], logger);
+    expect(s.record(txId).votes.payment).toMatchObject({ vote: 'YES' });
+    // A participant without named principals is known by its queue alone.
+    await replyBatch(s.coordinator, s.queues, authority, [rec(yes(txId, INVENTORY), s.replyArn(INVENTORY))], logger);
+    expect(s.record(txId)).toMatchObject({ status: 'COMMITTING' });
+  });
+
+  it('reports a reply that failed for redelivery, and takes the rest of the batch', async () => {
+    class FailingLog extends MemoryTxLog {
+      override recordYes(...args: Parameters<MemoryTxLog['recordYes']>) {
+        return args[0] === 'tx-00000001' ? Promise.reject(new Error('throttled')) : super.recordYes(...args);
+      }
+    }
+    const s = memoryStack({ supervise: false, log: new FailingLog() });
+    const owners = Object.fromEntries(SERVICES.map((p) => [s.replyArn(p), p]));
+    const failing = await s.start(s.body([INVENTORY]));
+    const fine = await s.start(s.body([INVENTORY]));
+    const logger = memoryLogger();
+    const bad = rec(yes(failing, INVENTORY), s.replyArn(INVENTORY));
+    const out = await replyBatch(s.coordinator, s.queues, { owners }, [bad, rec(yes(fine, INVENTORY), s.replyArn(INVENTORY))], logger);
+    expect(out).toEqual({ batchItemFailures: [{ itemIdentifier: bad.messageId }] });
+    expect(s.record(fine).status).toBe('COMMITTING');
+    expect(s.record(failing).status).toBe('PREPARING');
+    expect(logger.lines).toContainEqual(expect.objectContaining({ level: 'error', message: 'reply failed' }));
+    expect(s.takeRefused()).toEqual([]);
+  });
+});
