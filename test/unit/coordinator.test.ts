@@ -70,7 +70,7 @@ describe('the last vote decides', () => {
     s.takeAll();
     await s.vote(txId, INVENTORY, 'YES');
     await s.vote(txId, PAYMENT, 'NO', 'insufficient funds');
-    expect(s.record(txId)).toMatchObject({ status: 'ABORTING', decision: 'ABORT', decisionReason: 'payment voted NO: insufficient funds', votes: { payment: { vote: 'NO', reason: 'insufficient funds' } } });
+    expect(s.record(txId)).toMatchObject({ status: 'ABORTING', decision: 'ABORT', decisionReason: 'payment voted NO', votes: { payment: { vote: 'NO', reason: 'insufficient funds' } } });
     // The YES voter and the two whose votes are not in (they may have prepared); not the NO voter.
     const aborts = { ...none, inventory: [`ABORT:${txId}`], shipping: [`ABORT:${txId}`], order: [`ABORT:${txId}`] };
     expect(s.takeAll()).toEqual(aborts);

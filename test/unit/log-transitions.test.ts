@@ -175,7 +175,7 @@ describe('the table of state changes', () => {
       T.decideAbort.write('r', at, 5),
       T.recordAck.write('a', { phase: 'COMMIT', at }),
       T.finalize.write({ from: 'COMMITTING', final: 'COMMITTED', expiresAt: 1 }, at),
-      T.markInDoubt.write('COMMIT', { a: at }),
+      T.markInDoubt.write('COMMIT', at),
       T.park.write('COMMIT', 'a'),
     ];
     for (const u of updates) expect(toDynamo(u.condition, u.update).ConditionExpression).toMatch(/^attribute_exists\(#pk\) AND /);

@@ -138,7 +138,7 @@ describe('sharding', () => {
     const ids = Array.from({ length: 8000 }, (_, i) => `tx-${i.toString(16).padStart(8, '0')}-${(i * 7919).toString(36)}`);
     const counts = new Array<number>(LIST_SHARDS).fill(0);
     for (const id of ids) counts[shardOf(id, LIST_SHARDS)]!++;
-    for (const c of counts) expect(c).toBeGreaterThan(800);
+    for (const c of counts) expect(c).toBeGreaterThan((0.8 * ids.length) / LIST_SHARDS);
     expect(shardOf(ids[0]!, LIST_SHARDS)).toBe(shardOf(ids[0]!, LIST_SHARDS));
     expect(new Set(ids.map(listShard))).toEqual(new Set(Array.from({ length: LIST_SHARDS }, (_, i) => `l${i}`)));
   });
@@ -169,7 +169,7 @@ describe('vote tally', () => {
   it('aborts on the first NO with its reason', () => {
     const r = tx(3);
     r.votes.payment = { vote: 'NO', reason: 'insufficient funds', at: 't' };
-    expect(tally(r)).toEqual({ outcome: 'ABORT', reason: 'payment voted NO: insufficient funds' });
+    expect(tally(r)).toEqual({ outcome: 'ABORT', reason: 'payment voted NO' });
   });
 
   const voteArb = fc.constantFrom<Vote>('YES', 'NO', 'READ_ONLY');
@@ -276,12 +276,14 @@ describe('toView', () => {
     r.decision = 'COMMIT';
     r.votes = { inventory: { vote: 'YES', at: 'a' }, payment: { vote: 'YES', at: 'b' }, shipping: { vote: 'READ_ONLY', at: 'c' } };
     expect(inDoubt(r)).toEqual([]);
-    r.inDoubtSince = { inventory: 'd', payment: 'd' };
+    r.inDoubtSince = 'd';
     r.acks = { inventory: { phase: 'COMMIT', at: 'e' } };
     r.parkedWith = 'payment';
     const v = toView(r);
     expect(v.inDoubt).toEqual(['payment']);
     expect(v.parkedWith).toBe('payment');
-    expect(v.participants[0]).toMatchObject({ service: 'inventory', inDoubtSince: 'd', ack: 'COMMIT' });
+    expect(v.participants[0]).toMatchObject({ service: 'inventory', ack: 'COMMIT' });
+    expect(v.participants[0]).not.toHaveProperty('inDoubtSince');
+    expect(v.participants[1]).toMatchObject({ service: 'payment', inDoubtSince: 'd' });
   });
 });
