@@ -24,6 +24,7 @@ import {
   type FunctionUse,
   type ModelInput,
   type PerTransaction,
+  type Templates,
 } from './model';
 
 const { values } = parseArgs({
@@ -51,7 +52,10 @@ const FINAL_STATUSES = ['COMMITTED', 'ABORTED'];
 // ingests and bills: emit them here too (counted, not printed; see meterLogs below).
 process.env.POWERTOOLS_METRICS_DISABLED ??= 'false';
 
-const templates = synthesize();
+// Schedules (the recovery sweeper, the deadlock detector) run at their deployed rate, not the faster
+// local one (`dtc:localRateSeconds`): their cost is per minute, not per transaction, and at the local
+// rate it would land in the per-transaction figures of a short run.
+const templates = synthesize().map(deployedSchedules);
 const stack = await startLocalStack({ port: 0, templates });
 stack.lambda.meterLogs({ echo: false });
 const demo = await startDemo(stack);
@@ -76,6 +80,17 @@ stack.watchItems(stack.outputs.txTable, STATUS_ATTRIBUTE, FINAL_STATUSES, (item)
     resolve(sample);
   } else ended.set(txId, sample);
 });
+
+function deployedSchedules(stack: Templates): Templates {
+  const resources = Object.fromEntries(
+    Object.entries(stack.template.Resources ?? {}).map(([id, r]) => {
+      if (r.Type !== 'AWS::Events::Rule' || !r.Metadata?.['dtc:localRateSeconds']) return [id, r];
+      const { 'dtc:localRateSeconds': _local, ...metadata } = r.Metadata;
+      return [id, { ...r, Metadata: metadata }];
+    }),
+  );
+  return { ...stack, template: { ...stack.template, Resources: resources } };
+}
 
 async function waitForEnd(txId: string): Promise<Sample> {
   const early = ended.get(txId);
@@ -148,6 +163,10 @@ async function phase(name: string, durationS: number): Promise<{ samples: Sample
   return { samples, elapsedS: (Date.now() - t0) / 1000 };
 }
 
+const schedules = templates.flatMap((t) =>
+  Object.entries(t.template.Resources ?? {}).flatMap(([id, r]) => (r.Type === 'AWS::Events::Rule' ? [`${id} ${String(r.Properties?.ScheduleExpression)}`] : [])),
+);
+console.log(`schedules at their deployed rates (a cost per minute, not per transaction; a short run sees few or none): ${schedules.join(', ') || 'none'}`);
 console.log(`warming up ${warmup} s with ${clients} clients ...`);
 await phase('warm-up', warmup);
 const before = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading() };

@@ -26,7 +26,7 @@ const nothing: PerTransaction = {
   logBytes: 0,
 };
 
-function input(overrides: Partial<ModelInput> & { perTransaction?: Partial<PerTransaction> } = {}): ModelInput {
+function input(overrides: Partial<Omit<ModelInput, 'perTransaction'>> & { perTransaction?: Partial<PerTransaction> } = {}): ModelInput {
   return {
     functions: [],
     apiKind: 'HTTP',
