@@ -58,6 +58,7 @@ process.env.POWERTOOLS_METRICS_DISABLED ??= 'false';
 const templates = synthesize().map(deployedSchedules);
 const stack = await startLocalStack({ port: 0, templates });
 stack.lambda.meterLogs({ echo: false });
+stack.meter.countKeys = true;
 const demo = await startDemo(stack);
 const api = stack.outputs.apiUrl;
 

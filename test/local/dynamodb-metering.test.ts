@@ -19,6 +19,7 @@ import { Meter, type DynamoUnitsRow } from '../../src/local/meter';
 let dynamo: LocalDynamo;
 let client: DynamoDBClient;
 const meter = new Meter();
+meter.countKeys = true;
 const TABLE = 'log';
 
 /** Units charged since `before`, by table/index/key ('' = totals), once the worker's messages arrived. */
