@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { startDemo } from '../src/local/demo-routes';
 import type { MeterReading } from '../src/local/meter';
 import { startLocalStack, synthesize } from '../src/local/stack';
+import type { LocalStepFunctionsStats } from '../src/local/stepfunctions';
 import {
   apiKind as readApiKind,
   capacity,
@@ -170,10 +171,10 @@ const schedules = templates.flatMap((t) =>
 console.log(`schedules at their deployed rates (a cost per minute, not per transaction; a short run sees few or none): ${schedules.join(', ') || 'none'}`);
 console.log(`warming up ${warmup} s with ${clients} clients ...`);
 await phase('warm-up', warmup);
-const before = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading() };
+const before = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading(), cpu: process.cpuUsage() };
 console.log(`measuring ${seconds} s ...`);
 const measured = await phase('measuring', seconds);
-const after = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading() };
+const after = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading(), cpu: process.cpuUsage(before.cpu) };
 await demo.stop();
 await stack.stop();
 
@@ -238,7 +239,7 @@ const functions: FunctionUse[] = lambdaDeltas
 const handlerLogBytes = lambdaDeltas.reduce((a, l) => a + l.logBytes, 0);
 const platformLogBytes = lambdaDeltas.reduce((a, l) => a + l.platformLogBytes, 0);
 
-const sfn = (k: keyof typeof after.sfn) => after.sfn[k] - before.sfn[k];
+const sfn = (k: keyof LocalStepFunctionsStats) => after.sfn[k] - before.sfn[k];
 const perTransaction: PerTransaction = {
   stateTransitions: per(sfn('stateTransitions')),
   startExecutions: per(sfn('executionsStarted')),
@@ -296,6 +297,9 @@ const table = (rows: string[][]) => {
 const committed = measured.samples.filter((s) => s.status === 'COMMITTED').length;
 console.log('');
 console.log(`${n} transactions in ${fmt(measured.elapsedS, 1)} s with ${clients} clients: ${fmt(n / measured.elapsedS, 1)} tx/s, ${committed} committed`);
+// The process's CPU time (every thread: the stack, its emulators' workers, the demo, the bench):
+// what a transaction costs the embedded stack, steadier than wall-clock time on a busy machine.
+console.log(`CPU time ${fmt(per((after.cpu.user + after.cpu.system) / 1000), 0)} ms per transaction (all threads of this process)`);
 console.log(`time to decision p50 ${pct(decisions, 50)} ms, p99 ${pct(decisions, 99)} ms; to end p50 ${pct(measured.samples.map((s) => s.endMs), 50)} ms, p99 ${pct(measured.samples.map((s) => s.endMs), 99)} ms`);
 console.log('');
 console.log('Per transaction, coordinator side (measured at the emulators):');
@@ -308,6 +312,10 @@ table([
   ['DynamoDB write units', fmt(perTransaction.dynamodbWriteUnits)],
   ...byEntity.map((d) => [`  ${entityName(d.row.table, d.row.index)}`, fmt(per(d.delta))]),
   ['DynamoDB read units', fmt(perTransaction.dynamodbReadUnits)],
+  ...reads
+    .filter((d) => d.row.key === '' && coordinatorTables.has(d.row.table))
+    .sort((a, b) => b.delta - a.delta)
+    .map((d) => [`  ${entityName(d.row.table, d.row.index)}`, fmt(per(d.delta))]),
   ['SQS requests', fmt(perTransaction.sqsRequests)],
   ...[...sqs.coordinator].sort().map(([op, c]) => [`  ${op}`, fmt(per(c))]),
   ['API requests', fmt(perTransaction.apiRequests)],
