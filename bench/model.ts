@@ -305,13 +305,13 @@ const SEND_OPERATIONS = new Set(['SendMessage', 'SendMessageBatch']);
 
 /**
  * Whose code makes an SQS request, decided by queue and operation: participants consume their
- * request queues (receive, delete, change visibility) and send to the coordinator's reply queue;
+ * request queues (receive, delete, change visibility) and send to the coordinator's reply queue(s);
  * everything else is the coordinator's (its functions' sends to request queues and dead-letter
  * queues, and its reply function's event source mapping, whose polling AWS bills to the queue's
  * owner like any request on the queue).
  */
-export function sqsSide(operation: string, queue: string, queues: { requestQueues: ReadonlySet<string>; replyQueue: string }): Side {
+export function sqsSide(operation: string, queue: string, queues: { requestQueues: ReadonlySet<string>; replyQueues: ReadonlySet<string> }): Side {
   if (queues.requestQueues.has(queue) && CONSUMER_OPERATIONS.has(operation)) return 'participant';
-  if (queue === queues.replyQueue && SEND_OPERATIONS.has(operation)) return 'participant';
+  if (queues.replyQueues.has(queue) && SEND_OPERATIONS.has(operation)) return 'participant';
   return 'coordinator';
 }

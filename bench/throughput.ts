@@ -204,7 +204,10 @@ const hottest = byKey[0];
 
 // SQS: by queue and operation (bench/model.ts sqsSide).
 const queueName = (url: string) => url.split('/').pop() ?? url;
-const queues = { requestQueues: new Set(Object.values(stack.outputs.participantQueues).map(queueName)), replyQueue: queueName(stack.outputs.replyQueueUrl) };
+// One reply queue, or one per participant (`replyQueueUrls`, service -> URL): either shape.
+const outputs = stack.outputs as { replyQueueUrl?: string; replyQueueUrls?: Record<string, string> };
+const replyQueueUrls = outputs.replyQueueUrls ? Object.values(outputs.replyQueueUrls) : [outputs.replyQueueUrl ?? ''];
+const queues = { requestQueues: new Set(Object.values(stack.outputs.participantQueues).map(queueName)), replyQueues: new Set(replyQueueUrls.map(queueName)) };
 const requestId = (r: MeterReading['requests'][number]) => `${r.service}|${r.operation}|${r.resource}`;
 const requests = delta(m1.requests, m0.requests, requestId, (r) => r.count);
 const sqs = { coordinator: new Map<string, number>(), participant: new Map<string, number>() };

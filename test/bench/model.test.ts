@@ -134,7 +134,7 @@ describe('the synthesized template', () => {
 });
 
 describe('who pays for an SQS request', () => {
-  const queues = { requestQueues: new Set(['inventory-requests']), replyQueue: 'replies' };
+  const queues = { requestQueues: new Set(['inventory-requests']), replyQueues: new Set(['replies']) };
 
   it("counts the coordinator's sends to request queues and its reply consumer's polling as the coordinator's", () => {
     expect(sqsSide('SendMessage', 'inventory-requests', queues)).toBe('coordinator');
