@@ -1,24 +1,116 @@
-// Throughput and latency of 4-participant demo orders on the embedded stack.
-// Usage: npm run bench -- [--clients 16] [--seconds 20] [--warmup 3]
-// Prints transactions/s, p50/p99 time to decision and to end (from the log record's own
-// timestamps), and per transaction the billable calls the coordinator made, counted at the
-// emulators: state transitions, callbacks, SQS requests and DynamoDB writes.
+// Throughput, latency and billable use of 4-participant demo orders on the embedded stack.
+// Usage: npm run bench -- [--clients 16] [--seconds 20] [--warmup 3] [--json FILE]
+//
+// Each client starts an order through the API and waits for its end, which the bench learns from
+// inside the embedded DynamoDB (a watch on the log record's `status` becoming COMMITTED or ABORTED),
+// so observing costs no request. Decision and end latency come from the record's own createdAt,
+// decidedAt and finishedAt. Billable use is what the emulators counted during the measured window
+// (src/local/meter.ts), divided by the transactions that ended in it; bench/model.ts prices it at
+// list prices and divides each default quota by it. `--json FILE` writes the result as JSON.
+import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { startDemo } from '../src/local/demo-routes';
-import { startLocalStack } from '../src/local/stack';
+import type { MeterReading } from '../src/local/meter';
+import { startLocalStack, synthesize } from '../src/local/stack';
+import type { LocalStepFunctionsStats } from '../src/local/stepfunctions';
+import {
+  apiKind as readApiKind,
+  capacity,
+  capacityRows,
+  costLines,
+  costPerMillionUsd,
+  functionConfigs,
+  raisedQuotas,
+  sqsSide,
+  type FunctionUse,
+  type ModelInput,
+  type PerTransaction,
+  type Templates,
+} from './model';
 
 const { values } = parseArgs({
-  options: { clients: { type: 'string', default: '16' }, seconds: { type: 'string', default: '20' }, warmup: { type: 'string', default: '3' } },
+  options: {
+    clients: { type: 'string', default: '16' },
+    seconds: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '3' },
+    json: { type: 'string' },
+  },
 });
 const clients = Number(values.clients);
 const seconds = Number(values.seconds);
 const warmup = Number(values.warmup);
+if (![clients, seconds, warmup].every((v) => Number.isFinite(v) && v >= 0) || clients < 1) {
+  throw new Error(`--clients must be >= 1 and --seconds, --warmup >= 0; got ${values.clients}, ${values.seconds}, ${values.warmup}`);
+}
+const PROGRESS_EVERY_MS = 5_000;
+/** A transaction that has not ended after this long means a broken stack: fail instead of hanging. */
+const END_TIMEOUT_MS = 120_000;
+/** The log record's attribute and final values the bench watches (src/core/transaction.ts). */
+const STATUS_ATTRIBUTE = 'status';
+const FINAL_STATUSES = ['COMMITTED', 'ABORTED'];
 
-const stack = await startLocalStack({ port: 0 });
+// The coordinator's functions emit embedded-metric-format lines on AWS, which CloudWatch Logs
+// ingests and bills: emit them here too (counted, not printed; see meterLogs below).
+process.env.POWERTOOLS_METRICS_DISABLED ??= 'false';
+
+// Schedules (the recovery sweeper, the deadlock detector) run at their deployed rate, not the faster
+// local one (`dtc:localRateSeconds`): their cost is per minute, not per transaction, and at the local
+// rate it would land in the per-transaction figures of a short run.
+const templates = synthesize().map(deployedSchedules);
+const stack = await startLocalStack({ port: 0, templates });
+stack.lambda.meterLogs({ echo: false });
+stack.meter.countKeys = true;
 const demo = await startDemo(stack);
 const api = stack.outputs.apiUrl;
 
-interface Sample { decisionMs: number; endMs: number; status: string }
+interface Sample {
+  decisionMs: number;
+  endMs: number;
+  status: string;
+}
+
+// Ends seen by the watch, matched to the client waiting for that transaction.
+const ended = new Map<string, Sample>();
+const waiting = new Map<string, (s: Sample) => void>();
+stack.watchItems(stack.outputs.txTable, STATUS_ATTRIBUTE, FINAL_STATUSES, (item) => {
+  const txId = String(item.txId ?? item.pk);
+  const created = Date.parse(String(item.createdAt));
+  const sample = { decisionMs: Date.parse(String(item.decidedAt)) - created, endMs: Date.parse(String(item.finishedAt)) - created, status: String(item.status) };
+  const resolve = waiting.get(txId);
+  if (resolve) {
+    waiting.delete(txId);
+    resolve(sample);
+  } else ended.set(txId, sample);
+});
+
+function deployedSchedules(stack: Templates): Templates {
+  const resources = Object.fromEntries(
+    Object.entries(stack.template.Resources ?? {}).map(([id, r]) => {
+      if (r.Type !== 'AWS::Events::Rule' || !r.Metadata?.['dtc:localRateSeconds']) return [id, r];
+      const { 'dtc:localRateSeconds': _local, ...metadata } = r.Metadata;
+      return [id, { ...r, Metadata: metadata }];
+    }),
+  );
+  return { ...stack, template: { ...stack.template, Resources: resources } };
+}
+
+async function waitForEnd(txId: string): Promise<Sample> {
+  const early = ended.get(txId);
+  if (early) {
+    ended.delete(txId);
+    return early;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await new Promise<Sample>((resolve, reject) => {
+      waiting.set(txId, resolve);
+      timer = setTimeout(() => reject(new Error(`transaction ${txId} did not end within ${END_TIMEOUT_MS} ms`)), END_TIMEOUT_MS);
+    });
+  } finally {
+    clearTimeout(timer);
+    waiting.delete(txId);
+  }
+}
 
 async function order(i: number): Promise<string> {
   const sku = `sku-${1 + (i % 100)}`;
@@ -39,99 +131,241 @@ async function order(i: number): Promise<string> {
   return ((await res.json()) as { txId: string }).txId;
 }
 
-// Executions are named after transactions: wait for their end instead of polling the API, which
-// would load the same process that runs the stack.
-const waiting = new Map<string, () => void>();
-stack.stepFunctions.onExecutionEnd((e) => waiting.get(e.name)?.());
-
-async function waitForEnd(txId: string): Promise<Sample> {
-  await new Promise<void>((resolve) => waiting.set(txId, resolve));
-  waiting.delete(txId);
-  for (;;) {
-    const res = await fetch(`${api}/transactions/${txId}`);
-    const tx = (await res.json()) as { status: string; createdAt: string; decidedAt?: string; finishedAt?: string };
-    if (tx.status === 'COMMITTED' || tx.status === 'ABORTED') {
-      const created = Date.parse(tx.createdAt);
-      return { decisionMs: Date.parse(tx.decidedAt!) - created, endMs: Date.parse(tx.finishedAt!) - created, status: tx.status };
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 let next = 0;
-const samples: Sample[] = [];
-let measuring = false;
+/** Every transaction the bench started: keys that name one carry that transaction's writes alone. */
+const started = new Set<string>();
+let samples: Sample[] = [];
 let stopAt = 0;
 async function client(): Promise<void> {
   while (Date.now() < stopAt) {
     const txId = await order(next++);
-    const s = await waitForEnd(txId);
-    if (measuring) samples.push(s);
+    started.add(txId);
+    samples.push(await waitForEnd(txId));
   }
 }
-
-const before = () => ({ sfn: stack.stepFunctions.stats(), meter: stack.meter.snapshot() });
-console.log(`warming up ${warmup} s with ${clients} clients ...`);
-stopAt = Date.now() + warmup * 1000;
-await Promise.all(Array.from({ length: clients }, client));
-const b = before();
-const t0 = Date.now();
-measuring = true;
-stopAt = t0 + seconds * 1000;
-await Promise.all(Array.from({ length: clients }, client));
-const elapsed = (Date.now() - t0) / 1000;
-const sfn = stack.stepFunctions.stats();
-const meterAfter = stack.meter.snapshot();
 
 const pct = (xs: number[], p: number) => {
   const sorted = [...xs].sort((x, y) => x - y);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 };
-const n = samples.length;
-const per = (k: keyof typeof sfn) => ((sfn[k] - b.sfn[k]) / n).toFixed(2);
-// Emulator requests per transaction, by who pays for them: the coordinator (its log table, its reply
-// queue's consumer, its sends to participant queues) or the participants (their tables, their
-// queues' consumers, their replies).
-const replyQueue = stack.outputs.replyQueueUrl.split('/').pop()!;
-const kind = (service: string, op: string, resource: string): string => {
-  if (service === 'dynamodb') return resource === stack.outputs.txTable ? 'coordinator' : 'participants';
-  if (resource === replyQueue) return op === 'SendMessage' ? 'participants' : 'coordinator';
-  return op === 'SendMessage' ? 'coordinator' : 'participants';
-};
-const calls: Record<string, Record<string, number>> = { coordinator: {}, participants: {} };
-for (const row of meterAfter) {
-  const prev = b.meter.find((r) => r.service === row.service && r.operation === row.operation && r.resource === row.resource)?.count ?? 0;
-  const delta = row.count - prev;
-  if (delta <= 0) continue;
-  const bucket = calls[kind(row.service, row.operation, row.resource)]!;
-  const key = `${row.service}.${row.operation}`;
-  bucket[key] = (bucket[key] ?? 0) + delta;
+
+/** Run the clients until `durationS` has passed, printing progress every few seconds. */
+async function phase(name: string, durationS: number): Promise<{ samples: Sample[]; elapsedS: number }> {
+  samples = [];
+  const t0 = Date.now();
+  stopAt = t0 + durationS * 1000;
+  const progress = setInterval(() => {
+    const s = (Date.now() - t0) / 1000;
+    console.log(
+      `[bench] ${name} ${s.toFixed(0)} s: ${samples.length} transactions ended, ${(samples.length / s).toFixed(1)} tx/s, p50 decision ${pct(samples.map((x) => x.decisionMs), 50)} ms`,
+    );
+  }, PROGRESS_EVERY_MS);
+  try {
+    await Promise.all(Array.from({ length: clients }, client));
+  } finally {
+    clearInterval(progress);
+  }
+  return { samples, elapsedS: (Date.now() - t0) / 1000 };
 }
-const perTx = (bucket: Record<string, number>) => Object.fromEntries(Object.entries(bucket).sort().map(([k, v]) => [k, +(v / n).toFixed(2)]));
-const WRITES = ['PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem'];
-const writes = (bucket: Record<string, number>) => +(Object.entries(bucket).filter(([k]) => WRITES.some((w) => k.endsWith(`.${w}`))).reduce((a, [, v]) => a + v, 0) / n).toFixed(2);
-const sqsRequests = (bucket: Record<string, number>) => +(Object.entries(bucket).filter(([k]) => k.startsWith('sqs.')).reduce((a, [, v]) => a + v, 0) / n).toFixed(2);
-console.log(JSON.stringify({
-  clients,
-  seconds: elapsed,
-  transactions: n,
-  committed: samples.filter((s) => s.status === 'COMMITTED').length,
-  tps: +(n / elapsed).toFixed(1),
-  decisionMs: { p50: pct(samples.map((s) => s.decisionMs), 50), p99: pct(samples.map((s) => s.decisionMs), 99) },
-  endMs: { p50: pct(samples.map((s) => s.endMs), 50), p99: pct(samples.map((s) => s.endMs), 99) },
-  perTransaction: {
-    stateTransitions: per('stateTransitions'),
-    callbacks: per('callbacks'),
-    lambdaInvocationsByStateMachine: per('lambdaInvocations'),
-    coordinator: { dynamodbWrites: writes(calls.coordinator!), sqsRequests: sqsRequests(calls.coordinator!), calls: perTx(calls.coordinator!) },
-    participants: { dynamodbWrites: writes(calls.participants!), sqsRequests: sqsRequests(calls.participants!), calls: perTx(calls.participants!) },
-  },
-}, null, 2));
+
+const schedules = templates.flatMap((t) =>
+  Object.entries(t.template.Resources ?? {}).flatMap(([id, r]) => (r.Type === 'AWS::Events::Rule' ? [`${id} ${String(r.Properties?.ScheduleExpression)}`] : [])),
+);
+console.log(`schedules at their deployed rates (a cost per minute, not per transaction; a short run sees few or none): ${schedules.join(', ') || 'none'}`);
+console.log(`warming up ${warmup} s with ${clients} clients ...`);
+await phase('warm-up', warmup);
+const before = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading(), cpu: process.cpuUsage() };
+console.log(`measuring ${seconds} s ...`);
+const measured = await phase('measuring', seconds);
+const after = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading(), cpu: process.cpuUsage(before.cpu) };
 await demo.stop();
 await stack.stop();
+
+// ---- per transaction --------------------------------------------------------------------------
+
+const n = measured.samples.length;
+const per = (x: number) => (n > 0 ? x / n : NaN);
+const delta = <T>(rowsAfter: T[], rowsBefore: T[], id: (r: T) => string, value: (r: T) => number) => {
+  const old = new Map(rowsBefore.map((r) => [id(r), value(r)]));
+  return rowsAfter.map((r) => ({ row: r, delta: value(r) - (old.get(id(r)) ?? 0) })).filter((d) => d.delta !== 0);
+};
+const m0: MeterReading = before.meter;
+const m1: MeterReading = after.meter;
+
+// DynamoDB: the coordinator's tables are those its CDK app provisions; the rest are the participants'.
+const coordinatorTables = new Set(stack.outputs.tables);
+const dynamoId = (r: MeterReading['dynamodb'][number]) => `${r.table}\u0000${r.index}\u0000${r.key}`;
+const writes = delta(m1.dynamodb, m0.dynamodb, dynamoId, (r) => r.writeUnits);
+const reads = delta(m1.dynamodb, m0.dynamodb, dynamoId, (r) => r.readUnits);
+const totalOf = (rows: typeof writes, side: 'coordinator' | 'participant') =>
+  rows.filter((d) => d.row.key === '' && coordinatorTables.has(d.row.table) === (side === 'coordinator')).reduce((sum, d) => sum + d.delta, 0);
+const entityName = (table: string, index: string) => (index ? `${table}/index/${index}` : table);
+const byEntity = writes.filter((d) => d.row.key === '' && coordinatorTables.has(d.row.table)).sort((a, b) => b.delta - a.delta);
+// The hottest key is the one whose writes grow with throughput: a key shared by transactions. A key
+// that names one transaction (its record, `<txId>#...`) takes that transaction's writes once, so its
+// share per transaction shrinks as the run grows and it never binds; it is left out.
+const TX_ID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+const namesOneTransaction = (key: string) => (key.match(TX_ID) ?? []).some((id) => started.has(id));
+const byKey = writes
+  .filter((d) => d.row.key !== '' && coordinatorTables.has(d.row.table) && !namesOneTransaction(d.row.key))
+  .sort((a, b) => b.delta - a.delta);
+const busiest = byEntity[0];
+const hottest = byKey[0];
+
+// SQS: by queue and operation (bench/model.ts sqsSide).
+const queueName = (url: string) => url.split('/').pop() ?? url;
+// One reply queue, or one per participant (`replyQueueUrls`, service -> URL): either shape.
+const outputs = stack.outputs as { replyQueueUrl?: string; replyQueueUrls?: Record<string, string> };
+const replyQueueUrls = outputs.replyQueueUrls ? Object.values(outputs.replyQueueUrls) : [outputs.replyQueueUrl ?? ''];
+const queues = { requestQueues: new Set(Object.values(stack.outputs.participantQueues).map(queueName)), replyQueues: new Set(replyQueueUrls.map(queueName)) };
+const requestId = (r: MeterReading['requests'][number]) => `${r.service}|${r.operation}|${r.resource}`;
+const requests = delta(m1.requests, m0.requests, requestId, (r) => r.count);
+const sqs = { coordinator: new Map<string, number>(), participant: new Map<string, number>() };
+for (const { row, delta: d } of requests.filter((x) => x.row.service === 'sqs')) {
+  const bucket = sqs[sqsSide(row.operation, row.resource, queues)];
+  bucket.set(row.operation, (bucket.get(row.operation) ?? 0) + d);
+}
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+// API requests on the coordinator's routes (the demo's and the dashboard's are local additions).
+const LOCAL_ROUTES = /^\/(demo|dashboard|local)(\/|$)/;
+const apiRequests = requests.filter((x) => x.row.service === 'apigateway' && !LOCAL_ROUTES.test(x.row.resource)).reduce((a, x) => a + x.delta, 0);
+
+// Lambda: every function of the embedded stack is the coordinator's.
+const configs = functionConfigs(templates);
+const lambdaDeltas = m1.lambda.map((r) => {
+  const old = m0.lambda.find((o) => o.fn === r.fn);
+  return {
+    fn: r.fn,
+    invocations: r.invocations - (old?.invocations ?? 0),
+    billedMs: r.billedMs - (old?.billedMs ?? 0),
+    logBytes: r.logBytes - (old?.logBytes ?? 0),
+    platformLogBytes: r.platformLogBytes - (old?.platformLogBytes ?? 0),
+  };
+});
+const functions: FunctionUse[] = lambdaDeltas
+  .filter((l) => l.invocations > 0)
+  .map((l) => {
+    const config = configs.get(l.fn);
+    if (!config) throw new Error(`function ${l.fn} is not in the synthesized templates`);
+    return { name: l.fn, ...config, invocations: per(l.invocations), billedMs: per(l.billedMs) };
+  });
+const handlerLogBytes = lambdaDeltas.reduce((a, l) => a + l.logBytes, 0);
+const platformLogBytes = lambdaDeltas.reduce((a, l) => a + l.platformLogBytes, 0);
+
+const sfn = (k: keyof LocalStepFunctionsStats) => after.sfn[k] - before.sfn[k];
+const perTransaction: PerTransaction = {
+  stateTransitions: per(sfn('stateTransitions')),
+  startExecutions: per(sfn('executionsStarted')),
+  taskCallbacks: per(sfn('callbacks') + sfn('heartbeats')),
+  lambdaInvocations: per(lambdaDeltas.reduce((a, l) => a + l.invocations, 0)),
+  dynamodbWriteUnits: per(totalOf(writes, 'coordinator')),
+  dynamodbReadUnits: per(totalOf(reads, 'coordinator')),
+  sqsRequests: per(sum(sqs.coordinator)),
+  apiRequests: per(apiRequests),
+  eventsPublished: per(m1.eventsPublished - m0.eventsPublished),
+  logBytes: per(handlerLogBytes + platformLogBytes),
+};
+const kind = readApiKind(templates);
+const model: ModelInput = {
+  perTransaction,
+  functions,
+  apiKind: kind,
+  taskResults: per(sfn('callbacks')),
+  taskHeartbeats: per(sfn('heartbeats')),
+  busiestTable: { name: busiest ? entityName(busiest.row.table, busiest.row.index) : '', writeUnitsPerTransaction: per(busiest?.delta ?? 0) },
+  hottestKey: {
+    table: hottest?.row.table ?? '',
+    index: hottest?.row.index || null,
+    key: hottest?.row.key ?? '',
+    writeUnitsPerTransaction: per(hottest?.delta ?? 0),
+  },
+};
+
+// ---- report -----------------------------------------------------------------------------------
+
+const round = (x: number, digits = 3) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x);
+const roundAll = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v])) as T;
+const cap = capacity(model);
+const roundCap = (c: { txPerSecond: number | null }) => ({ ...c, txPerSecond: c.txPerSecond === null ? null : Math.round(c.txPerSecond) });
+const decisions = measured.samples.map((s) => s.decisionMs);
+const result = {
+  clients,
+  seconds: round(measured.elapsedS, 1),
+  txPerSecond: round(n / measured.elapsedS, 1),
+  decisionMs: { p50: pct(decisions, 50), p99: pct(decisions, 99) },
+  apiKind: kind,
+  perTransaction: roundAll(perTransaction),
+  participantSide: roundAll({ sqsRequests: per(sum(sqs.participant)), dynamodbWriteUnits: per(totalOf(writes, 'participant')) }),
+  busiestTable: roundAll(model.busiestTable),
+  hottestKey: roundAll(model.hottestKey),
+  costPerMillionUsd: round(costPerMillionUsd(model), 2),
+  capacity: { defaultQuotas: roundCap(cap.defaultQuotas), raisedQuotas: roundCap(cap.raisedQuotas) },
+};
+
+const fmt = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
+const table = (rows: string[][]) => {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) console.log('  ' + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+};
+const committed = measured.samples.filter((s) => s.status === 'COMMITTED').length;
+console.log('');
+console.log(`${n} transactions in ${fmt(measured.elapsedS, 1)} s with ${clients} clients: ${fmt(n / measured.elapsedS, 1)} tx/s, ${committed} committed`);
+// The process's CPU time (every thread: the stack, its emulators' workers, the demo, the bench):
+// what a transaction costs the embedded stack, steadier than wall-clock time on a busy machine.
+console.log(`CPU time ${fmt(per((after.cpu.user + after.cpu.system) / 1000), 0)} ms per transaction (all threads of this process)`);
+console.log(`time to decision p50 ${pct(decisions, 50)} ms, p99 ${pct(decisions, 99)} ms; to end p50 ${pct(measured.samples.map((s) => s.endMs), 50)} ms, p99 ${pct(measured.samples.map((s) => s.endMs), 99)} ms`);
+console.log('');
+console.log('Per transaction, coordinator side (measured at the emulators):');
+table([
+  ['state transitions', fmt(perTransaction.stateTransitions)],
+  ['StartExecution', fmt(perTransaction.startExecutions)],
+  ['task callbacks', fmt(perTransaction.taskCallbacks)],
+  ['Lambda invocations', fmt(perTransaction.lambdaInvocations)],
+  ...functions.map((f) => [`  ${f.name}`, `${fmt(f.invocations)} x ${fmt(f.billedMs / Math.max(f.invocations, 1e-9), 1)} ms`]),
+  ['DynamoDB write units', fmt(perTransaction.dynamodbWriteUnits)],
+  ...byEntity.map((d) => [`  ${entityName(d.row.table, d.row.index)}`, fmt(per(d.delta))]),
+  ['DynamoDB read units', fmt(perTransaction.dynamodbReadUnits)],
+  ...reads
+    .filter((d) => d.row.key === '' && coordinatorTables.has(d.row.table))
+    .sort((a, b) => b.delta - a.delta)
+    .map((d) => [`  ${entityName(d.row.table, d.row.index)}`, fmt(per(d.delta))]),
+  ['SQS requests', fmt(perTransaction.sqsRequests)],
+  ...[...sqs.coordinator].sort().map(([op, c]) => [`  ${op}`, fmt(per(c))]),
+  ['API requests', fmt(perTransaction.apiRequests)],
+  ['events published', fmt(perTransaction.eventsPublished)],
+  ['log bytes', `${fmt(perTransaction.logBytes, 0)} (${fmt(per(handlerLogBytes), 0)} from handlers, ${fmt(per(platformLogBytes), 0)} START/END/REPORT)`],
+]);
+console.log(`  busiest table: ${model.busiestTable.name} ${fmt(model.busiestTable.writeUnitsPerTransaction)} WRU/tx`);
+console.log(`  hottest key shared by transactions: ${model.hottestKey.table}${model.hottestKey.index ? `/index/${model.hottestKey.index}` : ''} "${model.hottestKey.key}" ${fmt(model.hottestKey.writeUnitsPerTransaction, 3)} WRU/tx`);
+console.log(`Participant side: ${fmt(result.participantSide.sqsRequests)} SQS requests (${[...sqs.participant].sort().map(([op, c]) => `${op} ${fmt(per(c))}`).join(', ')}), ${fmt(result.participantSide.dynamodbWriteUnits)} DynamoDB write units`);
+console.log('');
+console.log('Cost per million transactions, coordinator side (us-east-1 list prices, bench/model.ts):');
+table([['item', 'per tx', 'unit', 'USD/M'], ...costLines(model).map((l) => [l.item, fmt(l.usePerTransaction, l.unit === 'bytes' ? 0 : 3), l.unit, fmt(l.usdPerMillion)]), ['total', '', '', fmt(costPerMillionUsd(model))]]);
+console.log('');
+console.log('Capacity: transactions per second each quota allows (quota / use per transaction):');
+const raised = raisedQuotas(model);
+const raisedRows = capacityRows(model, raised.quotas);
+table([
+  ['quota', 'limit', 'per tx', 'tx/s', 'raised tx/s'],
+  ...capacityRows(model).map((r, i) => [
+    r.name,
+    Number.isFinite(r.limit) ? `${r.limit} ${r.unit}` : 'unlimited',
+    fmt(r.usePerTransaction, 3),
+    r.txPerSecond === null ? '-' : fmt(r.txPerSecond, 0),
+    raisedRows[i]!.txPerSecond === null ? '-' : fmt(raisedRows[i]!.txPerSecond!, 0),
+  ]),
+]);
+console.log(`  default quotas: ${fmt(cap.defaultQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.defaultQuotas.bindingQuota}`);
+console.log(`  raised quotas:  ${fmt(cap.raisedQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.raisedQuotas.bindingQuota} (raises: ${cap.raisedQuotas.raises.join('; ') || 'none'})`);
+console.log('');
+console.log(JSON.stringify(result, null, 2));
+if (values.json) {
+  await writeFile(values.json, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`[bench] wrote ${values.json}`);
+}
+
 // Every benchmark order can commit (one unit of a 1000-unit SKU, one cent, its own order id): a run
 // in which one did not, or none finished, measured a broken stack. Fail it (CI runs a short one).
-const committed = samples.filter((s) => s.status === 'COMMITTED').length;
 if (n === 0 || committed < n) {
   console.error(`[bench] ${n} transactions measured, ${committed} committed: expected every one to commit`);
   process.exitCode = 1;

@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION } from './aws-env';
+import type { Meter } from './meter';
 import { verifySigV4, type Credentials } from './sigv4';
 
 /** API Gateway's own payload limit; the function applies the product's smaller one. */
@@ -41,6 +42,8 @@ export function authFromEnv(env: NodeJS.ProcessEnv): LocalAuth | undefined {
 export interface LocalApiGatewayOptions {
   /** Signature checking; default from the environment (`authFromEnv`), `false` for none. */
   auth?: LocalAuth | false;
+  /** Counts each request that reaches a route past authorization, as `apigateway` METHOD /resource. */
+  meter?: Meter;
 }
 
 export class LocalApiGateway {
@@ -48,9 +51,11 @@ export class LocalApiGateway {
   private server?: http.Server;
   private stage = 'local';
   readonly auth: LocalAuth | undefined;
+  private readonly meter: Meter | undefined;
 
   constructor(options: LocalApiGatewayOptions = {}) {
     this.auth = options.auth === undefined ? authFromEnv(process.env) : options.auth || undefined;
+    this.meter = options.meter;
   }
 
   addRoute(route: Route): void {
@@ -118,6 +123,7 @@ export class LocalApiGateway {
       }
       caller = verdict.accessKeyId;
     }
+    this.meter?.count('apigateway', method, matched.route.resource);
     const event = proxyEvent(req, url, pathname, matched.route.resource, matched.params, body, this.stage, caller);
     const result = await matched.route.invoke(event);
     const headers: Record<string, string> = {};

@@ -169,7 +169,13 @@ export async function provision(stacks: StackTemplate[], t: ProvisionTargets): P
             environment[k] = String(v);
             envOwner[k] = name;
           }
-          t.lambda.register({ name, arn: fnArn, entry: res.Metadata!['dtc:entry'] as string, timeoutSeconds: Number(p.Timeout ?? 3) });
+          t.lambda.register({
+            name,
+            arn: fnArn,
+            entry: res.Metadata!['dtc:entry'] as string,
+            timeoutSeconds: Number(p.Timeout ?? 3),
+            memoryMb: Number(p.MemorySize ?? 128),
+          });
           r.set(id, { ref: name, attributes: { Arn: fnArn } });
           break;
         }

@@ -24,14 +24,43 @@ async function stores() {
   return { sqsStore, snsStore: new (await load('sns/snsStore.js', 'SnsStore'))(), s3Store: new (await load('s3/s3Store.js', 'S3Store'))() };
 }
 
+const PAYLOAD_CHUNK_BYTES = 64 * 1024;
+
+/** A message's payload: its body and its attributes (names, types and values). */
+function messageBytes(m) {
+  let bytes = Buffer.byteLength(m?.MessageBody ?? m?.Body ?? '', 'utf8');
+  for (const [name, a] of Object.entries(m?.MessageAttributes ?? {})) {
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(a?.DataType ?? '') + Buffer.byteLength(a?.StringValue ?? '') + (a?.BinaryValue ? Buffer.from(a.BinaryValue, 'base64').length : 0);
+  }
+  return bytes;
+}
+
+/** The payload an SQS request carries: the messages it sends, or the messages it receives. */
+function payloadBytes(operation, body, response) {
+  if (operation === 'SendMessage') return messageBytes(body);
+  if (operation === 'SendMessageBatch') return (body?.Entries ?? []).reduce((sum, e) => sum + messageBytes(e), 0);
+  if (operation === 'ReceiveMessage' && typeof response === 'string') {
+    try {
+      return (JSON.parse(response).Messages ?? []).reduce((sum, m) => sum + messageBytes(m), 0);
+    } catch {
+      return 0;
+    }
+  }
+  return 0;
+}
+
 try {
   // fauxqs' own start helpers bind 0.0.0.0; build the app and bind loopback ourselves.
   const app = buildApp({ logger: false, defaultRegion: 'us-east-1', stores: await stores() });
   if (workerData.meter) {
-    app.addHook('preHandler', async (request) => {
+    // Counted once answered, in billable requests: SQS bills each 64 KB chunk of a request's payload
+    // (the messages sent, or received) as one request.
+    app.addHook('onSend', async (request, _reply, payload) => {
       const operation = String(request.headers['x-amz-target'] ?? '').split('.')[1] ?? 'unknown';
       const queueUrl = request.body?.QueueUrl;
-      parentPort.postMessage({ kind: 'count', operation, resource: queueUrl?.split('/').pop() });
+      const requests = Math.max(1, Math.ceil(payloadBytes(operation, request.body, payload) / PAYLOAD_CHUNK_BYTES));
+      parentPort.postMessage({ kind: 'count', operation, resource: queueUrl?.split('/').pop(), requests });
+      return payload;
     });
   }
   parentPort.on('message', (message) => {

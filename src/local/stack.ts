@@ -9,7 +9,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { buildApp, loadCdkContext } from '../../cdk/build';
 import { LocalApiGateway } from './apigateway';
 import { LOCAL_ACCOUNT, LOCAL_REGION, useLocalAws } from './aws-env';
-import { startDynamo } from './dynamodb';
+import { startDynamo, type LocalDynamo } from './dynamodb';
 import { LocalLambda } from './lambda';
 import { Meter } from './meter';
 import { provision, type StackTemplate } from './provision';
@@ -53,8 +53,13 @@ export interface LocalStack {
   lambda: LocalLambda;
   dynamodb: DynamoDBClient;
   sqs: SQSClient;
-  /** Requests served by the DynamoDB and SQS emulators, by operation and resource. */
+  /**
+   * What the stack serves, as AWS bills it: requests by service, operation and resource; DynamoDB
+   * request units by table, index and key; Lambda invocations, durations and logs; API requests.
+   */
   meter: Meter;
+  /** Tell `listener` when a write sets an attribute of an item to a watched value (see LocalDynamo.watch). */
+  watchItems: LocalDynamo['watch'];
   stop(): Promise<void>;
 }
 
@@ -90,7 +95,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
     const dynamodb = new DynamoDBClient({ endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials });
     const sqs = new SQSClient({ endpoint: sqsServer.endpoint, region: LOCAL_REGION, credentials });
-    const lambda = new LocalLambda(REPO_ROOT);
+    const lambda = new LocalLambda(REPO_ROOT, { meter });
     const stepFunctions = new LocalStepFunctions({
       invokeLambda: (fn, payload) => lambda.invoke(fn, payload),
       dynamodb,
@@ -102,7 +107,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const endpoints = { dynamodb: dynamo.endpoint, sqs: sqsServer.endpoint, stepfunctions: sfnEndpoint };
     useLocalAws(endpoints);
 
-    const api = new LocalApiGateway();
+    const api = new LocalApiGateway({ meter });
     const result = await provision(options.templates ?? synthesize(options.context), {
       region: LOCAL_REGION,
       accountId: LOCAL_ACCOUNT,
@@ -131,7 +136,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       lockTable: env.LOCK_TABLE ?? '',
       stateMachineArn: env.STATE_MACHINE_ARN ?? result.stateMachines[0] ?? '',
     };
-    return { outputs, api, stepFunctions, lambda, dynamodb, sqs, meter, stop };
+    return { outputs, api, stepFunctions, lambda, dynamodb, sqs, meter, watchItems: dynamo.watch, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -3,35 +3,44 @@
 // turn with it. A `kill -9` of the process takes its workers with it, as it took the emulators before.
 // The worker script is plain JavaScript, so it loads the same under `node --import tsx` and vitest.
 // Protocol: the worker posts `listening` (with its endpoint or port) or `error`, a `count` per request
-// when metering, and `stopped` after a `stop` message.
+// when metering (`requests`: the billable requests it is, default 1), and `stopped` after a `stop`
+// message. Any other message goes to `onMessage`; `post` sends the worker one.
 import { Worker } from 'node:worker_threads';
 
 export interface EmulatorWorker {
   endpoint: string;
+  /** Send the worker a message of its own protocol (e.g. a watch request). */
+  post(message: Record<string, unknown>): void;
   stop(): Promise<void>;
 }
 
+export type WorkerMessage = { kind: string } & Record<string, unknown>;
+
 type FromWorker =
   | { kind: 'listening'; endpoint?: string; port?: number }
-  | { kind: 'count'; operation: string; resource: string | undefined }
+  | { kind: 'count'; operation: string; resource: string | undefined; requests?: number }
   | { kind: 'error'; message: string }
   | { kind: 'stopped' };
 
 export async function startEmulatorWorker(
   script: URL,
   workerData: Record<string, unknown>,
-  onCount: (operation: string, resource: string | undefined) => void,
+  onCount: (operation: string, resource: string | undefined, requests: number) => void,
+  onMessage: (message: WorkerMessage) => void = () => undefined,
 ): Promise<EmulatorWorker> {
   const worker = new Worker(script, { workerData });
   let stopped: (() => void) | undefined;
   const endpoint = await new Promise<string>((resolve, reject) => {
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`the emulator worker ${script.pathname} exited (code ${code}) before it listened`)));
-    worker.on('message', (m: FromWorker) => {
-      if (m.kind === 'listening') resolve(m.endpoint ?? `http://127.0.0.1:${m.port}`);
-      else if (m.kind === 'count') onCount(m.operation, m.resource);
-      else if (m.kind === 'error') reject(new Error(`the emulator worker ${script.pathname} could not start: ${m.message}`));
-      else stopped?.();
+    worker.on('message', (m: FromWorker | WorkerMessage) => {
+      if (m.kind === 'listening') resolve((m as { endpoint?: string }).endpoint ?? `http://127.0.0.1:${(m as { port?: number }).port}`);
+      else if (m.kind === 'count') {
+        const c = m as { operation: string; resource: string | undefined; requests?: number };
+        onCount(c.operation, c.resource, c.requests ?? 1);
+      } else if (m.kind === 'error') reject(new Error(`the emulator worker ${script.pathname} could not start: ${(m as { message: string }).message}`));
+      else if (m.kind === 'stopped') stopped?.();
+      else onMessage(m as WorkerMessage);
     });
   });
   worker.removeAllListeners('exit');
@@ -39,6 +48,7 @@ export async function startEmulatorWorker(
   worker.on('error', (err) => console.error(`[dtc] the emulator worker ${script.pathname} failed:`, err));
   return {
     endpoint,
+    post: (message) => worker.postMessage(message),
     async stop() {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 2_000);

@@ -1,0 +1,153 @@
+// The benchmark's cost and capacity model: list prices times measured use, quota over use per
+// transaction, the template readers, and who pays for an SQS request.
+import { describe, expect, it } from 'vitest';
+import {
+  apiKind,
+  capacity,
+  capacityRows,
+  costLines,
+  costPerMillionUsd,
+  functionConfigs,
+  sqsSide,
+  type ModelInput,
+  type PerTransaction,
+} from '../../bench/model';
+
+const nothing: PerTransaction = {
+  stateTransitions: 0,
+  startExecutions: 0,
+  taskCallbacks: 0,
+  lambdaInvocations: 0,
+  dynamodbWriteUnits: 0,
+  dynamodbReadUnits: 0,
+  sqsRequests: 0,
+  apiRequests: 0,
+  eventsPublished: 0,
+  logBytes: 0,
+};
+
+function input(overrides: Partial<Omit<ModelInput, 'perTransaction'>> & { perTransaction?: Partial<PerTransaction> } = {}): ModelInput {
+  return {
+    functions: [],
+    apiKind: 'HTTP',
+    taskResults: 0,
+    taskHeartbeats: 0,
+    busiestTable: { name: 'log', writeUnitsPerTransaction: 0 },
+    hottestKey: { table: 'log', index: null, key: 'tx-1', writeUnitsPerTransaction: 0 },
+    ...overrides,
+    perTransaction: { ...nothing, ...overrides.perTransaction },
+  };
+}
+
+const line = (i: ModelInput, item: string) => costLines(i).find((l) => l.item.startsWith(item))!.usdPerMillion;
+
+describe('cost per million transactions', () => {
+  it('prices each measured use at its us-east-1 list price', () => {
+    const i = input({ perTransaction: { stateTransitions: 5, dynamodbWriteUnits: 12, dynamodbReadUnits: 2, sqsRequests: 10, apiRequests: 1, lambdaInvocations: 3, eventsPublished: 1 } });
+    expect(line(i, 'Step Functions')).toBeCloseTo(125, 6);
+    expect(line(i, 'DynamoDB writes')).toBeCloseTo(7.5, 6);
+    expect(line(i, 'DynamoDB reads')).toBeCloseTo(0.25, 6);
+    expect(line(i, 'SQS')).toBeCloseTo(4, 6);
+    expect(line(i, 'API Gateway')).toBeCloseTo(1, 6);
+    expect(line(i, 'Lambda requests')).toBeCloseTo(0.6, 6);
+    expect(line(i, 'EventBridge')).toBeCloseTo(1, 6);
+    expect(costPerMillionUsd(i)).toBeCloseTo(125 + 7.5 + 0.25 + 4 + 1 + 0.6 + 1, 6);
+  });
+
+  it('prices a REST API request at $3.50 per million and an HTTP API request at $1.00', () => {
+    expect(line(input({ apiKind: 'REST', perTransaction: { apiRequests: 1 } }), 'API Gateway')).toBeCloseTo(3.5, 6);
+    expect(line(input({ apiKind: 'HTTP', perTransaction: { apiRequests: 1 } }), 'API Gateway')).toBeCloseTo(1, 6);
+  });
+
+  it('prices Lambda duration in GB-seconds at the configured memory and architecture', () => {
+    // 100 ms at 512 MB = 0.05 GB-s per transaction; a million of them on Arm: 50,000 GB-s x $0.0000133334.
+    const arm = input({ functions: [{ name: 'f', memoryMb: 512, architecture: 'arm64', invocations: 1, billedMs: 100 }] });
+    expect(line(arm, 'Lambda duration')).toBeCloseTo(50_000 * 0.0000133334, 6);
+    const x86 = input({ functions: [{ name: 'f', memoryMb: 1024, architecture: 'x86_64', invocations: 1, billedMs: 100 }] });
+    expect(line(x86, 'Lambda duration')).toBeCloseTo(100_000 * 0.0000166667, 6);
+  });
+
+  it('prices log ingestion at $0.50 per GB', () => {
+    // 1,074 bytes per transaction is about 1 GB (2^30 bytes) per million.
+    expect(line(input({ perTransaction: { logBytes: 2 ** 30 / 1e6 } }), 'CloudWatch Logs')).toBeCloseTo(0.5, 6);
+  });
+});
+
+describe('capacity', () => {
+  it('divides each quota by the use per transaction; the smallest binds', () => {
+    const i = input({
+      perTransaction: { startExecutions: 1, stateTransitions: 5, apiRequests: 1 },
+      taskResults: 2,
+      busiestTable: { name: 'log', writeUnitsPerTransaction: 12 },
+      hottestKey: { table: 'log', index: null, key: 'tx-1', writeUnitsPerTransaction: 0.001 },
+    });
+    const rows = Object.fromEntries(capacityRows(i).map((r) => [r.id, r.txPerSecond]));
+    expect(rows.dynamodbTableWrites).toBeCloseTo(40_000 / 12, 6);
+    expect(rows.dynamodbPartitionWrites).toBeCloseTo(1_000_000, 3);
+    expect(rows.startExecution).toBe(300);
+    expect(rows.stateTransitions).toBe(1_000);
+    expect(rows.sendTaskResult).toBe(250);
+    expect(rows.apiRequests).toBe(10_000);
+    // unused, or unlimited: no figure
+    expect(rows.sendTaskHeartbeat).toBeNull();
+    expect(rows.sqsRequests).toBeNull();
+    expect(capacity(i).defaultQuotas).toEqual({ txPerSecond: 250, bindingQuota: 'Step Functions SendTaskSuccess/SendTaskFailure refill (us-east-1)' });
+  });
+
+  it('uses invocations times duration for Lambda concurrency', () => {
+    const i = input({ functions: [{ name: 'f', memoryMb: 512, architecture: 'arm64', invocations: 4, billedMs: 200 }] });
+    expect(capacity(i).defaultQuotas).toEqual({ txPerSecond: 5_000, bindingQuota: 'Lambda concurrent executions per account-region' });
+  });
+
+  it('applies only the raises of quotas the transaction uses, and cannot raise the per-partition ceiling', () => {
+    const i = input({
+      busiestTable: { name: 'log', writeUnitsPerTransaction: 20 },
+      hottestKey: { table: 'log', index: 'open', key: 'OPEN', writeUnitsPerTransaction: 20 },
+      perTransaction: { apiRequests: 1 },
+    });
+    const { defaultQuotas, raisedQuotas } = capacity(i);
+    expect(defaultQuotas).toEqual({ txPerSecond: 50, bindingQuota: 'DynamoDB write units per partition key value' });
+    expect(raisedQuotas.txPerSecond).toBe(50);
+    expect(raisedQuotas.raises).toEqual(['DynamoDB table-level write throughput 40,000 -> 80,000 WRU/s', 'API Gateway account throttle 10,000 -> 20,000 requests/s']);
+  });
+});
+
+describe('the synthesized template', () => {
+  const stack = (resources: Record<string, { Type: string; Properties?: Record<string, unknown> }>) => [{ stackName: 'S', template: { Resources: resources } }];
+
+  it('reads the API kind: an ApiGatewayV2 API is HTTP, a RestApi REST, anything else an error', () => {
+    expect(apiKind(stack({ Api: { Type: 'AWS::ApiGatewayV2::Api' } }))).toBe('HTTP');
+    expect(apiKind(stack({ Api: { Type: 'AWS::ApiGateway::RestApi' } }))).toBe('REST');
+    expect(() => apiKind(stack({}))).toThrow(/neither/);
+  });
+
+  it("reads each function's memory and architecture under the name the embedded stack gives it", () => {
+    const configs = functionConfigs(
+      stack({
+        Fn: { Type: 'AWS::Lambda::Function', Properties: { MemorySize: 512, Architectures: ['arm64'] } },
+        Named: { Type: 'AWS::Lambda::Function', Properties: { FunctionName: 'named' } },
+      }),
+    );
+    expect(configs.get('S-Fn')).toEqual({ memoryMb: 512, architecture: 'arm64' });
+    expect(configs.get('named')).toEqual({ memoryMb: 128, architecture: 'x86_64' });
+  });
+});
+
+describe('who pays for an SQS request', () => {
+  const queues = { requestQueues: new Set(['inventory-requests']), replyQueues: new Set(['replies']) };
+
+  it("counts the coordinator's sends to request queues and its reply consumer's polling as the coordinator's", () => {
+    expect(sqsSide('SendMessage', 'inventory-requests', queues)).toBe('coordinator');
+    expect(sqsSide('SendMessageBatch', 'inventory-requests', queues)).toBe('coordinator');
+    expect(sqsSide('ReceiveMessage', 'replies', queues)).toBe('coordinator');
+    expect(sqsSide('DeleteMessageBatch', 'replies', queues)).toBe('coordinator');
+    expect(sqsSide('SendMessage', 'inventory-dlq', queues)).toBe('coordinator');
+  });
+
+  it("counts participants' consumption of their request queues and their replies as the participants'", () => {
+    expect(sqsSide('ReceiveMessage', 'inventory-requests', queues)).toBe('participant');
+    expect(sqsSide('DeleteMessage', 'inventory-requests', queues)).toBe('participant');
+    expect(sqsSide('ChangeMessageVisibility', 'inventory-requests', queues)).toBe('participant');
+    expect(sqsSide('SendMessage', 'replies', queues)).toBe('participant');
+  });
+});

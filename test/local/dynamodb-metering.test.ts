@@ -1,0 +1,177 @@
+// The embedded DynamoDB charges each request as AWS bills it, seen from inside dynalite: base table
+// and index writes from the item before and after, failed conditional writes, reads; and it tells
+// a watcher when a watched attribute changes, without a request of its own.
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  BatchWriteItemCommand,
+  ConditionalCheckFailedException,
+  CreateTableCommand,
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { startDynamo, type LocalDynamo, type WatchedItem } from '../../src/local/dynamodb';
+import { Meter, type DynamoUnitsRow } from '../../src/local/meter';
+
+let dynamo: LocalDynamo;
+let client: DynamoDBClient;
+const meter = new Meter();
+meter.countKeys = true;
+const TABLE = 'log';
+
+/** Units charged since `before`, by table/index/key ('' = totals), once the worker's messages arrived. */
+async function chargedSince(before: DynamoUnitsRow[], expectedRows: number): Promise<Map<string, { w: number; r: number }>> {
+  const diff = () => {
+    const out = new Map<string, { w: number; r: number }>();
+    for (const row of meter.reading().dynamodb) {
+      const prev = before.find((b) => b.table === row.table && b.index === row.index && b.key === row.key);
+      const w = row.writeUnits - (prev?.writeUnits ?? 0);
+      const r = row.readUnits - (prev?.readUnits ?? 0);
+      if (w || r) out.set(`${row.index || '-'}/${row.key || '*'}`, { w, r });
+    }
+    return out;
+  };
+  await vi.waitFor(() => expect(diff().size).toBeGreaterThanOrEqual(expectedRows));
+  return diff();
+}
+
+beforeAll(async () => {
+  dynamo = await startDynamo({ meter });
+  client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  await client.send(
+    new CreateTableCommand({
+      TableName: TABLE,
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'listPk', AttributeType: 'S' },
+        { AttributeName: 'createdAt', AttributeType: 'S' },
+        { AttributeName: 'openPk', AttributeType: 'S' },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: 'byCreated',
+          KeySchema: [
+            { AttributeName: 'listPk', KeyType: 'HASH' },
+            { AttributeName: 'createdAt', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['status'] },
+        },
+        { IndexName: 'open', KeySchema: [{ AttributeName: 'openPk', KeyType: 'HASH' }], Projection: { ProjectionType: 'KEYS_ONLY' } },
+      ],
+    }),
+  );
+});
+
+afterAll(async () => {
+  client?.destroy();
+  await dynamo?.stop();
+});
+
+describe('the embedded DynamoDB meter', () => {
+  it('charges a put to the table and to each index the item enters, by partition key', async () => {
+    const before = meter.reading().dynamodb;
+    await client.send(
+      new PutItemCommand({
+        TableName: TABLE,
+        Item: { pk: { S: 'tx-1' }, listPk: { S: 'TX' }, createdAt: { S: '2026-01-01' }, openPk: { S: 'OPEN' }, status: { S: 'PREPARING' } },
+      }),
+    );
+    const charged = await chargedSince(before, 6);
+    expect(Object.fromEntries(charged)).toEqual({
+      '-/*': { w: 1, r: 0 },
+      '-/tx-1': { w: 1, r: 0 },
+      'byCreated/*': { w: 1, r: 0 },
+      'byCreated/TX': { w: 1, r: 0 },
+      'open/*': { w: 1, r: 0 },
+      'open/OPEN': { w: 1, r: 0 },
+    });
+  });
+
+  it('charges an update that changes nothing an index holds to the table alone, and one that removes a sparse key a delete there', async () => {
+    let before = meter.reading().dynamodb;
+    await client.send(new UpdateItemCommand({ TableName: TABLE, Key: { pk: { S: 'tx-1' } }, UpdateExpression: 'SET votes = :v', ExpressionAttributeValues: { ':v': { S: 'YES' } } }));
+    expect(Object.fromEntries(await chargedSince(before, 2))).toEqual({ '-/*': { w: 1, r: 0 }, '-/tx-1': { w: 1, r: 0 } });
+
+    before = meter.reading().dynamodb;
+    await client.send(
+      new UpdateItemCommand({
+        TableName: TABLE,
+        Key: { pk: { S: 'tx-1' } },
+        UpdateExpression: 'SET #s = :s REMOVE openPk',
+        ExpressionAttributeNames: { '#s': 'status' },
+        ExpressionAttributeValues: { ':s': { S: 'COMMITTED' } },
+      }),
+    );
+    expect(Object.fromEntries(await chargedSince(before, 6))).toEqual({
+      '-/*': { w: 1, r: 0 },
+      '-/tx-1': { w: 1, r: 0 },
+      'byCreated/*': { w: 1, r: 0 },
+      'byCreated/TX': { w: 1, r: 0 },
+      'open/*': { w: 1, r: 0 },
+      'open/OPEN': { w: 1, r: 0 },
+    });
+  });
+
+  it('charges an item over 1 KB by its larger size, before or after', async () => {
+    const before = meter.reading().dynamodb;
+    await client.send(new PutItemCommand({ TableName: TABLE, Item: { pk: { S: 'big' }, payload: { S: 'x'.repeat(1500) } } }));
+    await client.send(new UpdateItemCommand({ TableName: TABLE, Key: { pk: { S: 'big' } }, UpdateExpression: 'REMOVE payload' }));
+    const charged = await chargedSince(before, 2);
+    expect(charged.get('-/big')).toEqual({ w: 4, r: 0 });
+  });
+
+  it('charges a failed conditional write and a delete of a missing item at least one unit', async () => {
+    const before = meter.reading().dynamodb;
+    await expect(
+      client.send(new PutItemCommand({ TableName: TABLE, Item: { pk: { S: 'tx-1' } }, ConditionExpression: 'attribute_not_exists(pk)' })),
+    ).rejects.toBeInstanceOf(ConditionalCheckFailedException);
+    await client.send(new DeleteItemCommand({ TableName: TABLE, Key: { pk: { S: 'nobody' } } }));
+    const charged = await chargedSince(before, 3);
+    expect(charged.get('-/tx-1')).toEqual({ w: 1, r: 0 });
+    expect(charged.get('-/nobody')).toEqual({ w: 1, r: 0 });
+    expect(charged.get('byCreated/*')).toBeUndefined();
+  });
+
+  it('charges each BatchWriteItem entry on its own', async () => {
+    const before = meter.reading().dynamodb;
+    await client.send(
+      new BatchWriteItemCommand({
+        RequestItems: { [TABLE]: [{ PutRequest: { Item: { pk: { S: 'b1' } } } }, { PutRequest: { Item: { pk: { S: 'b2' }, blob: { S: 'y'.repeat(3500) } } } }] },
+      }),
+    );
+    const charged = await chargedSince(before, 3);
+    expect(charged.get('-/*')).toEqual({ w: 1 + 4, r: 0 });
+  });
+
+  it('charges reads: half a unit per 4 KB eventually consistent, one strongly; queries by the summed size', async () => {
+    const before = meter.reading().dynamodb;
+    await client.send(new GetItemCommand({ TableName: TABLE, Key: { pk: { S: 'tx-1' } } }));
+    await client.send(new GetItemCommand({ TableName: TABLE, Key: { pk: { S: 'missing' } }, ConsistentRead: true }));
+    const out = await client.send(
+      new QueryCommand({ TableName: TABLE, IndexName: 'byCreated', KeyConditionExpression: 'listPk = :l', ExpressionAttributeValues: { ':l': { S: 'TX' } } }),
+    );
+    // The caller did not ask for ConsumedCapacity, so it gets none.
+    expect(out.ConsumedCapacity).toBeUndefined();
+    const charged = await chargedSince(before, 5);
+    expect(charged.get('-/tx-1')).toEqual({ w: 0, r: 0.5 });
+    expect(charged.get('-/missing')).toEqual({ w: 0, r: 1 });
+    expect(charged.get('byCreated/TX')).toEqual({ w: 0, r: 0.5 });
+  });
+
+  it('tells a watcher when a watched attribute changes to a watched value, once', async () => {
+    const seen: WatchedItem[] = [];
+    const unwatch = dynamo.watch(TABLE, 'status', ['COMMITTED', 'ABORTED'], (item) => seen.push(item));
+    const put = (status: string) =>
+      client.send(new PutItemCommand({ TableName: TABLE, Item: { pk: { S: 'tx-9' }, status: { S: status }, createdAt: { S: 't0' }, n: { N: '3' } } }));
+    await put('PREPARING');
+    await put('COMMITTED');
+    await put('COMMITTED');
+    await vi.waitFor(() => expect(seen).toEqual([{ pk: 'tx-9', status: 'COMMITTED', createdAt: 't0', n: '3' }]));
+    unwatch();
+  });
+});
