@@ -9,6 +9,8 @@ import type { DtcConfig } from './build';
 
 export interface ApiProps {
   handler: lambda.IFunction;
+  /** Serves GET /transactions/{id} (and its waits); default: `handler`. */
+  waiter?: lambda.IFunction;
   /** Throttling, logging and tracing; defaults are cdk.json's. */
   config?: Partial<
     Pick<
@@ -153,7 +155,8 @@ export class Api extends Construct {
       requestParameters: { 'method.request.querystring.limit': false, 'method.request.querystring.cursor': false },
     });
     const transaction = transactions.addResource('{id}');
-    transaction.addMethod('GET', this.integration, {
+    const waiter = props.waiter ? new apigw.LambdaIntegration(props.waiter, { proxy: true, allowTestInvoke: false }) : this.integration;
+    transaction.addMethod('GET', waiter, {
       requestValidator: validator,
       requestParameters: { 'method.request.path.id': true, 'method.request.querystring.wait': false },
     });

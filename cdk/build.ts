@@ -17,6 +17,8 @@ export interface DtcConfig {
   /** Supervision groups per time bucket (spreads the `open` index's writes), and the bucket's length. */
   supervisionShards: number;
   supervisionBucketSeconds: number;
+  /** Reserved concurrency of the waiter function (GET /transactions/{id}?wait=N); 0: none. */
+  waitConcurrency: number;
   defaultPrepareSeconds: number;
   defaultCommitSeconds: number;
   retentionDays: number;
@@ -77,6 +79,13 @@ function fromCli(key: string, value: unknown): unknown {
   return key === 'participants' ? value.split(',').map((p) => p.trim()) : value;
 }
 
+function nonNegativeInteger(key: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new Error(`context '${key}' must be a whole number of at least 0, got ${show(value)}`);
+  }
+  return value;
+}
+
 function booleanOf(key: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') throw new Error(`context '${key}' must be true or false, got ${show(value)}`);
@@ -133,6 +142,7 @@ export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
     ...(principals ? { participantPrincipals: principals as Record<string, string> } : {}),
     supervisionShards: positiveInteger('supervisionShards', get('supervisionShards') ?? 8),
     supervisionBucketSeconds: positiveInteger('supervisionBucketSeconds', get('supervisionBucketSeconds') ?? 10),
+    waitConcurrency: nonNegativeInteger('waitConcurrency', get('waitConcurrency') ?? 50),
     defaultPrepareSeconds: positiveInteger('defaultPrepareSeconds', get('defaultPrepareSeconds')),
     defaultCommitSeconds: positiveInteger('defaultCommitSeconds', get('defaultCommitSeconds')),
     retentionDays: positiveInteger('retentionDays', get('retentionDays')),

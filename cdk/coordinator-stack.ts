@@ -56,7 +56,7 @@ export class CoordinatorStack extends Stack {
       ],
     });
 
-    this.api = new Api(this, 'Api', { handler: api, config: props.config });
+    this.api = new Api(this, 'Api', { handler: api, waiter: this.functions.waiter, config: props.config });
     this.recovery = new Recovery(this, 'Recovery', {
       functions: this.functions,
       txTable,

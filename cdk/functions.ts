@@ -31,6 +31,8 @@ export class Functions extends Construct {
   readonly api: nodejs.NodejsFunction;
   readonly supervise: nodejs.NodejsFunction;
   readonly reply: nodejs.NodejsFunction;
+  /** GET /transactions/{id} and its waits: a concurrency budget of its own. */
+  readonly waiter: nodejs.NodejsFunction;
   /** Builds another coordinator function (lambdas/<name>.ts) with the same props and environment. */
   readonly addHandler: (scope: Construct, name: string) => nodejs.NodejsFunction;
 
@@ -70,6 +72,10 @@ export class Functions extends Construct {
     // A supervision run reads a whole group (up to MEMBERS_PER_RUN records) and may re-send in bulk.
     this.supervise = handler(this, 'supervise', environment, { ...options, timeout: Duration.seconds(60) });
     this.reply = handler(this, 'reply', environment, options);
+    // Waiting callers (`?wait=N`, up to 10 s each) hold this function only, and at most
+    // `waitConcurrency` of the account's concurrency: they can never starve starts or replies.
+    this.waiter = handler(this, 'waiter', environment, { ...options, ...(config.waitConcurrency > 0 ? { reservedConcurrency: config.waitConcurrency } : {}) });
+    this.waiter.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [txTable.tableArn] }));
 
     const tableArn = txTable.tableArn;
     const item = (...actions: string[]) => new iam.PolicyStatement({ actions, resources: [tableArn] });
@@ -116,6 +122,8 @@ export interface HandlerOptions {
   logRetentionDays?: number;
   /** Default 10 s. */
   timeout?: Duration;
+  /** Reserved concurrency: both a budget and a cap. Default none. */
+  reservedConcurrency?: number;
   /** X-Ray active tracing; default true. */
   tracing?: boolean;
 }
@@ -151,6 +159,7 @@ function handler(
     // for a few cents per million calls; they use far less memory than that.
     memorySize: 512,
     timeout: options.timeout ?? Duration.seconds(10),
+    ...(options.reservedConcurrency === undefined ? {} : { reservedConcurrentExecutions: options.reservedConcurrency }),
     environment,
     role,
     logGroup,

@@ -235,6 +235,8 @@ describe('least privilege', () => {
     ],
     'lambdas/sweeper.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', ...supervisors],
     'lambdas/detector.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage'],
+    // GET /transactions/{id} and its waits: one record read.
+    'lambdas/waiter.ts': ['dynamodb:GetItem'],
   };
 
   it('gives each function its own role, with no AWS-managed policy', () => {
