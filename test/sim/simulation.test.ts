@@ -34,8 +34,8 @@ describe('the product under simulated faults', () => {
   }, 900_000);
 
   it('replays a seed exactly', async () => {
-    const a = await runSeed(4242, undefined, true);
-    const b = await runSeed(4242, undefined, true);
+    const a = await runSeed(4242, { trace: true });
+    const b = await runSeed(4242, { trace: true });
     expect(b.trace).toEqual(a.trace);
     expect(b.stats).toEqual(a.stats);
     expect(a.trace!.length).toBeGreaterThan(50);
