@@ -5,7 +5,7 @@
 import type { TxRecord } from '../../src/core/transaction';
 import type { DeadlockRecord } from '../../src/core/ports';
 import { buildWaitForGraph, cyclicComponents } from '../../src/core/deadlock';
-import type { LockItem } from '../../src/core/locks';
+import { type LockItem, parseOwnerKey } from '../../src/core/locks';
 import type { ModelShop } from './model';
 
 /** Watches every record the log hands back, in order: a decision once made never changes (2). */
@@ -48,15 +48,15 @@ export function checkWrite(w: WriteSeen): string[] {
   const txId = w.after.txId;
   if (VOTE_AND_ACK.has(w.op)) {
     const participant = w.args[1] as string;
-    const what = w.op === 'recordAck' ? 'acknowledgement' : 'vote';
+    const what = w.op === 'recordAck' ? 'an acknowledgement' : 'a vote';
     // 8: authenticity. A vote or an acknowledgement counts only from the participant it names, and
     // only the reply function (reading the participant's own queue) records one.
-    if (w.speaksFor === undefined) out.push(`authenticity: ${txId} recorded ${participant}'s ${what} outside the reply path (${w.op})`);
+    if (w.speaksFor === undefined) out.push(`authenticity: ${txId} recorded ${what} of ${participant} outside the reply path (${w.op})`);
     else if (w.speaksFor !== participant) {
-      out.push(`authenticity: ${txId} recorded a ${what} in ${participant}'s name that came on ${w.speaksFor === null ? 'a queue of no participant' : `${w.speaksFor}'s reply queue`}`);
+      out.push(`authenticity: ${txId} recorded ${what} in ${participant}'s name that came on ${w.speaksFor === null ? 'a queue of no participant' : `${w.speaksFor}'s reply queue`}`);
     }
     // 3: a non-member's vote or acknowledgement counts for nothing.
-    if (!w.after.services.includes(participant)) out.push(`validity: ${txId} recorded a ${what} from ${participant}, which is not a member`);
+    if (!w.after.services.includes(participant)) out.push(`validity: ${txId} recorded ${what} from ${participant}, which is not a member`);
   }
   if (w.op === 'recordYes' || w.op === 'recordNo') {
     const participant = w.args[1] as string;
@@ -86,6 +86,33 @@ export function checkWrite(w: WriteSeen): string[] {
     for (const service of w.after.services) {
       const vote = w.after.votes[service]?.vote;
       if (vote !== 'YES' && vote !== 'READ_ONLY') out.push(`validity: ${txId} decided COMMIT without a YES from ${service} (${vote ?? 'no vote'})`);
+    }
+  }
+  return out;
+}
+
+/**
+ * 6: isolation, on each lock write that applied (`before`: the item it replaced). A lease never frees
+ * a lock whose owner may still commit: an owner is taken over (removed by a write that grants the lock
+ * to another) only once its transaction is aborted or finished, never while PREPARING or COMMITTING.
+ * Fencing tokens only rise, and each new grant's token is above every earlier one.
+ */
+export function checkLockWrite(before: LockItem | undefined, next: LockItem, statusOf: (txId: string) => string | undefined): string[] {
+  const out: string[] = [];
+  const prior = before?.owners ?? {};
+  const granted = Object.keys(next.owners).filter((key) => !(key in prior));
+  if (before && next.token < before.token) out.push(`isolation: ${next.resource}'s fencing token fell from ${before.token} to ${next.token}`);
+  for (const key of granted) {
+    if (before && next.owners[key]!.token <= before.token) out.push(`isolation: ${next.resource} was granted to ${key} with token ${next.owners[key]!.token}, not above ${before.token}`);
+  }
+  if (granted.length === 0) return out;
+  for (const key of Object.keys(prior)) {
+    if (key in next.owners) continue;
+    const owner = parseOwnerKey(key);
+    if (owner.kind !== 'tx') continue;
+    const status = statusOf(owner.id);
+    if (status === 'PREPARING' || status === 'COMMITTING') {
+      out.push(`isolation: ${next.resource} was taken from ${owner.id} (${status}, it may still commit) and granted to ${granted.join(', ')}`);
     }
   }
   return out;

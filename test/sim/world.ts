@@ -29,7 +29,7 @@ import { MemoryStepFunctions } from '../../src/memory/stepfunctions';
 import { Livelock, Scheduler, gated, describeError, type Host, type Proc } from './scheduler';
 import { createShop, type ModelOperation, type ModelShop } from './model';
 import { coordinatorConfig } from '../support/fixtures';
-import { DecisionWatch, checkDeadlockRecord, checkFinal, checkIsolation, checkWrite, type SentVotes } from './invariants';
+import { DecisionWatch, checkDeadlockRecord, checkFinal, checkIsolation, checkLockWrite, checkWrite, type SentVotes } from './invariants';
 import { supervisorDefinition, type SupervisorDefinition } from './definition';
 
 export interface WorldOptions {
@@ -112,13 +112,16 @@ const STRANGER = 'stranger';
 export function drawScenario(sim: Scheduler): Scenario {
   const r = sim.random;
   const faulty = r.chance(0.8);
-  const startWindowMs = r.pick([2_000, 5_000, 30_000]);
-  const services = SERVICES.slice(0, r.int(2, SERVICES.length));
+  // Now and then a burst: many transactions at once over few resources, so that deadlocks form with
+  // other transactions waiting beside the cycle.
+  const burst = r.chance(0.2);
+  const startWindowMs = burst ? 2_000 : r.pick([2_000, 5_000, 30_000]);
+  const services = SERVICES.slice(0, burst ? 2 : r.int(2, SERVICES.length));
   const outage = faulty && r.chance(0.05) ? { service: r.pick(services), fromMs: r.int(0, startWindowMs) } : undefined;
   return {
     services,
-    resourcesPerService: r.int(1, 3),
-    transactions: r.int(2, 8),
+    resourcesPerService: burst ? r.int(2, 3) : r.int(1, 3),
+    transactions: burst ? r.int(8, 14) : r.int(2, 8),
     startWindowMs,
     healAtMs: startWindowMs + (outage ? r.int(11 * 60_000, 13 * 60_000) : r.int(1_000, 30_000)),
     boundAfterHealMs: BOUND_AFTER_HEAL_MS,
@@ -210,6 +213,24 @@ interface ApiContainer {
 class World {
   readonly log = new MemoryTxLog();
   readonly lockStore = new MemoryLockStore();
+  /** The lock table as its writes left it (every write goes through `locks`), for the isolation checks. */
+  private readonly lockShadow = new Map<string, LockItem>();
+  /** Every lock write, seen as it is applied (the in-memory store applies a put synchronously). */
+  private readonly locks: LockStorePort = new Proxy(this.lockStore, {
+    get: (target, key, receiver) => {
+      const value = Reflect.get(target, key, receiver) as unknown;
+      if (key !== 'put' || typeof value !== 'function') return value;
+      return (next: LockItem, expectedVersion: number, nowMs: number) => {
+        const before = this.lockShadow.get(next.resource);
+        const result = (value as LockStorePort['put']).call(target, next, expectedVersion, nowMs);
+        if (expectedVersion === 0 ? before === undefined : before?.version === expectedVersion) {
+          this.lockShadow.set(next.resource, { ...structuredClone(next), version: expectedVersion + 1 });
+          this.violations.push(...checkLockWrite(before, next, (txId) => this.log.peek(txId)?.status));
+        }
+        return result;
+      };
+    },
+  });
   readonly barriers = new Map<string, MemoryBarrierStore>();
   readonly stateMachineArn: string;
   readonly requestQueues = new Map<string, MemoryQueue>();
@@ -403,7 +424,7 @@ class World {
   private lockService(process: Proc | (() => Proc), transactions: TransactionPort): LockService {
     const current = typeof process === 'function' ? process : () => process;
     return new LockService({
-      store: gated<LockStorePort>(this.lockStore, current, 'locks'),
+      store: gated<LockStorePort>(this.locks, current, 'locks'),
       transactions,
       nowMs: () => current().clock(),
       random: () => this.sim.random.next(),
@@ -787,9 +808,11 @@ class World {
 
   private forge(): void {
     const r = this.sim.random;
-    const ids = [...this.started];
+    // Mostly at transactions still undecided, where a forged vote could still count.
+    const ids = [...this.members.keys()];
+    const open = ids.filter((id) => this.decisions.of(id) === undefined);
     if (ids.length === 0) return;
-    const txId = r.pick(ids);
+    const txId = r.pick(open.length > 0 && r.chance(0.8) ? open : ids);
     const members = this.members.get(txId) ?? [];
     const services = this.scenario.services;
     const strangers = services.filter((s) => !members.includes(s));
@@ -831,7 +854,7 @@ class World {
   }
 
   private async detect(proc: Proc): Promise<void> {
-    const store = gated<LockStorePort>(this.lockStore, proc, 'locks');
+    const store = gated<LockStorePort>(this.locks, proc, 'locks');
     let seen: LockItem[] = [];
     let seenAt = 0;
     const observed: LockStorePort = new Proxy(store, {
