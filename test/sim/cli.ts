@@ -80,7 +80,9 @@ if (clean) {
       `${clean.transactions} transactions (${clean.committed} committed, ${clean.aborted} aborted), ${clean.crashes} crashes, ` +
       `${clean.freezes} freezes, ${clean.deadlocksResolved} deadlocks resolved, ${clean.events} events; ` +
       `${clean.forgeries} forged replies (${clean.forgeriesDeadLettered} dead-lettered as they were handled), ${clean.strangerVotes} votes from non-members, ` +
-      `${clean.supervisors} supervisor executions, Step Functions lost every execution ${clean.executionsLost} times, ${clean.latePrepares} prepares begun after their deadline; ` +
+      `${clean.supervisors} supervisor executions, Step Functions lost every execution ${clean.executionsLost} times and stopped ${clean.executionsStopped} supervisors, ` +
+      `${clean.inDoubtMarked} transactions marked in doubt, ${clean.parked} parked, ${clean.generationsClaimed} supervisor generations claimed, ` +
+      `${clean.latePrepares} prepares begun after their deadline; ` +
       `longest to settle after the faults healed: ${(clean.maxSettledAfterHealMs / 1000).toFixed(1)} s (seed ${clean.slowestSeed})`,
   );
   for (const f of clean.failures.slice(0, 10)) console.log(`  seed ${f.seed} (replay: npm run sim -- --seed ${f.seed} --trace): ${f.violations.join('; ')}`);

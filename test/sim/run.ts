@@ -20,13 +20,17 @@ export interface SeedsResult {
   strangerVotes: number;
   supervisors: number;
   executionsLost: number;
+  executionsStopped: number;
   latePrepares: number;
+  inDoubtMarked: number;
+  parked: number;
+  generationsClaimed: number;
   /** The longest any seed took to settle after its faults healed, and that seed. */
   maxSettledAfterHealMs: number;
   slowestSeed: number;
 }
 
-const SUMMED = ['transactions', 'committed', 'aborted', 'crashes', 'freezes', 'deadlocksResolved', 'events', 'forgeries', 'forgeriesDeadLettered', 'strangerVotes', 'supervisors', 'executionsLost', 'latePrepares'] as const;
+const SUMMED = ['transactions', 'committed', 'aborted', 'crashes', 'freezes', 'deadlocksResolved', 'events', 'forgeries', 'forgeriesDeadLettered', 'strangerVotes', 'supervisors', 'executionsLost', 'executionsStopped', 'latePrepares', 'inDoubtMarked', 'parked', 'generationsClaimed'] as const;
 
 export interface SeedOptions {
   mutation?: Mutation | undefined;

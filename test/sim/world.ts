@@ -61,6 +61,11 @@ export interface Scenario {
   freezeMaxMs: number;
   /** Chance per second that Step Functions loses every execution (the local stack killed). */
   executionsLostPerSec: number;
+  /**
+   * Chance per second that one running supervisor execution is stopped (an operator's StopExecution,
+   * or an execution that failed): its name stays taken, so the group needs a new generation.
+   */
+  executionsStoppedPerSec: number;
   /** Participants ask the coordinator for decisions they wait on (the in-doubt inquiry). */
   inquiry: boolean;
   clockSkewMaxMs: number;
@@ -125,13 +130,14 @@ export function drawScenario(sim: Scheduler): Scenario {
     startWindowMs,
     healAtMs: startWindowMs + (outage ? r.int(11 * 60_000, 13 * 60_000) : r.int(1_000, 30_000)),
     boundAfterHealMs: BOUND_AFTER_HEAL_MS,
-    drop: faulty ? r.pick([0, 0.02, 0.1]) : 0,
+    drop: faulty ? r.pick([0, 0.02, 0.1, 0.3]) : 0,
     duplicate: faulty ? r.pick([0, 0.05, 0.2]) : 0,
     delayMaxMs: faulty ? r.pick([0, 200, 3_000]) : 0,
     crash: faulty ? r.pick([0, 0.002, 0.01]) : 0,
     freeze: faulty ? r.pick([0, 0, 0.005]) : 0,
     freezeMaxMs: 45_000,
     executionsLostPerSec: faulty ? r.pick([0, 0, 0.02]) : 0,
+    executionsStoppedPerSec: faulty ? r.pick([0, 0, 0.05, 0.2]) : 0,
     inquiry: r.chance(0.5),
     clockSkewMaxMs: r.pick([0, 50, 500]),
     idempotentClients: r.chance(0.5),
@@ -174,8 +180,13 @@ export interface WorldResult {
     /** Supervisor executions started, and how many times Step Functions lost every execution. */
     supervisors: number;
     executionsLost: number;
+    executionsStopped: number;
     /** Prepares whose user code began after the message's deadline by the participant's clock. */
     latePrepares: number;
+    /** Transactions supervision marked in doubt, parked with a participant's supervisor; supervisor generations claimed. */
+    inDoubtMarked: number;
+    parked: number;
+    generationsClaimed: number;
     /** Virtual ms from the faults healing to the last transaction ending (0 if all ended before). */
     settledAfterHealMs: number;
     virtualMs: number;
@@ -254,7 +265,10 @@ class World {
   private readonly deadLettered = new Set<string>();
   private strangerVotes = 0;
   private executionsLost = 0;
+  private executionsStopped = 0;
   private readonly apiPool: ApiContainer[] = [];
+  /** How often rarer paths ran: supervisors that marked participants in doubt, parked phase two, claimed a new generation. */
+  readonly coverage = { markInDoubt: 0, park: 0, claimGroup: 0 };
   private healed = false;
   private lastOpenAt = 0;
   private deadlocksResolved = 0;
@@ -342,8 +356,10 @@ class World {
                 world.decisions.see(written.record);
                 if (written.applied && written.record) {
                   world.violations.push(...checkWrite({ op, args, decidedBefore, after: written.record, speaksFor: role.speaksFor, clockMs }));
+                  if (op in world.coverage) world.coverage[op as keyof World['coverage']]++;
                 }
               } else if (written && typeof written === 'object' && 'txId' in written) world.decisions.see(written as TxRecord);
+              else if (op === 'claimGroup' && written) world.coverage.claimGroup++;
               return answer;
             },
             (err: unknown) => {
@@ -634,12 +650,20 @@ class World {
         });
       }
     }
-    if (scenario.executionsLostPerSec > 0) {
+    if (scenario.executionsLostPerSec > 0 || scenario.executionsStoppedPerSec > 0) {
       this.every(1_000, 'sfn-chaos', this.hosts.sweeper, async () => {
-        if (!this.healed && sim.random.chance(scenario.executionsLostPerSec)) {
+        if (this.healed) return;
+        if (sim.random.chance(scenario.executionsLostPerSec)) {
           sim.log('Step Functions loses every execution');
           this.executionsLost++;
           this.sfn.crash();
+        }
+        const running = this.sfn.running();
+        if (running.length > 0 && sim.random.chance(scenario.executionsStoppedPerSec)) {
+          const victim = sim.random.pick(running);
+          sim.log(`stop the supervisor ${victim}`);
+          this.executionsStopped++;
+          this.sfn.stop(victim);
         }
       });
     }
@@ -685,7 +709,11 @@ class World {
         strangerVotes: this.strangerVotes,
         supervisors: this.sfn.stats().executionsStarted,
         executionsLost: this.executionsLost,
+        executionsStopped: this.executionsStopped,
         latePrepares: this.shop.journal.filter((j) => j.kind === 'prepare-start' && j.late).length,
+        inDoubtMarked: this.coverage.markInDoubt,
+        parked: this.coverage.park,
+        generationsClaimed: this.coverage.claimGroup,
         settledAfterHealMs: Math.max(0, this.lastOpenAt - healAt),
         virtualMs: sim.elapsed,
       },
@@ -816,7 +844,7 @@ class World {
     const members = this.members.get(txId) ?? [];
     const services = this.scenario.services;
     const strangers = services.filter((s) => !members.includes(s));
-    const kind = r.pick(['vote', 'ack', 'non-member', 'stray-queue', 'impostor'] as const);
+    const kind = r.pick(['vote', 'ack', 'non-member', 'stray-queue', 'impostor', 'malformed'] as const);
     const base = { v: PROTOCOL_VERSION, txId };
     let sender: string;
     let message: Record<string, unknown>;
@@ -827,6 +855,15 @@ class World {
       sender = r.pick(services);
       principal = `${roleId(STRANGER)}:impostor`;
       message = { ...base, type: 'VOTE', participant: sender, vote: 'YES' };
+    } else if (kind === 'malformed') {
+      // On its own queue, in its own name, but not a message the protocol knows.
+      sender = r.pick(services);
+      message = r.pick([
+        { ...base, type: 'VOTE', participant: sender, vote: 'MAYBE' },
+        { ...base, type: 'COMMIT', participant: sender },
+        { v: 2, txId, type: 'VOTE', participant: sender, vote: 'YES' },
+        { ...base, type: 'VOTE', participant: sender },
+      ]);
     } else if (kind === 'non-member' && strangers.length > 0) {
       sender = r.pick(strangers);
       message = { ...base, type: 'VOTE', participant: sender, vote: 'YES' };
@@ -843,7 +880,7 @@ class World {
     }
     // A nonce makes each forged body unique, so the checks can find it in the DLQ (the product ignores it).
     const body = JSON.stringify({ ...message, nonce: this.id('forged') });
-    if (sender === STRANGER || message.participant !== sender || principal !== undefined) this.forged.add(body);
+    if (sender === STRANGER || message.participant !== sender || principal !== undefined || kind === 'malformed') this.forged.add(body);
     const queue = this.replyQueues.get(sender)!;
     const host = sender === STRANGER || principal !== undefined ? this.hosts.operator : this.participantHosts.get(sender)!;
     const senderId = principal ?? `${roleId(sender)}:${sender}-session`;
