@@ -325,8 +325,8 @@ class World {
 
   /**
    * The log as a process sees it: gated, and observed at the very moment of each write (the
-   * in-memory log applies a write synchronously), so the checks see the record just before and
-   * just after, and the writing host's clock then.
+   * in-memory log applies a write synchronously), so the checks see the decision just before, the
+   * record just after, and the writing host's clock then.
    */
   private txLog(process: Proc | (() => Proc), role: Role = {}): TxLogPort {
     const current = typeof process === 'function' ? process : () => process;
