@@ -206,7 +206,7 @@ export function youngest(candidates: readonly string[], info: ReadonlyMap<string
   });
 }
 
-/** The planted bug `victimOutsideCycle`: some abortable transaction of the graph that is not in the cycle. */
+/** The planted bug `victimOutsideCycle`: a transaction of the wait-for graph outside the cycle (in no cycle at all, as a rule), unless known not to be abortable. */
 function outsider(graph: WaitForGraph, cycle: readonly string[], info: ReadonlyMap<string, NodeInfo>): string | undefined {
-  return [...graph.adjacency.keys()].find((v) => !cycle.includes(v) && info.get(v)?.abortable === true);
+  return [...graph.adjacency.keys()].find((v) => !cycle.includes(v) && parseOwnerKey(v).kind === 'tx' && info.get(v)?.abortable !== false);
 }

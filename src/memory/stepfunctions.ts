@@ -3,7 +3,7 @@
 // callbacks and whose jitter is an injected RandomSource, so a seeded simulation replays exactly.
 // Task resources run through handlers the caller registers (a Lambda, DynamoDB).
 //
-//   const sfn = new MemoryStepFunctions({ timers, random, handlers: { lambda, dynamodb } });
+//   const sfn = new MemoryStepFunctions({ timers, random, handlers: { lambda } });
 //   const arn = sfn.createStateMachine('workflow', workflowDefinition());
 //   await sfn.start(arn, name, input); await sfn.signal(token, output); await sfn.describe(executionArn(arn, name));
 //   sfn.crash()   // the whole service lost: running executions and tokens vanish (describe: MISSING)
@@ -44,8 +44,10 @@ export interface TaskHandlers {
    * dynamodb:<operation> with the state's Parameters (attribute values in DynamoDB JSON); the
    * service's response. A thrown error named `ConditionalCheckFailedException` (or already
    * `DynamoDB.ConditionalCheckFailedException`) fails the task as `DynamoDB.ConditionalCheckFailedException`.
+   * Optional: a definition without DynamoDB tasks (the supervisors') needs none; without it such a
+   * task fails with States.Runtime.
    */
-  dynamodb(operation: string, parameters: JsonObject): Promise<unknown>;
+  dynamodb?(operation: string, parameters: JsonObject): Promise<unknown>;
 }
 
 export interface MemoryStepFunctionsOptions {
@@ -401,9 +403,11 @@ export class MemoryStepFunctions implements WorkflowPort {
       }
       case 'dynamodb': {
         if (!isObject(parameters)) throw new StatesError('States.Runtime', 'dynamodb tasks need Parameters');
+        const dynamodb = this.options.handlers.dynamodb;
+        if (!dynamodb) throw new StatesError('States.Runtime', `no DynamoDB handler for the ${resource.operation} task`);
         this.counters.dynamodbCalls++;
         try {
-          return toJson(await this.options.handlers.dynamodb(resource.operation, structuredClone(parameters)));
+          return toJson(await dynamodb.call(this.options.handlers, resource.operation, structuredClone(parameters)));
         } catch (err) {
           const e = err instanceof Error ? err : new Error(String(err));
           const name = e.name.startsWith('DynamoDB.') || e.name.startsWith('States.') ? e.name : `DynamoDB.${e.name === 'Error' ? 'AmazonDynamoDBException' : e.name}`;

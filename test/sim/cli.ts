@@ -1,4 +1,4 @@
-// `npm run sim -- [--seeds N] [--from N] [--workers N] [--mutation NAME | --mutations] [--json] [--strict-barrier] [--seed N --trace]`
+// `npm run sim -- [--seeds N] [--from N] [--workers N] [--mutation NAME | --mutations] [--json] [--strict-barrier] [--strict-deadline] [--seed N --trace]`
 // Runs the simulation of the real product outside the test runner: many seeds, or one with its trace.
 // With --json the last line is one JSON object (seeds, violations, totals, each mutation's first
 // catching seed); the exit status is non-zero on any violation or uncaught mutation.
@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MUTATIONS, addTotals, emptyTotals, runSeed, runSeeds, type Mutation, type SeedsOptions, type SeedsResult } from './run';
+import { supervisorDefinition } from './definition';
 
 const { values } = parseArgs({
   options: {
@@ -18,6 +19,8 @@ const { values } = parseArgs({
     trace: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     'strict-barrier': { type: 'boolean', default: false },
+    /** A participant never runs its prepare after the PREPARE's deadline (issue 10, item 3; not implemented yet). */
+    'strict-deadline': { type: 'boolean', default: false },
     /** Worker processes the seeds are shared over (every N-th seed each); default: one per core, at most 4. */
     workers: { type: 'string' },
   },
@@ -31,7 +34,7 @@ if (values.mutation !== undefined && !known.includes(values.mutation)) {
 const mutation = values.mutation as Mutation | undefined;
 
 if (values.seed !== undefined) {
-  const run = await runSeed(Number(values.seed), mutation, values.trace, values['strict-barrier']);
+  const run = await runSeed(Number(values.seed), { mutation, trace: values.trace, strictBarrier: values['strict-barrier'], strictDeadline: values['strict-deadline'] });
   if (run.trace) for (const line of run.trace) console.log(line);
   console.log(JSON.stringify(run.stats));
   console.log(run.violations.length === 0 ? 'no violations' : `VIOLATIONS:\n  ${run.violations.join('\n  ')}`);
@@ -66,13 +69,21 @@ async function shared(options: Omit<SeedsOptions, 'step' | 'from' | 'onSeed'>): 
 }
 const started = performance.now();
 const strictBarrier = values['strict-barrier'];
-const clean = mutation === undefined ? await shared({ count, strictBarrier }) : undefined;
+const strictDeadline = values['strict-deadline'];
+// Synthesize the supervisors' definition once here (cached on disk), not once per worker.
+await supervisorDefinition();
+const clean = mutation === undefined ? await shared({ count, strictBarrier, strictDeadline }) : undefined;
 const cleanSeconds = (performance.now() - started) / 1000;
 if (clean) {
   console.log(
     `[sim] ${clean.seedsRun} seeds in ${cleanSeconds.toFixed(1)} s on ${workers} worker${workers === 1 ? '' : 's'} (${(clean.seedsRun / cleanSeconds).toFixed(0)} seeds/s): ` +
       `${clean.transactions} transactions (${clean.committed} committed, ${clean.aborted} aborted), ${clean.crashes} crashes, ` +
-      `${clean.freezes} freezes, ${clean.deadlocksResolved} deadlocks resolved, ${clean.events} events`,
+      `${clean.freezes} freezes, ${clean.deadlocksResolved} deadlocks resolved, ${clean.events} events; ` +
+      `${clean.forgeries} forged replies (${clean.forgeriesDeadLettered} dead-lettered as they were handled), ${clean.strangerVotes} votes from non-members, ` +
+      `${clean.supervisors} supervisor executions, Step Functions lost every execution ${clean.executionsLost} times and stopped ${clean.executionsStopped} supervisors, ` +
+      `${clean.inDoubtMarked} transactions marked in doubt, ${clean.parked} parked, ${clean.generationsClaimed} supervisor generations claimed, ` +
+      `${clean.latePrepares} prepares begun after their deadline; ` +
+      `longest to settle after the faults healed: ${(clean.maxSettledAfterHealMs / 1000).toFixed(1)} s (seed ${clean.slowestSeed})`,
   );
   for (const f of clean.failures.slice(0, 10)) console.log(`  seed ${f.seed} (replay: npm run sim -- --seed ${f.seed} --trace): ${f.violations.join('; ')}`);
 }
@@ -98,6 +109,8 @@ if (values.json) {
       crashes: clean?.crashes ?? 0,
       freezes: clean?.freezes ?? 0,
       deadlocksResolved: clean?.deadlocksResolved ?? 0,
+      forgeries: clean?.forgeries ?? 0,
+      maxSettledAfterHealMs: clean?.maxSettledAfterHealMs ?? 0,
       secondsClean: Number(cleanSeconds.toFixed(1)),
       mutations: caught.map(({ name, caughtAtSeed }) => ({ name, caughtAtSeed })),
     }),

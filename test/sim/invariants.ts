@@ -1,17 +1,22 @@
 // The invariants of DESIGN.md, checked on what the simulated world holds: the log's records (and
-// every write made to them, seen as it happened), the participants' journals and data, and the
-// deadlock records. Each check returns human-readable violations; none looks at how the product
-// works inside.
+// every write made to them, seen as it happened), the participants' journals and data, the replies
+// they sent, the reply dead-letter queue and the deadlock records. Each check returns
+// human-readable violations; none looks at how the product works inside.
 import type { TxRecord } from '../../src/core/transaction';
 import type { DeadlockRecord } from '../../src/core/ports';
 import { buildWaitForGraph, cyclicComponents } from '../../src/core/deadlock';
-import type { LockItem } from '../../src/core/locks';
+import { type LockItem, parseOwnerKey } from '../../src/core/locks';
 import type { ModelShop } from './model';
 
 /** Watches every record the log hands back, in order: a decision once made never changes (2). */
 export class DecisionWatch {
   private readonly decided = new Map<string, string>();
   readonly violations: string[] = [];
+
+  /** The decision seen for a transaction, if any (the log's, since every record it hands back is seen). */
+  of(txId: string): string | undefined {
+    return this.decided.get(txId);
+  }
 
   see(record: TxRecord | undefined): void {
     if (!record?.decision) return;
@@ -21,12 +26,94 @@ export class DecisionWatch {
   }
 }
 
-/** Votes recorded after the decision or after the deadline by the recording host's clock (9). */
-export function checkVoteTiming(record: TxRecord, before: TxRecord | undefined, participant: string, recorderNowMs: number): string[] {
+/**
+ * Who may write what, checked on each log write that applied, with the record after it. `speaksFor`: the participant whose reply queue the writing process consumes (null: a
+ * queue that belongs to no participant; undefined: not a reply process at all). `clockMs`: the
+ * writing host's clock at the write.
+ */
+export interface WriteSeen {
+  op: string;
+  args: unknown[];
+  /** The decision the record had just before the write (vote writes only). */
+  decidedBefore: string | undefined;
+  after: TxRecord;
+  speaksFor: string | null | undefined;
+  clockMs: number;
+}
+
+const VOTE_AND_ACK = new Set(['recordYes', 'recordNo', 'recordAck']);
+
+export function checkWrite(w: WriteSeen): string[] {
   const out: string[] = [];
-  if (before?.decision) out.push(`deadlines: ${record.txId} recorded ${participant}'s vote after its ${before.decision} decision`);
-  if (recorderNowMs > record.prepareDeadlineAt) {
-    out.push(`deadlines: ${record.txId} recorded ${participant}'s vote at ${recorderNowMs}, after its prepare deadline ${record.prepareDeadlineAt}`);
+  const txId = w.after.txId;
+  if (VOTE_AND_ACK.has(w.op)) {
+    const participant = w.args[1] as string;
+    const what = w.op === 'recordAck' ? 'an acknowledgement' : 'a vote';
+    // 8: authenticity. A vote or an acknowledgement counts only from the participant it names, and
+    // only the reply function (reading the participant's own queue) records one.
+    if (w.speaksFor === undefined) out.push(`authenticity: ${txId} recorded ${what} of ${participant} outside the reply path (${w.op})`);
+    else if (w.speaksFor !== participant) {
+      out.push(`authenticity: ${txId} recorded ${what} in ${participant}'s name that came on ${w.speaksFor === null ? 'a queue of no participant' : `${w.speaksFor}'s reply queue`}`);
+    }
+    // 3: a non-member's vote or acknowledgement counts for nothing.
+    if (!w.after.services.includes(participant)) out.push(`validity: ${txId} recorded ${what} from ${participant}, which is not a member`);
+  }
+  if (w.op === 'recordYes' || w.op === 'recordNo') {
+    const participant = w.args[1] as string;
+    // 9: no vote is recorded after the decision.
+    if (w.decidedBefore) out.push(`deadlines: ${txId} recorded ${participant}'s vote after its ${w.decidedBefore} decision`);
+  }
+  if (w.op === 'recordYes') {
+    // 9: the vote write refuses a YES at or past the deadline by the recording function's clock
+    // (the clock reading it passes must be a real one: not ahead of its host's clock).
+    const participant = w.args[1] as string;
+    const nowArg = w.args[3] as number;
+    if (nowArg >= w.after.prepareDeadlineAt) out.push(`deadlines: ${txId} recorded ${participant}'s YES at ${nowArg}, at or after its prepare deadline ${w.after.prepareDeadlineAt}`);
+    if (nowArg > w.clockMs) out.push(`deadlines: ${txId}'s vote write passed the time ${nowArg}, ahead of its host's clock ${w.clockMs}`);
+  }
+  if (w.op === 'decideAbort') {
+    const reason = w.args[1] as string;
+    const passedAt = w.args[3] as number | undefined;
+    // 9: no timeout abort before the deadline by the aborter's clock.
+    if (passedAt !== undefined || /deadline/i.test(reason)) {
+      const by = passedAt ?? w.clockMs;
+      if (by < w.after.prepareDeadlineAt) out.push(`deadlines: ${txId} was aborted for its deadline at ${by}, before its deadline ${w.after.prepareDeadlineAt}`);
+      if (by > w.clockMs) out.push(`deadlines: ${txId}'s timeout abort passed the time ${by}, ahead of its host's clock ${w.clockMs}`);
+    }
+  }
+  if (w.op === 'decideCommit') {
+    // 3: COMMIT only when every member's own YES (or READ_ONLY) is recorded.
+    for (const service of w.after.services) {
+      const vote = w.after.votes[service]?.vote;
+      if (vote !== 'YES' && vote !== 'READ_ONLY') out.push(`validity: ${txId} decided COMMIT without a YES from ${service} (${vote ?? 'no vote'})`);
+    }
+  }
+  return out;
+}
+
+/**
+ * 6: isolation, on each lock write that applied (`before`: the item it replaced). A lease never frees
+ * a lock whose owner may still commit: an owner is taken over (removed by a write that grants the lock
+ * to another) only once its transaction is aborted or finished, never while PREPARING or COMMITTING.
+ * Fencing tokens only rise, and each new grant's token is above every earlier one.
+ */
+export function checkLockWrite(before: LockItem | undefined, next: LockItem, statusOf: (txId: string) => string | undefined): string[] {
+  const out: string[] = [];
+  const prior = before?.owners ?? {};
+  const granted = Object.keys(next.owners).filter((key) => !(key in prior));
+  if (before && next.token < before.token) out.push(`isolation: ${next.resource}'s fencing token fell from ${before.token} to ${next.token}`);
+  for (const key of granted) {
+    if (before && next.owners[key]!.token <= before.token) out.push(`isolation: ${next.resource} was granted to ${key} with token ${next.owners[key]!.token}, not above ${before.token}`);
+  }
+  if (granted.length === 0) return out;
+  for (const key of Object.keys(prior)) {
+    if (key in next.owners) continue;
+    const owner = parseOwnerKey(key);
+    if (owner.kind !== 'tx') continue;
+    const status = statusOf(owner.id);
+    if (status === 'PREPARING' || status === 'COMMITTING') {
+      out.push(`isolation: ${next.resource} was taken from ${owner.id} (${status}, it may still commit) and granted to ${granted.join(', ')}`);
+    }
   }
   return out;
 }
@@ -41,30 +128,55 @@ export function checkDeadlockRecord(record: DeadlockRecord, waitingAtRead: LockI
   return [];
 }
 
-/** Checks at the end of a run, once faults have healed and the world was given time to settle. */
+/** What the participants sent: `${service}|${txId}` of each YES and READ_ONLY vote they put on their reply queue. */
+export interface SentVotes {
+  yes: Set<string>;
+  readOnly: Set<string>;
+  /** `${service}|${txId}` -> virtual time of the first YES sent. */
+  firstYesAt: Map<string, number>;
+}
+
 /**
+ * Checks at the end of a run, once faults have healed and the world was given time to settle.
+ * `strictDeadline` adds that a prepare never begins after its deadline by its participant's clock.
  * `strictBarrier` adds invariant 10 in its strict form: a participant's prepare never runs after its
  * abort ran. Today's barrier only promises that such a late effect is compensated (a prepare paused
  * past the ABORT places its hold, finds ABORTED when it writes, and releases it), not that it never
  * lands: closing that window needs the effect and the barrier in one transaction (issue 11).
  */
-export function checkFinal(records: Map<string, TxRecord>, shop: ModelShop, started: Set<string>, strictBarrier = false): string[] {
+export function checkFinal(
+  records: Map<string, TxRecord>,
+  shop: ModelShop,
+  started: Set<string>,
+  sent: SentVotes,
+  { strictBarrier = false, strictDeadline = false }: { strictBarrier?: boolean | undefined; strictDeadline?: boolean | undefined } = {},
+): string[] {
   const out: string[] = [];
-  const byTx = new Map<string, { commits: Set<string>; aborts: Set<string>; prepared: Set<string>; preparedAfterAbort: string[] }>();
+  const byTx = new Map<string, { commits: Set<string>; aborts: Set<string>; prepared: Map<string, string>; preparedAfterAbort: string[] }>();
   const entry = (txId: string) => {
     let e = byTx.get(txId);
-    if (!e) byTx.set(txId, (e = { commits: new Set(), aborts: new Set(), prepared: new Set(), preparedAfterAbort: [] }));
+    if (!e) byTx.set(txId, (e = { commits: new Set(), aborts: new Set(), prepared: new Map(), preparedAfterAbort: [] }));
     return e;
   };
   for (const j of shop.journal) {
     const e = entry(j.txId);
     if (j.kind === 'commit') e.commits.add(j.service);
-    if (j.kind === 'abort') e.aborts.add(j.service);
-    if (j.kind === 'prepared') e.prepared.add(j.service);
+    if (j.kind === 'abort') {
+      e.aborts.add(j.service);
+      // 9: a participant that voted YES never aborts on its own: once its YES is out, its abort runs
+      // only for a decided ABORT (a compensation after COMMIT releases a stray hold, not the transaction).
+      const key = `${j.service}|${j.txId}`;
+      if (j.decision === undefined && (sent.firstYesAt.get(key) ?? Number.POSITIVE_INFINITY) <= j.at) {
+        out.push(`deadlines: ${j.service} voted YES on ${j.txId} and ran its abort at ${j.at} with nothing decided`);
+      }
+    }
+    if (j.kind === 'prepared') e.prepared.set(j.service, j.vote);
     // 10: no effect outside its barrier state. After a participant ran its abort, its prepare never runs
     // again for that transaction ("no hanging"); commit runs only after a YES of its own.
     if (j.kind === 'prepare-start' && e.aborts.has(j.service)) e.preparedAfterAbort.push(j.service);
-    if (j.kind === 'commit' && !e.prepared.has(j.service)) out.push(`barrier: ${j.service} ran commit for ${j.txId} without having voted YES`);
+    // 9, strict (issue 10, item 3): a PREPARE received after its deadline is answered NO without user code.
+    if (strictDeadline && j.kind === 'prepare-start' && j.late) out.push(`deadlines: ${j.service} ran prepare for ${j.txId} after its deadline by its own clock`);
+    if (j.kind === 'commit' && e.prepared.get(j.service) !== 'YES') out.push(`barrier: ${j.service} ran commit for ${j.txId} without having voted YES`);
   }
 
   for (const txId of started) {
@@ -75,20 +187,22 @@ export function checkFinal(records: Map<string, TxRecord>, shop: ModelShop, star
       continue;
     }
     if (record.status !== 'COMMITTED' && record.status !== 'ABORTED') out.push(`termination: ${txId} is still ${record.status}`);
-    const members = record.participants.map((p) => p.service);
-    // 3: validity.
-    if (record.decision === 'COMMIT') {
-      for (const service of members) {
-        const vote = record.votes[service]?.vote;
-        if (vote !== 'YES' && vote !== 'READ_ONLY') out.push(`validity: ${txId} committed without a YES from ${service} (${vote ?? 'no vote'})`);
-      }
+    // 3: validity. COMMIT only if every member voted YES or READ_ONLY, and each recorded vote is one
+    // its participant really sent.
+    for (const service of record.services) {
+      const vote = record.votes[service]?.vote;
+      if (record.decision === 'COMMIT' && vote !== 'YES' && vote !== 'READ_ONLY') out.push(`validity: ${txId} committed without a YES from ${service} (${vote ?? 'no vote'})`);
+      const key = `${service}|${txId}`;
+      if (vote === 'YES' && !sent.yes.has(key)) out.push(`validity: ${txId} recorded a YES from ${service}, which never sent one`);
+      if (vote === 'READ_ONLY' && !sent.readOnly.has(key)) out.push(`validity: ${txId} recorded a READ_ONLY from ${service}, which never sent one`);
     }
+    for (const voter of Object.keys(record.votes)) if (!record.services.includes(voter)) out.push(`validity: ${txId} holds a vote from ${voter}, not a member`);
     const e = byTx.get(txId);
     if (!e) continue;
     // 1: atomicity.
     if (e.commits.size > 0 && record.decision !== 'COMMIT') out.push(`atomicity: ${[...e.commits].join(', ')} committed ${txId}, decided ${record.decision ?? 'nothing'}`);
     if (record.decision === 'COMMIT') {
-      for (const service of e.prepared) if (!e.commits.has(service)) out.push(`atomicity: ${service} voted YES on committed ${txId} and never committed`);
+      for (const [service, vote] of e.prepared) if (vote === 'YES' && !e.commits.has(service)) out.push(`atomicity: ${service} voted YES on committed ${txId} and never committed`);
     }
     if (strictBarrier) for (const service of e.preparedAfterAbort) out.push(`barrier: ${service} ran prepare for ${txId} after running its abort`);
   }
@@ -118,7 +232,7 @@ export function checkIsolation(shop: ModelShop, records: Map<string, TxRecord>, 
   const preparedAt = new Map<string, number>();
   for (const j of shop.journal) {
     const key = `${j.service}|${j.txId}`;
-    if (j.kind === 'prepared') preparedAt.set(key, preparedAt.get(key) ?? j.at);
+    if (j.kind === 'prepared' && j.vote === 'YES') preparedAt.set(key, preparedAt.get(key) ?? j.at);
     if (j.kind === 'commit' && records.get(j.txId)?.decision === 'COMMIT' && preparedAt.has(key)) {
       for (const resource of resourcesOf(j.txId, j.service)) {
         const list = spans.get(`${j.service}/${resource}`) ?? [];

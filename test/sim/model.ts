@@ -11,6 +11,8 @@ export const operationSchema = z.object({
   items: z.array(z.object({ resource: z.string(), amount: z.number().int().positive() })).min(1),
   /** The service votes NO whatever its stock (a business refusal). */
   refuse: z.boolean().optional(),
+  /** The service only reads: it votes READ_ONLY, holds nothing and takes no part in phase two. */
+  readOnly: z.boolean().optional(),
 });
 export type ModelOperation = z.infer<typeof operationSchema>;
 
@@ -26,10 +28,12 @@ export interface Stock {
 }
 
 export type JournalEntry =
-  | { kind: 'prepare-start'; service: string; txId: string; at: number }
+  /** `late`: the prepare began after the message's deadline by the participant's own clock. */
+  | { kind: 'prepare-start'; service: string; txId: string; at: number; late: boolean }
   | { kind: 'prepared'; service: string; txId: string; vote: string; at: number }
   | { kind: 'commit'; service: string; txId: string; at: number }
-  | { kind: 'abort'; service: string; txId: string; at: number }
+  /** `decision`: what the log said when the user's abort ran (undefined: nothing decided yet). */
+  | { kind: 'abort'; service: string; txId: string; at: number; decision: string | undefined }
   | { kind: 'fence-refused'; service: string; txId: string; resource: string; token: number; seen: number; at: number };
 
 export interface ModelShop {
@@ -44,7 +48,16 @@ export function resourceKey(service: string, resource: string): string {
   return `${service}/${resource}`;
 }
 
-export function createShop(services: string[], resourcesPerService: number, initialStock: number, now: () => number): ModelShop {
+export interface ShopClocks {
+  /** Virtual time (the journal's order). */
+  now: () => number;
+  /** A service's host clock (its skew included). */
+  clockOf: (service: string) => () => number;
+  /** What the log has decided for a transaction right now (the checks' view, not the participant's). */
+  decisionOf: (txId: string) => string | undefined;
+}
+
+export function createShop(services: string[], resourcesPerService: number, initialStock: number, clocks: ShopClocks): ModelShop {
   const stock = new Map<string, Stock>();
   const initial = new Map<string, number>();
   for (const service of services) {
@@ -55,11 +68,12 @@ export function createShop(services: string[], resourcesPerService: number, init
     }
   }
   const shop: ModelShop = { services, stock, initial, journal: [], participants: new Map() };
-  for (const service of services) shop.participants.set(service, modelParticipant(shop, service, now));
+  for (const service of services) shop.participants.set(service, modelParticipant(shop, service, clocks));
   return shop;
 }
 
-function modelParticipant(shop: ModelShop, service: string, now: () => number): Participant {
+function modelParticipant(shop: ModelShop, service: string, { now, clockOf, decisionOf }: ShopClocks): Participant {
+  const clock = clockOf(service);
   const get = (resource: string): Stock => {
     const s = shop.stock.get(resourceKey(service, resource));
     if (!s) throw new Error(`unknown resource ${service}/${resource}`);
@@ -78,9 +92,13 @@ function modelParticipant(shop: ModelShop, service: string, now: () => number): 
   return defineParticipant<ModelOperation>({
     service,
     operation: operationSchema,
-    async prepare({ txId, operation, lock }) {
-      shop.journal.push({ kind: 'prepare-start', service, txId, at: now() });
+    async prepare({ txId, operation, lock, deadlineAt }) {
+      shop.journal.push({ kind: 'prepare-start', service, txId, at: now(), late: clock() >= deadlineAt });
       if (operation.refuse) return { vote: 'NO', reason: 'refused' };
+      if (operation.readOnly) {
+        shop.journal.push({ kind: 'prepared', service, txId, vote: 'READ_ONLY', at: now() });
+        return { vote: 'READ_ONLY' };
+      }
       for (const { resource, amount } of operation.items) {
         if (!lock) throw new Error('the simulation gives every participant a lock service');
         const grant = await lock(resourceKey(service, resource));
@@ -107,7 +125,7 @@ function modelParticipant(shop: ModelShop, service: string, now: () => number): 
       });
     },
     async abort({ txId, operation }) {
-      shop.journal.push({ kind: 'abort', service, txId, at: now() });
+      shop.journal.push({ kind: 'abort', service, txId, at: now(), decision: decisionOf(txId) });
       settle(txId, operation, (stock, held) => void (stock.available += held));
     },
   });

@@ -4,6 +4,7 @@ import { runWorld, type WorldResult } from './world';
 
 export { MUTATIONS, type Mutation };
 
+/** Totals over seeds: every counter of a world's stats is summed, except the ones kept as a maximum. */
 export interface SeedsResult {
   seedsRun: number;
   failures: { seed: number; violations: string[] }[];
@@ -14,12 +15,34 @@ export interface SeedsResult {
   freezes: number;
   deadlocksResolved: number;
   events: number;
+  forgeries: number;
+  forgeriesDeadLettered: number;
+  strangerVotes: number;
+  supervisors: number;
+  executionsLost: number;
+  executionsStopped: number;
+  latePrepares: number;
+  inDoubtMarked: number;
+  parked: number;
+  generationsClaimed: number;
+  /** The longest any seed took to settle after its faults healed, and that seed. */
+  maxSettledAfterHealMs: number;
+  slowestSeed: number;
 }
 
-export async function runSeed(seed: number, mutation?: Mutation, trace = false, strictBarrier = false): Promise<WorldResult> {
+const SUMMED = ['transactions', 'committed', 'aborted', 'crashes', 'freezes', 'deadlocksResolved', 'events', 'forgeries', 'forgeriesDeadLettered', 'strangerVotes', 'supervisors', 'executionsLost', 'executionsStopped', 'latePrepares', 'inDoubtMarked', 'parked', 'generationsClaimed'] as const;
+
+export interface SeedOptions {
+  mutation?: Mutation | undefined;
+  trace?: boolean | undefined;
+  strictBarrier?: boolean | undefined;
+  strictDeadline?: boolean | undefined;
+}
+
+export async function runSeed(seed: number, { mutation, trace = false, strictBarrier = false, strictDeadline = false }: SeedOptions = {}): Promise<WorldResult> {
   setMutation(mutation);
   try {
-    return await runWorld({ seed, trace, strictBarrier });
+    return await runWorld({ seed, trace, strictBarrier, strictDeadline });
   } finally {
     setMutation(undefined);
   }
@@ -33,24 +56,24 @@ export interface SeedsOptions {
   mutation?: Mutation;
   stopAtFirst?: boolean;
   strictBarrier?: boolean;
+  strictDeadline?: boolean;
   onSeed?: (r: WorldResult) => void;
 }
 
-export const emptyTotals = (): SeedsResult => ({ seedsRun: 0, failures: [], transactions: 0, committed: 0, aborted: 0, crashes: 0, freezes: 0, deadlocksResolved: 0, events: 0 });
+export const emptyTotals = (): SeedsResult => ({
+  seedsRun: 0,
+  failures: [],
+  ...(Object.fromEntries(SUMMED.map((k) => [k, 0])) as Record<(typeof SUMMED)[number], number>),
+  maxSettledAfterHealMs: 0,
+  slowestSeed: 0,
+});
 
 /** Adds `b` into `a`; failures stay in seed order. */
 export function addTotals(a: SeedsResult, b: SeedsResult): SeedsResult {
-  return {
-    seedsRun: a.seedsRun + b.seedsRun,
-    failures: [...a.failures, ...b.failures].sort((x, y) => x.seed - y.seed),
-    transactions: a.transactions + b.transactions,
-    committed: a.committed + b.committed,
-    aborted: a.aborted + b.aborted,
-    crashes: a.crashes + b.crashes,
-    freezes: a.freezes + b.freezes,
-    deadlocksResolved: a.deadlocksResolved + b.deadlocksResolved,
-    events: a.events + b.events,
-  };
+  const sum = { ...a, seedsRun: a.seedsRun + b.seedsRun, failures: [...a.failures, ...b.failures].sort((x, y) => x.seed - y.seed) };
+  for (const k of SUMMED) sum[k] = a[k] + b[k];
+  if (b.maxSettledAfterHealMs > a.maxSettledAfterHealMs) Object.assign(sum, { maxSettledAfterHealMs: b.maxSettledAfterHealMs, slowestSeed: b.slowestSeed });
+  return sum;
 }
 
 /**
@@ -61,22 +84,19 @@ export function addTotals(a: SeedsResult, b: SeedsResult): SeedsResult {
 export async function runSeeds(options: SeedsOptions): Promise<SeedsResult> {
   const from = options.from ?? 1;
   const step = options.step ?? 1;
-  const total = emptyTotals();
+  let total = emptyTotals();
   for (let seed = from; seed < from + options.count; seed += step) {
-    const r = await runSeed(seed, options.mutation, false, options.strictBarrier);
+    const r = await runSeed(seed, { mutation: options.mutation, strictBarrier: options.strictBarrier, strictDeadline: options.strictDeadline });
     options.onSeed?.(r);
-    total.seedsRun++;
-    total.transactions += r.stats.transactions;
-    total.committed += r.stats.committed;
-    total.aborted += r.stats.aborted;
-    total.crashes += r.stats.crashes;
-    total.freezes += r.stats.freezes;
-    total.deadlocksResolved += r.stats.deadlocksResolved;
-    total.events += r.stats.events;
-    if (r.violations.length > 0) {
-      total.failures.push({ seed, violations: r.violations });
-      if (options.stopAtFirst) break;
-    }
+    const one: SeedsResult = {
+      seedsRun: 1,
+      failures: r.violations.length > 0 ? [{ seed, violations: r.violations }] : [],
+      ...(Object.fromEntries(SUMMED.map((k) => [k, r.stats[k]])) as Record<(typeof SUMMED)[number], number>),
+      maxSettledAfterHealMs: r.stats.settledAfterHealMs,
+      slowestSeed: seed,
+    };
+    total = addTotals(total, one);
+    if (r.violations.length > 0 && options.stopAtFirst) break;
   }
   return total;
 }

@@ -60,9 +60,12 @@ export interface Gates {
   freezeMaxMs: number;
 }
 
+/** Virtual time starts here (epoch ms): group names and ISO dates need a real, positive time. */
+export const EPOCH_MS = Date.UTC(2026, 10, 30, 12);
+
 export class Scheduler {
   /** Virtual time and its events: the in-memory Step Functions and SQS run on the same timers. */
-  readonly timers = new VirtualTimers(0);
+  readonly timers = new VirtualTimers(EPOCH_MS);
   readonly random: Random;
   private procs = 0;
   readonly trace: string[] | undefined;
@@ -80,8 +83,13 @@ export class Scheduler {
     return this.timers.now();
   }
 
+  /** Virtual ms since the run began. */
+  get elapsed(): number {
+    return this.timers.now() - EPOCH_MS;
+  }
+
   log(line: string): void {
-    this.trace?.push(`${String(this.now).padStart(8)} ${line}`);
+    this.trace?.push(`${String(this.elapsed).padStart(8)} ${line}`);
   }
 
   /** Run `fn` at virtual time `at` (not before now). */
@@ -198,7 +206,7 @@ export class Scheduler {
       if (next === undefined) return true;
       if (next > untilMs) return false;
       sameInstant = next === this.now ? sameInstant + 1 : 0;
-      if (sameInstant > MAX_EVENTS_PER_INSTANT) throw new Livelock(this.now);
+      if (sameInstant > MAX_EVENTS_PER_INSTANT) throw new Livelock(this.elapsed);
       this.timers.fireNext();
       this.counts.events++;
       await settle();
@@ -226,15 +234,18 @@ export function describeError(error: unknown): string {
  * Wrap a port so that every method call passes the process's gate before the call (the request
  * travels: latency, a freeze, a crash), and may crash after it (the answer is lost). A process that
  * dies after the call never sees the answer, though the call took effect: exactly the ambiguity of
- * a real network.
+ * a real network. `process` may be a getter: a warm Lambda container's ports belong to whichever
+ * invocation it runs now.
  */
-export function gated<T extends object>(target: T, proc: Proc, label: string): T {
-  const sim = proc.sim;
+export function gated<T extends object>(target: T, process: Proc | (() => Proc), label: string): T {
+  const current = typeof process === 'function' ? process : () => process;
   return new Proxy(target, {
     get(t, key, receiver) {
       const value = Reflect.get(t, key, receiver) as unknown;
       if (typeof value !== 'function') return value;
       return async (...args: unknown[]) => {
+        const proc = current();
+        const sim = proc.sim;
         await sim.step(proc);
         if (sim.trace) sim.log(`${proc.name}#${proc.id} ${label}.${String(key)}(${traceArgs(args)})`);
         const result = (await (value as (...a: unknown[]) => unknown).apply(t, args)) as unknown;
