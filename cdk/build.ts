@@ -17,6 +17,8 @@ export interface DtcConfig {
   /** Supervision groups per time bucket (spreads the `open` index's writes), and the bucket's length. */
   supervisionShards: number;
   supervisionBucketSeconds: number;
+  /** Participant -> the SQS sender ids (its role's unique id, `AROA...`) its replies must carry (context `participantSenderIds`). */
+  participantSenderIds?: Record<string, string[]>;
   /** Reserved concurrency of the waiter function (GET /transactions/{id}?wait=N); 0: none. */
   waitConcurrency: number;
   defaultPrepareSeconds: number;
@@ -86,6 +88,18 @@ function nonNegativeInteger(key: string, value: unknown): number {
   return value;
 }
 
+function senderIdsOf(value: unknown, participants: string[]): { participantSenderIds?: Record<string, string[]> } {
+  if (value === undefined) return {};
+  const parsed = typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
+  const valid =
+    parsed !== null &&
+    typeof parsed === 'object' &&
+    !Array.isArray(parsed) &&
+    Object.entries(parsed).every(([k, ids]) => participants.includes(k) && Array.isArray(ids) && ids.every((id) => typeof id === 'string' && /^[A-Z0-9]{16,128}$/.test(id)));
+  if (!valid) throw new Error(`context 'participantSenderIds' must map participants to arrays of IAM unique ids (AROA...), got ${show(value)}`);
+  return { participantSenderIds: parsed as Record<string, string[]> };
+}
+
 function booleanOf(key: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') throw new Error(`context '${key}' must be true or false, got ${show(value)}`);
@@ -143,6 +157,7 @@ export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
     supervisionShards: positiveInteger('supervisionShards', get('supervisionShards') ?? 8),
     supervisionBucketSeconds: positiveInteger('supervisionBucketSeconds', get('supervisionBucketSeconds') ?? 10),
     waitConcurrency: nonNegativeInteger('waitConcurrency', get('waitConcurrency') ?? 50),
+    ...senderIdsOf(get('participantSenderIds'), participants as string[]),
     defaultPrepareSeconds: positiveInteger('defaultPrepareSeconds', get('defaultPrepareSeconds')),
     defaultCommitSeconds: positiveInteger('defaultCommitSeconds', get('defaultCommitSeconds')),
     retentionDays: positiveInteger('retentionDays', get('retentionDays')),

@@ -53,6 +53,7 @@ export class Functions extends Construct {
       REPLY_QUEUE_ARNS: Stack.of(this).toJsonString(replyArns),
       REPLY_DEAD_LETTER_QUEUE_URL: replyDeadLetterQueue.queueUrl,
       ...(config.participantPrincipals ? { PARTICIPANT_PRINCIPALS: Stack.of(this).toJsonString(config.participantPrincipals) } : {}),
+      ...(config.participantSenderIds ? { PARTICIPANT_SENDER_IDS: JSON.stringify(config.participantSenderIds) } : {}),
       SUPERVISION_SHARDS: String(config.supervisionShards),
       SUPERVISION_BUCKET_SECONDS: String(config.supervisionBucketSeconds),
       RETENTION_DAYS: String(config.retentionDays),

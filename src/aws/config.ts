@@ -21,6 +21,18 @@ const envSchema = z.object({
   REPLY_DEAD_LETTER_QUEUE_URL: z.string().optional(),
   /** Participant -> the role ARN it runs as (when the deployment names them): who may abort which transaction. */
   PARTICIPANT_PRINCIPALS: queueMap('role ARN').optional(),
+  /** Participant -> the SQS sender ids (a role's unique id, `AROA...`) its replies must carry: checked besides the queue. */
+  PARTICIPANT_SENDER_IDS: z
+    .string()
+    .transform((raw, ctx) => {
+      try {
+        return z.record(z.string(), z.array(z.string().min(1))).parse(JSON.parse(raw));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `must be a JSON object of service -> array of sender ids, got ${raw}` });
+        return z.NEVER;
+      }
+    })
+    .optional(),
   SUPERVISION_SHARDS: z.coerce.number().int().min(1).max(1024).default(DEFAULT_SUPERVISION.shards),
   SUPERVISION_BUCKET_SECONDS: z.coerce.number().int().min(1).max(3600).default(DEFAULT_SUPERVISION.bucketSeconds),
   PARTICIPANT_DEAD_LETTER_QUEUES: queueMap('dead-letter queue').optional(),
@@ -47,6 +59,8 @@ export interface CoordinatorConfig {
   participantQueues: Record<string, string>;
   /** Participant -> its reply queue's ARN (the reply function's authority). */
   replyQueueArns?: Record<string, string>;
+  /** Participant -> the SQS sender ids its replies must carry, when configured. */
+  participantSenderIds?: Record<string, string[]>;
   /** Participant -> the role ARN it runs as, when configured. */
   participantPrincipals?: Record<string, string>;
   /** Where refused replies go, with the reason. */
@@ -74,6 +88,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     participantQueues: e.PARTICIPANT_QUEUES,
     replyQueueArns: e.REPLY_QUEUE_ARNS ?? {},
     ...(e.PARTICIPANT_PRINCIPALS ? { participantPrincipals: e.PARTICIPANT_PRINCIPALS } : {}),
+    ...(e.PARTICIPANT_SENDER_IDS ? { participantSenderIds: e.PARTICIPANT_SENDER_IDS } : {}),
     ...(e.REPLY_DEAD_LETTER_QUEUE_URL ? { replyDeadLetterQueueUrl: e.REPLY_DEAD_LETTER_QUEUE_URL } : {}),
     supervision: { shards: e.SUPERVISION_SHARDS, bucketSeconds: e.SUPERVISION_BUCKET_SECONDS },
     participantDeadLetterQueues: e.PARTICIPANT_DEAD_LETTER_QUEUES ?? {},

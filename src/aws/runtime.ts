@@ -71,8 +71,12 @@ export function getQueues(): ParticipantQueues {
 
 /** The reply function's authority: reply queue ARN -> the participant it belongs to. */
 export function getReplyAuthority(): ReplyAuthority {
-  const arns = readConfig().replyQueueArns ?? {};
-  return { owners: Object.fromEntries(Object.entries(arns).map(([service, arn]) => [arn, service])) };
+  const config = readConfig();
+  const arns = config.replyQueueArns ?? {};
+  return {
+    owners: Object.fromEntries(Object.entries(arns).map(([service, arn]) => [arn, service])),
+    ...(config.participantSenderIds ? { senders: config.participantSenderIds } : {}),
+  };
 }
 
 export function getSupervisorDeps(): { log: TxLog; workflow: Workflow; stateMachineArn: string } {

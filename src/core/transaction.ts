@@ -186,8 +186,17 @@ export const DEFAULT_TIMEOUTS: TimeoutDefaults = {
   commitSeconds: TIMEOUT_BOUNDS.commitSeconds.default,
 };
 
-/** The body of `POST /transactions`; omitted timeouts take the deployment's defaults. */
-export function startRequestSchema(defaults: TimeoutDefaults = DEFAULT_TIMEOUTS) {
+const schemas = new Map<string, ReturnType<typeof buildStartRequestSchema>>();
+
+/** The body of `POST /transactions`; omitted timeouts take the deployment's defaults. Built once per set of defaults. */
+export function startRequestSchema(defaults: TimeoutDefaults = DEFAULT_TIMEOUTS): ReturnType<typeof buildStartRequestSchema> {
+  const key = `${defaults.prepareSeconds}/${defaults.commitSeconds}`;
+  let schema = schemas.get(key);
+  if (!schema) schemas.set(key, (schema = buildStartRequestSchema(defaults)));
+  return schema;
+}
+
+function buildStartRequestSchema(defaults: TimeoutDefaults) {
   return z.strictObject({
     participants: z
       .array(
@@ -207,7 +216,7 @@ export function startRequestSchema(defaults: TimeoutDefaults = DEFAULT_TIMEOUTS)
       .default({ ...defaults }),
   });
 }
-export type StartRequest = z.infer<ReturnType<typeof startRequestSchema>>;
+export type StartRequest = z.infer<ReturnType<typeof buildStartRequestSchema>>;
 
 export interface FieldError {
   field: string;

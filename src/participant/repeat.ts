@@ -2,6 +2,8 @@
 // loop over the injected Sleep rather than a timer, so virtual time drives it in a simulation.
 import type { Sleep } from '../core/ports';
 
+const STOPPED = new Error('stopped');
+
 export interface Repeating {
   /** Ends the loop and waits for the task in flight, if any. */
   stop(): Promise<void>;
@@ -28,7 +30,8 @@ export function repeatEvery(sleep: Sleep, periodMs: number, task: () => Promise<
   })();
   return {
     async stop() {
-      stopped.abort();
+      // A reason of our own: without one, abort() builds a DOMException (a stack trace) each time.
+      stopped.abort(STOPPED);
       await loop;
     },
   };

@@ -124,7 +124,7 @@ describe('memberAction', () => {
     const at = T0 + IN_DOUBT_AFTER_COMMIT_TIMEOUTS * C;
     expect(memberAction(r, at - 1, T0, false)).toMatchObject({ markInDoubt: false });
     expect(memberAction(r, at, at - 1, false)).toMatchObject({ kind: 'phase-two', to: ['payment'], markInDoubt: true });
-    expect(memberAction({ ...r, inDoubtSince: { payment: 'x' } }, at + 10 * C, at, false)).toMatchObject({ markInDoubt: false });
+    expect(memberAction({ ...r, inDoubtSince: 'x' }, at + 10 * C, at, false)).toMatchObject({ markInDoubt: false });
   });
 
   it('parks a transaction that waited 10 minutes with the supervisor of the participant it waits on, once, and never from a parking group', () => {
