@@ -17,7 +17,8 @@ export interface Harness {
   stack: LocalStack;
   demo: RunningDemo;
   apiUrl: string;
-  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  /** `headers` of the answer are lower-cased. */
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Record<string, string> }>;
   startOrder(spec: OrderSpec, timeouts?: { prepareSeconds?: number; commitSeconds?: number }): Promise<string>;
   waitForEnd(txId: string, timeoutMs?: number): Promise<TxView>;
   /** Wait until every queue of the app is empty (nothing visible, nothing in flight), except `ignore`d ones. */
@@ -79,7 +80,7 @@ export async function startHarness(options: { context?: Record<string, unknown>;
       ...(payload === undefined ? {} : { body: payload }),
     });
     const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: Object.fromEntries(res.headers) };
   };
   const depths = () => queueDepths(stack.sqs, stack.outputs.queues);
   return {

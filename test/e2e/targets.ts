@@ -154,7 +154,7 @@ export async function startRemoteHarness(target: Exclude<Target, { kind: 'embedd
     } catch {
       parsed = answer;
     }
-    return { status: res.status, body: parsed };
+    return { status: res.status, body: parsed, headers: Object.fromEntries(res.headers) };
   };
   const depths = () => queueDepths(sqs, queues);
   return {
