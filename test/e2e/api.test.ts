@@ -2,6 +2,7 @@
 // listing with a cursor, that a rejected request writes nothing, waiting for the outcome
 // (`Prefer: wait`, `?wait`), the abort route in each of its answers, and the participants' decision route.
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { TxLog, documentClient } from '../../src/aws/log-store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderBody, startHarness, type Harness } from './harness';
 import { pause } from '../support/fixtures';
@@ -50,6 +51,15 @@ describe('POST /transactions rejects bad input with a clear error and writes not
     expect(fields).toEqual(expect.arrayContaining(['participants.1.service', 'timeouts.prepareSeconds', 'timeouts.commitSeconds']));
   });
 
+  it('names an operation nested deeper than 64 levels (a body thousands deep overflowed the stack: a 500)', async () => {
+    const before = await logItemCount();
+    const deep = `{"participants":[{"service":"order","operation":${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}}]}`;
+    const res = await h.request('POST', '/transactions', deep);
+    expect(res.status).toBe(400);
+    expect(res.body.error.fields).toEqual([{ field: 'participants.0.operation', message: 'is nested deeper than 64 levels' }]);
+    expect(await logItemCount()).toBe(before);
+  });
+
   it('answers 413 for a body over 256 KiB', async () => {
     const before = await logItemCount();
     const big = { participants: [{ service: 'order', operation: { blob: 'x'.repeat(300 * 1024) } }] };
@@ -57,6 +67,18 @@ describe('POST /transactions rejects bad input with a clear error and writes not
     expect(res.status).toBe(413);
     expect(res.body.error.code).toBe('PayloadTooLarge');
     expect(await logItemCount()).toBe(before);
+  });
+});
+
+describe('any body the API accepts can be stored and sent', () => {
+  it('an operation holding characters SQS refuses in a message body (U+FFFE, U+FFFF) reaches its participant unchanged', async () => {
+    const note = 'gift \uffff wrap \ufffe';
+    const res = await h.request('POST', '/transactions', { participants: [{ service: 'payment', operation: { account: 'acct-35', amount: 7, note } }] }, { Prefer: 'wait=10' });
+    expect(res.status).toBe(200);
+    expect(res.body.decision.outcome).toBe('COMMIT');
+    const log = new TxLog(documentClient(h.stack.dynamodb), h.stack.outputs.txTable);
+    expect(JSON.parse((await log.getOps(res.body.txId))!.participants)).toEqual([{ service: 'payment', operation: { account: 'acct-35', amount: 7, note } }]);
+    expect((await h.waitForEnd(res.body.txId)).status).toBe('COMMITTED');
   });
 });
 
