@@ -6,7 +6,6 @@
 // ends with a sweep that gives every group with open members a supervisor again).
 import { type Message, ReceiveMessageCommand, DeleteMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { handler as sweeperHandler } from '../../lambdas/sweeper';
 import { TxLog, documentClient } from '../../src/aws/log-store';
 import { Workflow, executionArn } from '../../src/aws/workflow';
 import type { ParticipantMessage } from '../../src/core/messages';
@@ -16,12 +15,15 @@ import { orderBody, startHarness, type Harness } from './harness';
 
 let h: Harness;
 let log: TxLog;
+/** The sweeper function, imported once the stack has set the environment its module reads. */
+let sweeperHandler: (typeof import('../../lambdas/sweeper'))['handler'];
 
 beforeAll(async () => {
   h = await startHarness({
     context: { participants: ['inventory', 'payment', 'shipping', 'order', 'silent', 'mute'], sweeperLocalRateSeconds: 3600, supervisionShards: 1, supervisionBucketSeconds: 2 },
   });
   log = new TxLog(documentClient(h.stack.dynamodb), h.stack.outputs.txTable);
+  sweeperHandler = (await import('../../lambdas/sweeper')).handler;
 });
 
 afterEach(async () => {

@@ -7,20 +7,23 @@
 // chooses. `silent` has queues and no consumer: the test answers for it on its own reply queue.
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { handler as sweeperHandler } from '../../lambdas/sweeper';
 import { TxLog, documentClient } from '../../src/aws/log-store';
 import { Workflow, executionArn } from '../../src/aws/workflow';
 import { supervisorName } from '../../src/core/log-transitions';
 import { IN_DOUBT_AFTER_COMMIT_TIMEOUTS, type TxRecord } from '../../src/core/transaction';
 import { sweep } from '../../src/recovery';
+import { ensureSupervisor } from '../../src/supervisor';
 import { startHarness, type Harness } from '../e2e/harness';
 
 let h: Harness;
 let log: TxLog;
+/** The sweeper function, imported once the stack has set the environment its module reads. */
+let sweeperHandler: (typeof import('../../lambdas/sweeper'))['handler'];
 
 beforeAll(async () => {
   h = await startHarness({ context: { participants: ['inventory', 'payment', 'shipping', 'order', 'silent'], sweeperLocalRateSeconds: 3600 } });
   log = new TxLog(documentClient(h.stack.dynamodb), h.stack.outputs.txTable);
+  sweeperHandler = (await import('../../lambdas/sweeper')).handler;
 });
 
 afterAll(async () => {
@@ -107,6 +110,41 @@ describe('the recovery sweeper', () => {
     expect(await h.demo.shop.getInventory('sku-40')).toMatchObject({ held: 0, sold: 2 });
   });
 
+  it('starts one supervisor when three sweeps run at once', async () => {
+    const txId = await startWithSilent('sku-42', { prepareSeconds: 30, commitSeconds: 2 });
+    const voted = await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
+    const group = voted.og!;
+    // Whatever supervises the group now (an earlier test may have replaced its supervisor) is stopped.
+    const current = await ensureSupervisor({ log, workflow: new Workflow() }, arn(), group);
+    expect(status(current)).toBe('RUNNING');
+    h.stack.stepFunctions.stopExecution(executionArn(arn(), current), 'Test.Kill', 'killed by the test');
+
+    const reports = await Promise.all([sweepNow(), sweepNow(), sweepNow()]);
+    const mine = reports.flatMap((r) => outcomeOf(r, group));
+    const next = supervisorName(group, ((await log.readGroup(group))?.gen ?? 0));
+    expect(next).not.toBe(current);
+    expect(mine).toEqual([0, 1, 2].map(() => ({ group, open: 1, kind: 'supervised', execution: next })));
+    expect(executionsOf(group).filter((e) => e.endsWith(':RUNNING'))).toEqual([`${next}:RUNNING`]);
+
+    // The transaction goes on under the new supervisor: silent votes NO now.
+    await reply({ type: 'VOTE', txId, vote: 'NO', reason: 'test' });
+    expect((await h.waitForEnd(txId, 15_000)).status).toBe('ABORTED');
+  });
+
+  it('leaves a group whose supervisor is running alone', async () => {
+    const txId = await startWithSilent('sku-43', { prepareSeconds: 30, commitSeconds: 2 });
+    const voted = await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
+    const group = voted.og!;
+    const running = await ensureSupervisor({ log, workflow: new Workflow() }, arn(), group);
+    expect(status(running)).toBe('RUNNING');
+    const startedBefore = h.stack.stepFunctions.stats().executionsStarted;
+    const report = await sweepNow();
+    expect(outcomeOf(report, group)).toEqual([{ group, open: 1, kind: 'supervised', execution: running }]);
+    expect(h.stack.stepFunctions.stats().executionsStarted).toBe(startedBefore);
+    await reply({ type: 'VOTE', txId, vote: 'NO' });
+    expect((await h.waitForEnd(txId, 15_000)).status).toBe('ABORTED');
+  });
+
   it('gives a group whose supervisor was lost with every execution (a restarted stack) a new one, which aborts at the deadline and releases what was held', async () => {
     const txId = await startWithSilent('sku-41', { prepareSeconds: 2, commitSeconds: 2 });
     const voted = await until('inventory voted', (r) => r.votes.inventory?.vote === 'YES', txId);
@@ -133,38 +171,5 @@ describe('the recovery sweeper', () => {
     // One supervisor for the group, the one the sweeper started (it ends once the group closes, 30 s on).
     expect(executionsOf(group)).toHaveLength(1);
     expect(executionsOf(group)[0]).toMatch(new RegExp(`^${group}:(RUNNING|SUCCEEDED)$`));
-  });
-
-  it('starts one supervisor when three sweeps run at once', async () => {
-    const txId = await startWithSilent('sku-42', { prepareSeconds: 30, commitSeconds: 2 });
-    const voted = await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
-    const group = voted.og!;
-    const current = (await log.readGroup(group))?.execution ?? group;
-    h.stack.stepFunctions.stopExecution(executionArn(arn(), current), 'Test.Kill', 'killed by the test');
-
-    const reports = await Promise.all([sweepNow(), sweepNow(), sweepNow()]);
-    const mine = reports.flatMap((r) => outcomeOf(r, group));
-    const next = supervisorName(group, ((await log.readGroup(group))?.gen ?? 0));
-    expect(next).not.toBe(current);
-    expect(mine).toEqual([0, 1, 2].map(() => ({ group, open: 1, kind: 'supervised', execution: next })));
-    expect(executionsOf(group).filter((e) => e.endsWith(':RUNNING'))).toEqual([`${next}:RUNNING`]);
-
-    // The transaction goes on under the new supervisor: silent votes NO now.
-    await reply({ type: 'VOTE', txId, vote: 'NO', reason: 'test' });
-    expect((await h.waitForEnd(txId, 15_000)).status).toBe('ABORTED');
-  });
-
-  it('leaves a group whose supervisor is running alone', async () => {
-    const txId = await startWithSilent('sku-43', { prepareSeconds: 30, commitSeconds: 2 });
-    const voted = await until('inventory voted', (r) => r.votes.inventory !== undefined, txId);
-    const group = voted.og!;
-    const running = (await log.readGroup(group))?.execution ?? group;
-    expect(status(running)).toBe('RUNNING');
-    const startedBefore = h.stack.stepFunctions.stats().executionsStarted;
-    const report = await sweepNow();
-    expect(outcomeOf(report, group)).toEqual([{ group, open: 1, kind: 'supervised', execution: running }]);
-    expect(h.stack.stepFunctions.stats().executionsStarted).toBe(startedBefore);
-    await reply({ type: 'VOTE', txId, vote: 'NO' });
-    expect((await h.waitForEnd(txId, 15_000)).status).toBe('ABORTED');
   });
 });
