@@ -10,6 +10,8 @@ import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createRandom, type Random } from '../../src/core/random';
 import { MAX_BODY_BYTES } from '../../src/core/transaction';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../src/local/aws-env';
+import { signedHeaders } from '../../src/local/sigv4';
 import { startHarness, type Harness } from './harness';
 
 const SEED = Number(process.env.DTC_FUZZ_SEED ?? 20261130);
@@ -254,7 +256,10 @@ it(`${REQUESTS} mutated requests (seed ${SEED}): never a 5xx, and a rejected one
   for (let i = 0; i < REQUESTS; i++) {
     const req = mutate(rng);
     const before = await logItems();
-    const res = await fetch(`${h.apiUrl}/transactions`, { method: 'POST', headers: req.headers, body: req.body });
+    const url = new URL(`${h.apiUrl}/transactions`);
+    // With DTC_REQUIRE_AUTH=1 the gateway checks signatures: sign what can be signed (a body of bytes that are not UTF-8 goes unsigned: a 4xx either way).
+    const headers = h.stack.api.auth && typeof req.body === 'string' ? await signedHeaders({ method: 'POST', url, headers: req.headers, body: req.body }, LOCAL_CREDENTIALS, LOCAL_REGION) : req.headers;
+    const res = await fetch(url, { method: 'POST', headers, body: req.body });
     const text = await res.text();
     statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
     const describe = `#${i} [${req.what.join('; ') || 'valid'}] -> ${res.status} ${text.slice(0, 200)}`;
