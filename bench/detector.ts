@@ -66,9 +66,13 @@ console.log(`plan: ${victims} victims (one per cycle)`);
 
 if (values.table) {
   const { startLocalStack } = await import('../src/local/stack');
-  const { createLocks } = await import('../src/locks');
+  const { createLocks, Transactions } = await import('../src/locks');
+  const { TxLog, documentClient } = await import('../src/aws/log-store');
   const stack = await startLocalStack({ port: 0, context: { detectorLocalRateSeconds: 3600 } });
-  const { locks, detector } = createLocks({ lockTable: stack.outputs.lockTable, txTable: stack.outputs.txTable, dynamodb: stack.dynamodb });
+  // Once the stack has set the environment the handlers read.
+  const { getCoordinator } = await import('../src/aws/runtime');
+  const log = new TxLog(documentClient(stack.dynamodb), stack.outputs.txTable);
+  const { locks, detector } = createLocks({ lockTable: stack.outputs.lockTable, transactions: new Transactions(log, getCoordinator()), dynamodb: stack.dynamodb });
   const started = performance.now();
   let next = 0;
   await Promise.all(

@@ -7,9 +7,9 @@
 //   api         POST /locks/{r} + DELETE over HTTP (API Gateway -> api λ -> lock service)
 // Prints acquires/s and acquire latency p50/p99 (ms).
 import { parseArgs } from 'node:util';
-import { newTransaction } from '../src/core/transaction';
+import { DEFAULT_SUPERVISION, newOps, newTransaction } from '../src/core/transaction';
 import { TxLog, documentClient } from '../src/aws/log-store';
-import { createLocks } from '../src/locks';
+import { Transactions, createLocks } from '../src/locks';
 import { startLocalStack } from '../src/local/stack';
 
 const { values } = parseArgs({
@@ -20,8 +20,11 @@ const seconds = Number(values.seconds);
 const hot = Number(values.hot);
 
 const stack = await startLocalStack({ port: 0, context: { detectorLocalRateSeconds: 60 } });
-const { locks } = createLocks({ lockTable: stack.outputs.lockTable, txTable: stack.outputs.txTable, dynamodb: stack.dynamodb });
 const log = new TxLog(documentClient(stack.dynamodb), stack.outputs.txTable);
+// The coordinator's own view of transactions (the stack's coordinator, as the api function builds
+// it); imported once the stack has set the environment the handlers read.
+const { getCoordinator } = await import('../src/aws/runtime');
+const { locks } = createLocks({ lockTable: stack.outputs.lockTable, transactions: new Transactions(log, getCoordinator()), dynamodb: stack.dynamodb });
 
 function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -61,9 +64,9 @@ await scenario('free', async (c, i) => {
 
 await scenario('free-tx', async (c, i) => {
   const txId = `bench-${c}-${i}`;
-  await log.create(
-    newTransaction({ txId, request: { participants: [{ service: 'inventory', operation: {} }], timeouts: { prepareSeconds: 60, commitSeconds: 30 } }, nowMs: Date.now(), requestHash: 'bench' }),
-  );
+  const request = { participants: [{ service: 'inventory', operation: {} }], timeouts: { prepareSeconds: 60, commitSeconds: 30 } };
+  const nowMs = Date.now();
+  await log.create(newTransaction({ txId, request, nowMs, requestHash: 'bench', supervision: DEFAULT_SUPERVISION }), newOps(txId, request, nowMs, 30));
   const owner = { kind: 'tx' as const, id: txId };
   const ms = await timed(() => locks.acquire({ resource: `freetx/${c}/${i}`, owner, mode: 'X', scope: 'inventory', leaseMs: 30_000, waitMs: 0 }));
   await locks.releaseAll(owner, 'inventory');

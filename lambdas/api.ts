@@ -58,6 +58,10 @@ async function startTransaction(event: APIGatewayProxyEvent): Promise<APIGateway
   } catch {
     return problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]);
   }
+  const deep = tooDeep(body, MAX_JSON_DEPTH);
+  if (deep !== undefined) {
+    return problem(400, 'InvalidRequest', 'the request has invalid fields', [{ field: deep, message: `is nested deeper than ${MAX_JSON_DEPTH} levels` }]);
+  }
   const key = header(event, 'idempotency-key');
   if (key !== undefined && !/^[\x21-\x7e]{1,128}$/.test(key)) {
     return problem(400, 'InvalidIdempotencyKey', 'Idempotency-Key must be 1-128 visible ASCII characters', [
@@ -83,6 +87,25 @@ async function startTransaction(event: APIGatewayProxyEvent): Promise<APIGateway
       return json(202, { txId: outcome.txId, status: outcome.status, links: { self } }, headers);
     }
   }
+}
+
+/**
+ * How deep a start request's JSON may nest (the body counts as one level). Hashing and storing the
+ * request walk it recursively: a body nested thousands of levels deep (a few KiB) would overflow
+ * the stack there, a 500 instead of a 400.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** The field (at most three levels of its path) under which `value` nests deeper than `max`; iterative. */
+function tooDeep(value: unknown, max: number): string | undefined {
+  const stack: { node: unknown; depth: number; path: string[] }[] = [{ node: value, depth: 1, path: [] }];
+  while (stack.length > 0) {
+    const { node, depth, path } = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    if (depth > max) return path.slice(0, 3).join('.') || '(body)';
+    for (const [k, v] of Object.entries(node)) stack.push({ node: v, depth: depth + 1, path: [...path, k] });
+  }
+  return undefined;
 }
 
 /** The longest `Prefer: wait` / `?wait` honoured: a waiting request holds a Lambda (docs/performance.md). */

@@ -6,7 +6,8 @@ export interface DeployedOutputs {
   apiUrl: string;
   txTable: string;
   lockTable?: string;
-  replyQueueUrl: string;
+  /** Participant service -> its reply queue URL (the ReplyQueueUrls output, JSON). */
+  replyQueueUrls: Record<string, string>;
   /** Participant service -> its request queue URL. */
   participantQueues: Record<string, string>;
   stateMachineArn: string;
@@ -33,7 +34,7 @@ export function readDeployedOutputs(doc: unknown, file = 'outputs'): DeployedOut
   const participantQueues: Record<string, string> = {};
   for (const [key, url] of Object.entries(coordinator)) {
     const m = /^(.+)QueueUrl$/.exec(key);
-    if (!m || key === 'ReplyQueueUrl') continue;
+    if (!m) continue;
     const service = serviceOfOutputKey(m[1]!);
     // The queue is named `<prefix>-<service>-requests`: a check that the key was read back right.
     if (!url.endsWith(`-${service}-requests`)) throw new Error(`${file}: output ${key} (${url}) is not the request queue of '${service}'`);
@@ -43,9 +44,26 @@ export function readDeployedOutputs(doc: unknown, file = 'outputs'): DeployedOut
     apiUrl: need('ApiUrl'),
     txTable: need('TxTableName'),
     ...(coordinator.LockTableName ? { lockTable: coordinator.LockTableName } : {}),
-    replyQueueUrl: need('ReplyQueueUrl'),
+    replyQueueUrls: replyQueueUrls(need('ReplyQueueUrls'), file),
     participantQueues,
     stateMachineArn: need('StateMachineArn'),
     stacks,
   };
+}
+
+/** The ReplyQueueUrls output: a JSON object of service -> reply queue URL (`<prefix>-<service>-replies`). */
+function replyQueueUrls(raw: string, file: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new Error(`${file}: output ReplyQueueUrls is not JSON: ${raw}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${file}: output ReplyQueueUrls is not an object of service -> URL`);
+  const urls: Record<string, string> = {};
+  for (const [service, url] of Object.entries(parsed as Record<string, unknown>)) {
+    if (typeof url !== 'string' || !url.endsWith(`-${service}-replies`)) throw new Error(`${file}: ReplyQueueUrls.${service} (${String(url)}) is not the reply queue of '${service}'`);
+    urls[service] = url;
+  }
+  return urls;
 }

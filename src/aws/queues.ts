@@ -23,6 +23,16 @@ export function deadLetterAttributes(
   return attributes;
 }
 
+/**
+ * A message as SQS takes it: JSON text in which the two characters JSON leaves as they are but SQS
+ * refuses (U+FFFE and U+FFFF; JSON.stringify already escapes control characters and lone
+ * surrogates) are written as escapes. The same JSON value, so any string an operation carries can
+ * be sent.
+ */
+export function sqsBody(message: unknown): string {
+  return JSON.stringify(message).replace(/[\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
+
 export class ParticipantQueues implements ParticipantQueuesPort {
   constructor(
     private readonly queueUrls: Record<string, string>,
@@ -59,7 +69,7 @@ export class ParticipantQueues implements ParticipantQueuesPort {
         await this.sqs.send(
           new SendMessageCommand({
             QueueUrl,
-            MessageBody: JSON.stringify(m),
+            MessageBody: sqsBody(m),
             MessageAttributes: deadLetterAttributes(reason, m.participant, { 'dtc-source': 'coordinator' }),
           }),
         );
@@ -78,6 +88,6 @@ export class ParticipantQueues implements ParticipantQueuesPort {
   private async sendTo(service: string, message: ParticipantMessage): Promise<void> {
     const QueueUrl = this.queueUrls[service];
     if (!QueueUrl) throw new Error(`no request queue is configured for participant '${service}'`);
-    await this.sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: JSON.stringify(message) }));
+    await this.sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: sqsBody(message) }));
   }
 }

@@ -2,6 +2,7 @@
 import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { ReplyMessage } from '../core/messages';
 import type { ReplySender } from '../core/ports';
+import { sqsBody } from './queues';
 
 export class SqsReplySender implements ReplySender {
   constructor(
@@ -10,6 +11,6 @@ export class SqsReplySender implements ReplySender {
   ) {}
 
   async send(message: ReplyMessage): Promise<void> {
-    await this.sqs.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: JSON.stringify(message) }));
+    await this.sqs.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: sqsBody(message) }));
   }
 }

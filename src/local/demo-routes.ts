@@ -3,7 +3,7 @@
 // stands for the users' own services, which live outside it.
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { createDemoTables, seedDemo, startDemoShop, type DemoShop } from '../demo';
-import { type LockSetup, apiTransactions, createLocks } from '../locks';
+import { type LockSetup, type TransactionPort, apiTransactions, createLocks } from '../locks';
 import type { Participant } from '../participant/define';
 import { apiDecisions } from '../participant/decisions';
 import type { LocalStack } from './stack';
@@ -47,7 +47,10 @@ export async function startDemo(
     ? createLocks({
         lockTable: stack.outputs.lockTable,
         // The shop's services are participants: they learn and abort transactions through the API only.
-        transactions: apiTransactions({ baseUrl: stack.outputs.apiUrl }),
+        // Every waiting prepare checks its own transaction, and each detection run every member of the
+        // wait-for graph: shared answers keep a burst of waiters (after a restart, say) from
+        // flooding the API, which runs in this same process, until its answers time out.
+        transactions: sharedAnswers(apiTransactions({ baseUrl: stack.outputs.apiUrl, timeoutMs: 30_000 }), 250),
         dynamodb: stack.dynamodb,
         ...(lockOptions.detectAfterMs === undefined ? {} : { detectAfterMs: lockOptions.detectAfterMs }),
       })
@@ -85,4 +88,29 @@ export async function startDemo(
     invoke: async () => ({ statusCode: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(await shop.demoTotals()) }),
   });
   return { shop, tables: shop.tables, ...(locks ? { locks } : {}), stop: () => shop.stop() };
+}
+
+/**
+ * A transaction port whose `get` answers are shared: concurrent asks for one transaction make one
+ * request, and an answer serves for `ttlMs` (a status at most that old; every decision is re-checked
+ * by the conditional writes behind `abort`, which always goes through and forgets the answer).
+ */
+export function sharedAnswers(inner: TransactionPort, ttlMs: number, now: () => number = Date.now): TransactionPort {
+  const answers = new Map<string, { at: number; answer: ReturnType<TransactionPort['get']> }>();
+  return {
+    get(txId) {
+      const known = answers.get(txId);
+      if (known && now() - known.at < ttlMs) return known.answer;
+      const answer = inner.get(txId);
+      answers.set(txId, { at: now(), answer });
+      // A failed ask is not kept; old answers are dropped as they expire.
+      answer.catch(() => answers.delete(txId));
+      if (answers.size > 10_000) for (const [id, a] of answers) if (now() - a.at >= ttlMs) answers.delete(id);
+      return answer;
+    },
+    async abort(txId, reason) {
+      answers.delete(txId);
+      return inner.abort(txId, reason);
+    },
+  };
 }

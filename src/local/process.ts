@@ -21,7 +21,7 @@ export interface StackProcessOptions {
    */
   home: string;
   faults?: FaultInput;
-  /** CDK context overrides (participants, recoveryStaleSeconds ...). */
+  /** CDK context overrides (participants, sweeperLocalRateSeconds ...). */
   context?: Record<string, unknown>;
   demo?: { inquireAfterMs?: number; visibilityTimeoutSeconds?: number; locks?: false };
   /** Every line the child prints (stdout and stderr), for diagnosis. */

@@ -11,6 +11,7 @@
 //   listExecutions({ stateMachineArn, statusFilter? }): ExecutionDescription[] (newest first)
 //   sendTaskSuccess(token, outputJson) / sendTaskFailure(token, error?, cause?) / sendTaskHeartbeat(token)
 //   onExecutionEnd(listener): () => void (unsubscribe)    waitForExecution(executionArn, timeoutMs?)
+//   forgetExecutions(): number    (what a restart of the embedded stack does: every execution gone)
 //   stats(): { executionsStarted, stateTransitions, callbacks, heartbeats, lambdaInvocations, dynamodbCalls }
 //   listen({ port? }): Promise<{ endpoint }>             close(): Promise<void>
 // Service errors are SfnError with .name as AWS names it (InvalidToken, TaskDoesNotExist,
@@ -777,6 +778,25 @@ export class LocalStepFunctions {
     if (this.server) throw new Error(`already listening on ${this.server.endpoint}`);
     this.server = await serveJsonProtocol((operation, body) => this.handleApiCall(operation, body), options.port);
     return { endpoint: this.server.endpoint };
+  }
+
+  /**
+   * Forget every execution, running or not, as a restart of the embedded stack does (nothing
+   * persists): running ones stop without a trace, and DescribeExecution answers
+   * ExecutionDoesNotExist for all of them. Answers how many were running.
+   */
+  forgetExecutions(): number {
+    let running = 0;
+    for (const execution of this.executions.values()) {
+      if (execution.status === 'RUNNING') running++;
+      // Quietly: no end event, as a killed process sends none.
+      execution.status = 'ABORTED';
+      execution.cancelTimeout?.();
+      for (const attempt of [...execution.attempts]) attempt.finish({ error: fatalError('States.Runtime', 'execution forgotten') }, 'GONE');
+      execution.abort?.();
+    }
+    this.executions.clear();
+    return running;
   }
 
   /** Stops every running execution (ABORTED) and the HTTP server. */

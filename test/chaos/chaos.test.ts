@@ -62,6 +62,7 @@ it(
         `settled ${(report.settleAfterHealMs / 1000).toFixed(1)} s after the faults healed, lost ${report.lost.length}, in ${(report.elapsedMs / 1000).toFixed(0)} s; ` +
         `aborts: ${JSON.stringify(report.abortReasons)}`,
     );
+    for (const line of report.abortedVotes ?? []) console.log(`[chaos] aborted: ${line}`);
     const reproduce = `reproduce: DTC_CHAOS_SEED=${seed}${full ? ' npm run test:chaos' : ' npx vitest run test/chaos'}`;
     expect(report.lost, reproduce).toEqual([]);
     expect(report.violations, reproduce).toEqual([]);

@@ -104,11 +104,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       home,
       // A new fault stream per lifetime, still fixed by the seed.
       faults: { ...options.faults, seed: options.seed * 1000 + lifetime },
-      context: { logLevel: 'ERROR', recoveryStaleSeconds: 3, sweeperLocalRateSeconds: 2 },
+      context: { logLevel: 'ERROR', sweeperLocalRateSeconds: 2 },
       demo: { inquireAfterMs: 3_000, visibilityTimeoutSeconds: 5, ...(process.env.DTC_CHAOS_NOLOCKS ? { locks: false as const } : {}) },
       onLine: (line) => {
         // Injected faults make plenty of expected errors; show what would need a look.
-        if (/PROTOCOL VIOLATION|^\[local\]|^\[stack process\]/.test(line)) log(`[child ${lifetime}] ${line}`);
+        // DTC_CHAOS_DEBUG shows every line.
+        if (process.env.DTC_CHAOS_DEBUG || /PROTOCOL VIOLATION|^\[local\]|^\[stack process\]/.test(line)) log(`[child ${lifetime}] ${line}`);
       },
     });
     log(`[chaos] stack ${lifetime} ready (pid ${child.ready.pid})`);

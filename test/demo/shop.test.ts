@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ParticipantMessage, ReplyMessage } from '../../src/core/messages';
 import { type ParticipantRunner, createRunner } from '../../src/participant/runner';
 import { DEMO_SERVICES, type DemoService, type DemoViews, createDemoTables, demoParticipants, demoTableNames, demoViews, seedDemo, startDemoShop } from '../../src/demo/shop';
@@ -190,8 +190,10 @@ describe('startDemoShop', () => {
   it('runs the four services from their queues until stopped', async () => {
     const queueUrls: Record<string, string> = {};
     for (const s of DEMO_SERVICES) queueUrls[s] = await local.scratchQueue(`shop-${s}`);
-    const replies = await local.scratchQueue('shop-replies');
-    const shop = startDemoShop({ queueUrls, replyQueueUrl: replies, prefix: PREFIX, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
+    // Each service speaks on its own reply queue.
+    const replyQueueUrls: Record<string, string> = {};
+    for (const s of DEMO_SERVICES) replyQueueUrls[s] = await local.scratchQueue(`shop-${s}-replies`);
+    const shop = startDemoShop({ queueUrls, replyQueueUrls, prefix: PREFIX, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
     expect(shop.services).toEqual([...DEMO_SERVICES]);
     const txId = newTxId('shop');
     const orderId = 'order-shop';
@@ -203,10 +205,10 @@ describe('startDemoShop', () => {
       order: { orderId, items: [{ sku: 'sku-7', quantity: 3 }], total: 900 },
     };
     for (const s of DEMO_SERVICES) await local.send(queueUrls[s]!, message('PREPARE', txId, s, operations[s]));
-    const votes = await collect(replies, 4);
+    const votes = await collectFrom(replyQueueUrls, 4);
     expect(votes.map((m) => (m.type === 'VOTE' ? `${m.participant}:${m.vote}` : '')).sort()).toEqual(['inventory:YES', 'order:YES', 'payment:YES', 'shipping:YES']);
     for (const s of DEMO_SERVICES) await local.send(queueUrls[s]!, message('COMMIT', txId, s));
-    const acks = await collect(replies, 4);
+    const acks = await collectFrom(replyQueueUrls, 4);
     const stopStarted = Date.now();
     await shop.stop();
 
@@ -219,15 +221,28 @@ describe('startDemoShop', () => {
   });
 
   it('starts only the services asked for that have a queue, and rejects unknown ones', async () => {
-    const shop = startDemoShop({ queueUrls: { payment: await local.scratchQueue('only-payment') }, replyQueueUrl, services: ['payment', 'order'], prefix: PREFIX, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
+    const replyQueueUrls = { payment: replyQueueUrl, order: replyQueueUrl };
+    const shop = startDemoShop({ queueUrls: { payment: await local.scratchQueue('only-payment') }, replyQueueUrls, services: ['payment', 'order'], prefix: PREFIX, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
     expect(shop.services).toEqual(['payment']);
     await shop.stop();
-    expect(() => startDemoShop({ queueUrls: {}, replyQueueUrl, services: ['warehouse'] })).toThrow(/unknown demo services: warehouse/);
+    expect(() => startDemoShop({ queueUrls: {}, replyQueueUrls: {}, services: ['warehouse'] })).toThrow(/unknown demo services: warehouse/);
   });
 });
 
-async function collect(queueUrl: string, count: number): Promise<ReplyMessage[]> {
+/** Replies from every service's own reply queue, each checked to name the queue's owner. */
+async function collectFrom(queueUrls: Record<string, string>, count: number): Promise<ReplyMessage[]> {
   const got: ReplyMessage[] = [];
-  for (let i = 0; i < 50 && got.length < count; i++) got.push(...(await local.replies(queueUrl, 1)));
+  await vi.waitFor(
+    async () => {
+      for (const [service, url] of Object.entries(queueUrls)) {
+        for (const reply of await local.replies(url)) {
+          expect(reply.participant).toBe(service);
+          got.push(reply);
+        }
+      }
+      expect(got.length).toBeGreaterThanOrEqual(count);
+    },
+    { timeout: 20_000, interval: 50 },
+  );
   return got;
 }

@@ -122,20 +122,20 @@ describe('locks a request declares', () => {
     expect(held.status).toBe(200);
     const { body } = orderBody({ items: [{ sku: 'sku-50', quantity: 1 }], account: 'acct-80', amount: 100 });
     body.participants[1] = { ...body.participants[1]!, resources: [resource] } as (typeof body.participants)[number];
-    const started = await h.request('POST', '/transactions', body);
-    expect(started.status).toBe(202);
-    // The coordinator waits behind the standalone owner: no participant is asked to prepare yet.
-    await vi.waitFor(async () => expect((await h.request('GET', path)).body.waiters.map((w: { owner: string }) => w.owner)).toEqual([started.body.txId]), {
-      timeout: 10_000,
-      interval: 100,
-    });
-    const waiting = await h.request('GET', `/transactions/${started.body.txId}`);
+    // The start holds its request while the coordinator waits behind the standalone owner (up to
+    // 5 s per resource): no participant is asked to prepare yet.
+    const starting = h.request('POST', '/transactions', body);
+    const waiters = async () => (await h.request('GET', path)).body.waiters.map((w: { owner: string }) => w.owner) as string[];
+    await vi.waitFor(async () => expect(await waiters()).toHaveLength(1), { timeout: 10_000, interval: 50 });
+    const [txId] = await waiters();
+    const waiting = await h.request('GET', `/transactions/${txId}`);
     expect(waiting.body.status).toBe('PREPARING');
     expect(waiting.body.participants.every((p: { vote?: string }) => p.vote === undefined)).toBe(true);
-    expect((await h.request('GET', path)).body.waiters.map((w: { owner: string }) => w.owner)).toEqual([started.body.txId]);
 
     expect((await h.request('DELETE', `${path}?owner=batch-job`)).status).toBe(200);
-    const tx = await h.waitForEnd(started.body.txId, 20_000);
+    const started = await starting;
+    expect(started).toMatchObject({ status: 202, body: { txId, status: 'PREPARING' } });
+    const tx = await h.waitForEnd(txId!, 20_000);
     expect(tx.status).toBe('COMMITTED');
     const after = (await h.request('GET', path)).body;
     expect(after.owners).toEqual([]);

@@ -96,7 +96,8 @@ describe('DTC_TARGET=localstack, on a stand-in LocalStack', () => {
     expect((await h.request('GET', `/demo/orders/${orderId}`)).body).toEqual({ orderId, status: 'CONFIRMED' });
     expect((await h.request('GET', '/demo/inventory/sku-40')).body).toMatchObject({ available: 998, held: 0, sold: 2 });
     await h.waitForQuiet();
-    expect(Object.keys(await h.queueDepths()).sort()).toEqual(['dtc-inventory-requests', 'dtc-order-requests', 'dtc-payment-requests', 'dtc-replies', 'dtc-shipping-requests', 'dtc-silent-requests']);
+    // Each participant's request queue and its own reply queue.
+    expect(Object.keys(await h.queueDepths()).sort()).toEqual(PARTICIPANTS.flatMap((p) => [`dtc-${p}-replies`, `dtc-${p}-requests`]).sort());
     // Everything went through the one endpoint, as it would to LocalStack.
     for (const kind of ['api', 'dynamodb', 'sqs']) expect(edge.requests.get(kind) ?? 0).toBeGreaterThan(0);
     expect(edge.requests.get('unknown')).toBeUndefined();

@@ -2,6 +2,8 @@
 // with DTC_TARGET=localstack|outputs, a deployment (targets.ts). Not a test file itself.
 import { randomUUID } from 'node:crypto';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { BatchGetCommand, type BatchGetCommandOutput, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { documentClient } from '../../src/aws/log-store';
 import type { TxView } from '../../src/core/transaction';
 import { startDemo, type DemoLockOptions, type RunningDemo } from '../../src/local/demo-routes';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../src/local/aws-env';
@@ -15,7 +17,8 @@ export interface Harness {
   stack: LocalStack;
   demo: RunningDemo;
   apiUrl: string;
-  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  /** `headers` of the answer are lower-cased. */
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Record<string, string> }>;
   startOrder(spec: OrderSpec, timeouts?: { prepareSeconds?: number; commitSeconds?: number }): Promise<string>;
   waitForEnd(txId: string, timeoutMs?: number): Promise<TxView>;
   /** Wait until every queue of the app is empty (nothing visible, nothing in flight), except `ignore`d ones. */
@@ -60,25 +63,10 @@ export async function startHarness(options: { context?: Record<string, unknown>;
   // (that is the point of test/e2e/deadlock.test.ts), which other tests do not expect.
   const demo = await startDemo(stack, { locks: options.locks ?? false });
   const apiUrl = stack.outputs.apiUrl;
-  // Executions are named after transactions: waiting on their end, rather than polling the API,
-  // keeps the tests from loading the one process that runs the whole stack.
-  const ended = new Set<string>();
-  const waiters = new Map<string, () => void>();
-  stack.stepFunctions.onExecutionEnd((e) => {
-    ended.add(e.name);
-    waiters.get(e.name)?.();
-  });
-  const executionEnd = (name: string, timeoutMs: number) =>
-    ended.has(name)
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, timeoutMs);
-          waiters.set(name, () => {
-            clearTimeout(timer);
-            waiters.delete(name);
-            resolve();
-          });
-        });
+  // One watcher reads every awaited record in batches (consistent BatchGetItem) instead of each
+  // waiter polling the API: the whole stack runs in this one process, and hundreds of waiters
+  // polling it would slow what they wait for.
+  const watcher = endWatcher(documentClient(stack.dynamodb), stack.outputs.txTable);
   const request: Harness['request'] = async (method, path, body, headers = {}) => {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     const plain = { 'content-type': 'application/json', ...headers };
@@ -92,7 +80,7 @@ export async function startHarness(options: { context?: Record<string, unknown>;
       ...(payload === undefined ? {} : { body: payload }),
     });
     const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: Object.fromEntries(res.headers) };
   };
   const depths = () => queueDepths(stack.sqs, stack.outputs.queues);
   return {
@@ -108,7 +96,7 @@ export async function startHarness(options: { context?: Record<string, unknown>;
     },
     async waitForEnd(txId, timeoutMs = 30_000) {
       const startedAt = Date.now();
-      await executionEnd(txId, timeoutMs);
+      await watcher.ended(txId, timeoutMs);
       return pollUntilEnded(request, txId, timeoutMs, 250, startedAt);
     },
     queueDepths: depths,
@@ -119,8 +107,67 @@ export async function startHarness(options: { context?: Record<string, unknown>;
       await stack.sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: JSON.stringify(body) }));
     },
     async stop() {
+      watcher.stop();
       await demo.stop();
       await stack.stop();
+    },
+  };
+}
+
+/**
+ * Resolves `ended(txId)` once the log record is COMMITTED or ABORTED (or the timeout passes: the
+ * caller's poll then reports what it saw). One loop for every waiter: a BatchGetItem of up to 100
+ * records every 100 ms while anyone waits.
+ */
+function endWatcher(doc: DynamoDBDocumentClient, table: string): { ended(txId: string, timeoutMs: number): Promise<void>; stop(): void } {
+  const waiters = new Map<string, (() => void)[]>();
+  let running = false;
+  let stopped = false;
+  const loop = async (): Promise<void> => {
+    running = true;
+    try {
+      while (!stopped && waiters.size > 0) {
+        const ids = [...waiters.keys()];
+        for (let i = 0; i < ids.length; i += 100) {
+          let keys: Record<string, unknown>[] | undefined = ids.slice(i, i + 100).map((pk) => ({ pk }));
+          while (keys && keys.length > 0) {
+            const out: BatchGetCommandOutput = await doc.send(new BatchGetCommand({ RequestItems: { [table]: { Keys: keys, ConsistentRead: true, ProjectionExpression: 'pk, #s', ExpressionAttributeNames: { '#s': 'status' } } } }));
+            for (const item of out.Responses?.[table] ?? []) {
+              if (item.status !== 'COMMITTED' && item.status !== 'ABORTED') continue;
+              for (const done of waiters.get(item.pk as string) ?? []) done();
+              waiters.delete(item.pk as string);
+            }
+            keys = out.UnprocessedKeys?.[table]?.Keys;
+          }
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } catch (err) {
+      if (!stopped) console.error(`[e2e] end watcher: ${(err as Error).message}`);
+    } finally {
+      running = false;
+      if (!stopped && waiters.size > 0) void loop();
+    }
+  };
+  return {
+    ended(txId, timeoutMs) {
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          const rest = (waiters.get(txId) ?? []).filter((d) => d !== done);
+          if (rest.length > 0) waiters.set(txId, rest);
+          else waiters.delete(txId);
+          resolve();
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        waiters.set(txId, [...(waiters.get(txId) ?? []), done]);
+        if (!running) void loop();
+      });
+    },
+    stop() {
+      stopped = true;
     },
   };
 }

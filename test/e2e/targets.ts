@@ -105,7 +105,7 @@ export async function startRemoteHarness(target: Exclude<Target, { kind: 'embedd
   const apiBase = apiBaseUrl(target, deployed.apiUrl);
   const queueName = (url: string) => url.split('/').pop() ?? url;
   const queues = Object.fromEntries(
-    [...Object.values(deployed.participantQueues), deployed.replyQueueUrl].map((url) => [queueName(url), url]),
+    [...Object.values(deployed.participantQueues), ...Object.values(deployed.replyQueueUrls)].map((url) => [queueName(url), url]),
   );
 
   // The demo's read-only views (`/demo/...`) are served from this process, as on the embedded stack.
@@ -118,7 +118,7 @@ export async function startRemoteHarness(target: Exclude<Target, { kind: 'embedd
     tables: [deployed.txTable, ...(deployed.lockTable ? [deployed.lockTable] : [])],
     queues,
     participantQueues: deployed.participantQueues,
-    replyQueueUrl: deployed.replyQueueUrl,
+    replyQueueUrls: deployed.replyQueueUrls,
     txTable: deployed.txTable,
     lockTable: deployed.lockTable ?? '',
     stateMachineArn: deployed.stateMachineArn,
@@ -154,7 +154,7 @@ export async function startRemoteHarness(target: Exclude<Target, { kind: 'embedd
     } catch {
       parsed = answer;
     }
-    return { status: res.status, body: parsed };
+    return { status: res.status, body: parsed, headers: Object.fromEntries(res.headers) };
   };
   const depths = () => queueDepths(sqs, queues);
   return {

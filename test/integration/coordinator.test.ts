@@ -1,13 +1,13 @@
 // The coordinator's use cases against the real log store on dynalite, with the queues and the
-// workflow recorded: which messages go out, and when the execution is woken, for each transition.
+// workflow recorded: which messages go out for each transition, in which order the start writes,
+// supervises and sends, and that the decision needs no Step Functions call (the last vote decides).
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TxLog, documentClient } from '../../src/aws/log-store';
-import { STATUS_PHASE } from '../../src/core/transaction';
-import type { ParticipantQueues } from '../../src/aws/queues';
-import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
 import type { ParticipantMessage } from '../../src/core/messages';
+import type { ParticipantQueuesPort, WorkflowPort } from '../../src/core/ports';
+import { supervisionGroup, DEFAULT_SUPERVISION } from '../../src/core/transaction';
 import { startLocalAws, type LocalAws } from '../support/aws';
 import { coordinatorConfig } from '../support/fixtures';
 
@@ -16,14 +16,15 @@ let txTable: string;
 let client: DynamoDBClient;
 let log: TxLog;
 let sent: ParticipantMessage[];
-let signals: { token: string; output: unknown }[];
+/** Every call to the queues and the workflow, in order, and every write the coordinator made through the log. */
+let events: string[];
 let started: { name: string; input: unknown }[];
-let usedTokens: Set<string>;
 let clock: number;
-let ids: number;
+let ids = 0;
 let coordinator: Coordinator;
 
 const services = ['inventory', 'payment', 'shipping'];
+const config = () => coordinatorConfig(txTable, services);
 
 beforeAll(async () => {
   aws = await startLocalAws({ tables: ['log'] });
@@ -36,36 +37,60 @@ afterAll(async () => {
   await aws?.stop();
 });
 
+/** The log, with every write it takes recorded in `events` (reads are not). */
+function recordedLog(): TxLog {
+  return new Proxy(log, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function' || ['get', 'getMany', 'getOps', 'readGroup', 'list', 'openMembers', 'openGroups'].includes(String(prop))) {
+        return typeof value === 'function' ? value.bind(target) : value;
+      }
+      return (...args: unknown[]) => {
+        events.push(`log.${String(prop)}`);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
 beforeEach(() => {
   sent = [];
-  signals = [];
+  events = [];
   started = [];
-  usedTokens = new Set();
-  clock = Date.parse('2026-11-27T12:00:00Z');
-  const queues = { send: async (m: ParticipantMessage[]) => void sent.push(...m), services } as unknown as ParticipantQueues;
-  // Like Step Functions: a token completes its task once; later uses answer false (TaskDoesNotExist).
-  const workflow = {
-    start: async (_arn: string, name: string, input: unknown) => void started.push({ name, input }),
-    signal: async (token: string, output: unknown) => {
-      if (usedTokens.has(token)) return false;
-      usedTokens.add(token);
-      signals.push({ token, output });
-      return true;
+  clock = Date.parse('2026-11-27T12:00:00Z') + ids * 60_000;
+  const queues: ParticipantQueuesPort = {
+    send: async (m) => {
+      events.push(`send ${m.map((x) => `${x.type}:${x.participant}`).join(',')}`);
+      sent.push(...m);
     },
-  } as unknown as Workflow;
+    deadLetter: async () => [],
+    deadLetterReply: async () => undefined,
+  };
+  // Like Step Functions: the same name and input while running is the same execution.
+  const running = new Map<string, string>();
+  const workflow: WorkflowPort = {
+    start: async (_arn, name, input) => {
+      events.push(`workflow.start ${name}`);
+      const json = JSON.stringify(input);
+      if (running.has(name)) return running.get(name) === json ? 'started' : 'exists';
+      running.set(name, json);
+      started.push({ name, input });
+      return 'started';
+    },
+    describe: async () => 'RUNNING',
+  };
   coordinator = new Coordinator({
-    config: coordinatorConfig(txTable, services),
-    log,
+    config: config(),
+    log: recordedLog(),
     queues,
     workflow,
     now: () => clock,
     newId: () => `tx-${String(++ids).padStart(8, '0')}-${clock}`,
   });
 });
-ids = 0;
 
-async function begin(): Promise<string> {
-  const out = await coordinator.start({ participants: services.map((service) => ({ service, operation: { n: service } })) });
+async function begin(key?: string): Promise<string> {
+  const out = await coordinator.start({ participants: services.map((service) => ({ service, operation: { n: service } })) }, key);
   if (out.kind !== 'started') throw new Error(out.kind);
   return out.txId;
 }
@@ -73,160 +98,197 @@ async function begin(): Promise<string> {
 const vote = (txId: string, participant: string, v: 'YES' | 'NO' | 'READ_ONLY', reason?: string) =>
   coordinator.onReply({ v: 1, type: 'VOTE', txId, participant, vote: v, ...(reason ? { reason } : {}) });
 const ack = (txId: string, participant: string, phase: 'COMMIT' | 'ABORT') => coordinator.onReply({ v: 1, type: 'ACK', txId, participant, phase });
-
-/** What the state machine's Decide step writes (the same write, from the log's table). */
-async function decide(txId: string, status: 'COMMITTING' | 'ABORTING') {
-  await log.decide(txId, { status, outcome: STATUS_PHASE[status], reason: 'decided by the test' }, new Date(clock).toISOString());
-}
+const sentAs = () => sent.map((m) => [m.type, m.participant]);
 
 describe('start', () => {
-  it('writes PREPARING and starts the execution named after the transaction', async () => {
-    const txId = await begin();
-    expect((await log.get(txId))?.status).toBe('PREPARING');
-    expect(started).toEqual([{ name: txId, input: { txId, timeouts: { prepareSeconds: 10, commitSeconds: 30 } } }]);
+  it('claims the key, writes the operations and the record, makes sure its group is supervised, then sends PREPARE', async () => {
+    const txId = await begin('key-start-1');
+    const record = await log.get(txId);
+    const group = supervisionGroup(txId, clock, DEFAULT_SUPERVISION);
+    expect(record).toMatchObject({ status: 'PREPARING', services, pending: { inventory: true, payment: true, shipping: true }, req: 3, ok: 0, og: group });
+    expect(record!.prepareDeadlineAt).toBe(clock + 10_000);
+    // The operations live in an item written once, as JSON text.
+    expect(JSON.parse((await log.getOps(txId))!.participants)).toEqual(services.map((service) => ({ service, operation: { n: service } })));
+    expect(started).toEqual([{ name: group, input: { group, gen: 0 } }]);
+    expect(events).toEqual(['log.claimIdempotencyKey', 'log.create', `workflow.start ${group}`, 'send PREPARE:inventory,PREPARE:payment,PREPARE:shipping']);
+    expect(sent.map((m) => [m.type, m.participant, m.operation, m.attempt, m.deadlineAt])).toEqual(services.map((s) => ['PREPARE', s, { n: s }, 1, clock + 10_000]));
+  });
+
+  it('starts a group supervisor once per instance; a replay re-sends PREPARE only to the members still pending', async () => {
+    const txId = await begin('key-replay-1');
+    const other = await begin();
+    expect(started).toHaveLength(supervisionGroup(other, clock, DEFAULT_SUPERVISION) === supervisionGroup(txId, clock, DEFAULT_SUPERVISION) ? 1 : 2);
+    await vote(txId, 'inventory', 'YES');
+    sent = [];
+    const replay = await coordinator.start({ participants: services.map((service) => ({ service, operation: { n: service } })) }, 'key-replay-1');
+    expect(replay).toEqual({ kind: 'started', txId, status: 'PREPARING', replayed: true });
+    expect(sentAs()).toEqual([
+      ['PREPARE', 'payment'],
+      ['PREPARE', 'shipping'],
+    ]);
   });
 });
 
-describe('phase one', () => {
-  it('sends PREPARE with each operation, and one callback when the last YES lands', async () => {
+describe('phase one: the last vote decides', () => {
+  it('counts YES and READ_ONLY; the last one decides COMMIT and sends COMMIT to the YES voters at once, with no workflow call', async () => {
     const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
-    expect(sent.map((m) => [m.type, m.participant, m.operation, m.attempt])).toEqual(services.map((s) => ['PREPARE', s, { n: s }, 1]));
+    sent = [];
+    events = [];
     await vote(txId, 'inventory', 'YES');
     await vote(txId, 'payment', 'READ_ONLY');
-    expect(signals).toEqual([]);
+    expect(sent).toEqual([]);
+    expect((await log.get(txId))).toMatchObject({ status: 'PREPARING', ok: 2, pending: { shipping: true } });
     await vote(txId, 'shipping', 'YES');
-    expect(signals).toEqual([{ token: 't1', output: { outcome: 'COMMIT', status: 'COMMITTING', reason: 'every participant voted YES' } }]);
+    expect(await log.get(txId)).toMatchObject({ status: 'COMMITTING', decision: 'COMMIT', decisionReason: 'every participant voted YES', ok: 3, req: 3, pending: {} });
+    expect(sentAs()).toEqual([
+      ['COMMIT', 'inventory'],
+      ['COMMIT', 'shipping'],
+    ]);
+    expect(events.filter((e) => e.startsWith('workflow'))).toEqual([]);
+    expect(events.filter((e) => e.startsWith('log.'))).toEqual(['log.recordYes', 'log.recordYes', 'log.recordYes', 'log.decideCommit']);
   });
 
-  it('wakes the execution on the first NO, once', async () => {
+  it('the first NO records the vote and decides ABORT in one write; ABORT goes to the YES voters and to whoever has not voted', async () => {
     const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
-    await vote(txId, 'payment', 'NO', 'insufficient funds');
-    await vote(txId, 'inventory', 'NO');
-    await vote(txId, 'shipping', 'YES');
-    expect(signals).toEqual([{ token: 't1', output: { outcome: 'ABORT', status: 'ABORTING', reason: 'payment voted NO: insufficient funds' } }]);
-  });
-
-  it('a retried task re-sends only to those that have not voted, with the next attempt number', async () => {
-    const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
     await vote(txId, 'inventory', 'YES');
     sent = [];
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't2' });
-    expect(sent.map((m) => [m.participant, m.attempt])).toEqual([
-      ['payment', 2],
-      ['shipping', 2],
+    events = [];
+    await vote(txId, 'payment', 'NO', 'insufficient funds');
+    expect(events).toEqual(['log.recordNo', 'send ABORT:inventory,ABORT:shipping']);
+    expect(await log.get(txId)).toMatchObject({ status: 'ABORTING', decision: 'ABORT', decisionReason: 'payment voted NO: insufficient funds' });
+    // A later vote is not recorded: the transaction is decided.
+    await vote(txId, 'shipping', 'NO');
+    expect((await log.get(txId))?.votes.shipping).toBeUndefined();
+  });
+
+  it('a redelivered deciding vote re-drives phase two to everyone still unacknowledged, and records nothing twice', async () => {
+    const txId = await begin();
+    for (const s of services) await vote(txId, s, 'YES');
+    await ack(txId, 'inventory', 'COMMIT');
+    const before = await log.get(txId);
+    sent = [];
+    await vote(txId, 'shipping', 'YES');
+    expect(sentAs()).toEqual([
+      ['COMMIT', 'payment'],
+      ['COMMIT', 'shipping'],
+    ]);
+    expect(await log.get(txId)).toEqual(before);
+  });
+
+  it('a vote from a service that is not a member changes nothing and sends nothing', async () => {
+    const txId = await begin();
+    const before = await log.get(txId);
+    sent = [];
+    await vote(txId, 'order', 'YES');
+    await vote(txId, 'order', 'NO');
+    expect(await log.get(txId)).toEqual(before);
+    expect(sent).toEqual([]);
+  });
+
+  it('a YES at or after the deadline by the recorder\'s clock is not recorded; the transaction aborts then', async () => {
+    const txId = await begin();
+    await vote(txId, 'inventory', 'YES');
+    await vote(txId, 'payment', 'YES');
+    clock += 10_000; // exactly the deadline
+    sent = [];
+    await vote(txId, 'shipping', 'YES');
+    const record = await log.get(txId);
+    expect(record).toMatchObject({ status: 'ABORTING', decision: 'ABORT', decisionReason: 'prepare deadline passed', ok: 2 });
+    expect(record!.votes.shipping).toBeUndefined();
+    // shipping's YES was not recorded: it may hold a prepared state, so it is told to abort too.
+    expect(sentAs()).toEqual([
+      ['ABORT', 'inventory'],
+      ['ABORT', 'payment'],
+      ['ABORT', 'shipping'],
     ]);
   });
 
-  it('a retried task whose votes are already complete completes itself', async () => {
+  it('a late YES for an aborted transaction is answered with ABORT (with everyone still unacknowledged, or alone once finished); for an unknown transaction too', async () => {
     const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
-    for (const s of services) await vote(txId, s, 'YES');
-    sent = [];
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't2' });
-    expect(sent).toEqual([]);
-    expect(signals.map((s) => s.token)).toEqual(['t1', 't2']);
-  });
-
-  it('a duplicate of the deciding vote re-signals (in case the first signal was lost); the token makes it harmless', async () => {
-    const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
-    for (const s of services) await vote(txId, s, 'YES');
-    await vote(txId, 'shipping', 'YES');
-    expect(signals).toHaveLength(1);
-    expect((await log.get(txId))?.votes.shipping?.vote).toBe('YES');
-  });
-
-  it('a late YES after an abort decision is answered with ABORT; a vote for an unknown transaction too', async () => {
-    const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
-    await decide(txId, 'ABORTING');
+    expect(await coordinator.abort(txId, 'test')).toMatchObject({ kind: 'aborted', decidedNow: true });
     sent = [];
     await vote(txId, 'inventory', 'YES');
-    expect(sent.map((m) => [m.type, m.participant])).toEqual([['ABORT', 'inventory']]);
+    // A reply for a decided transaction re-drives phase two to everyone who owes an acknowledgement.
+    expect(sentAs()).toEqual(services.map((s) => ['ABORT', s]));
     expect((await log.get(txId))?.votes.inventory).toBeUndefined();
+    for (const s of services) await ack(txId, s, 'ABORT');
+    expect((await log.get(txId))?.status).toBe('ABORTED');
+    sent = [];
+    await vote(txId, 'payment', 'YES');
+    expect(sentAs()).toEqual([['ABORT', 'payment']]);
     sent = [];
     await vote('tx-unknown-0001', 'payment', 'YES');
     expect(sent.map((m) => [m.type, m.participant, m.txId])).toEqual([['ABORT', 'payment', 'tx-unknown-0001']]);
   });
 });
 
-describe('phase two', () => {
-  it('COMMIT goes to YES voters only and the last ACK finalizes with a TTL', async () => {
+describe('abort requests', () => {
+  it('answer aborted (decided now, then already), unknown, and committed', async () => {
     const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
+    await vote(txId, 'inventory', 'YES');
+    sent = [];
+    const first = await coordinator.abort(txId, 'aborted on request');
+    expect(first).toMatchObject({ kind: 'aborted', decidedNow: true, record: { status: 'ABORTING', decisionReason: 'aborted on request' } });
+    expect(sentAs()).toEqual([
+      ['ABORT', 'inventory'],
+      ['ABORT', 'payment'],
+      ['ABORT', 'shipping'],
+    ]);
+    expect(await coordinator.abort(txId, 'again')).toMatchObject({ kind: 'aborted', decidedNow: false, record: { decisionReason: 'aborted on request' } });
+    expect(await coordinator.abort('tx-unknown-0002', 'nothing')).toEqual({ kind: 'unknown' });
+
+    const committed = await begin();
+    for (const s of services) await vote(committed, s, 'YES');
+    expect(await coordinator.abort(committed, 'too late')).toMatchObject({ kind: 'committed', record: { status: 'COMMITTING', decision: 'COMMIT' } });
+  });
+
+  it('once every YES is recorded, an abort finds COMMIT the only outcome and finishes it, even though the decider crashed before deciding', async () => {
+    const txId = await begin();
+    // The votes as the reply path records them; its decision write never happens (a crash).
+    for (const s of services) await log.recordYes(txId, s, { vote: 'YES', at: new Date(clock).toISOString() }, clock);
+    expect(await log.get(txId)).toMatchObject({ status: 'PREPARING', ok: 3, req: 3 });
+    sent = [];
+    const outcome = await coordinator.abort(txId, 'deadlock victim');
+    expect(outcome).toMatchObject({ kind: 'committed', record: { status: 'COMMITTING', decision: 'COMMIT' } });
+    expect(sentAs()).toEqual(services.map((s) => ['COMMIT', s]));
+  });
+});
+
+describe('phase two', () => {
+  it('the last ACK finishes the transaction: final status, TTL, out of the open index; a duplicate ACK changes nothing', async () => {
+    const txId = await begin();
     await vote(txId, 'inventory', 'YES');
     await vote(txId, 'payment', 'READ_ONLY');
     await vote(txId, 'shipping', 'YES');
-    await decide(txId, 'COMMITTING');
-    sent = [];
-    await coordinator.dispatch({ txId, phase: 'COMMIT', taskToken: 't2' });
-    expect(sent.map((m) => [m.type, m.participant])).toEqual([
-      ['COMMIT', 'inventory'],
-      ['COMMIT', 'shipping'],
-    ]);
     await ack(txId, 'inventory', 'COMMIT');
     await ack(txId, 'inventory', 'COMMIT');
-    expect(signals.map((s) => s.token)).toEqual(['t1']);
+    expect((await log.get(txId))?.status).toBe('COMMITTING');
+    clock += 2_000;
     await ack(txId, 'shipping', 'COMMIT');
-    expect(signals[1]).toEqual({ token: 't2', output: { from: 'COMMITTING', final: 'COMMITTED', expiresAt: Math.floor(clock / 1000) + 30 * 86_400 } });
-  });
-
-  it('Finalize makes the status final once; a repeat only reads; nothing declared, nothing released', async () => {
-    const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
-    for (const s of services) await vote(txId, s, 'YES');
-    await decide(txId, 'COMMITTING');
-    const result = { from: 'COMMITTING' as const, final: 'COMMITTED' as const, expiresAt: Math.floor(clock / 1000) + 30 * 86_400 };
-    expect(await coordinator.finalize(txId, result)).toEqual({ finalized: true, status: 'COMMITTED', released: [] });
     const record = await log.get(txId);
-    expect(record).toMatchObject({ status: 'COMMITTED', expiresAt: result.expiresAt, finishedAt: new Date(clock).toISOString() });
-    expect(record?.openPk).toBeUndefined();
-    expect(record?.taskToken).toBeUndefined();
+    expect(record).toMatchObject({ status: 'COMMITTED', expiresAt: Math.floor(clock / 1000) + 30 * 86_400, finishedAt: new Date(clock).toISOString() });
+    expect(record?.og).toBeUndefined();
     clock += 5_000;
-    expect(await coordinator.finalize(txId, result)).toEqual({ finalized: false, status: 'COMMITTED', released: [] });
-    expect((await log.get(txId))?.finishedAt).toBe(record?.finishedAt);
-    // A result for the other phase on an open record is a bug, and says so.
-    const other = await begin();
-    await decide(other, 'ABORTING');
-    await expect(coordinator.finalize(other, result)).rejects.toThrow(/is ABORTING, not COMMITTING/);
+    await ack(txId, 'shipping', 'COMMIT');
+    expect(await log.get(txId)).toEqual(record);
+    // finish() again only reads.
+    expect(await coordinator.finish(record!)).toEqual(record);
   });
 
   it('an ACK for the wrong phase is not recorded', async () => {
     const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
     for (const s of services) await vote(txId, s, 'YES');
-    await decide(txId, 'COMMITTING');
     await ack(txId, 'inventory', 'ABORT');
     expect((await log.get(txId))?.acks.inventory).toBeUndefined();
   });
 
-  it('ABORT goes to YES voters and to those that never voted, and waits for both (one that never voted may have prepared)', async () => {
+  it('ABORT waits for the YES voters and for those that never voted (one that never voted may have prepared)', async () => {
     const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
     await vote(txId, 'inventory', 'YES');
     await vote(txId, 'payment', 'NO');
-    await decide(txId, 'ABORTING');
-    sent = [];
-    await coordinator.dispatch({ txId, phase: 'ABORT', taskToken: 't2' });
-    expect(sent.map((m) => [m.type, m.participant])).toEqual([
-      ['ABORT', 'inventory'],
-      ['ABORT', 'shipping'],
-    ]);
-    const before = signals.length;
     await ack(txId, 'inventory', 'ABORT');
-    expect(signals).toHaveLength(before);
+    expect((await log.get(txId))?.status).toBe('ABORTING');
     await ack(txId, 'shipping', 'ABORT');
-    expect(signals.at(-1)).toMatchObject({ token: 't2', output: { from: 'ABORTING', final: 'ABORTED' } });
-  });
-
-  it('dispatch for a phase the record has moved past answers with where it is', async () => {
-    const txId = await begin();
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't1' });
-    await decide(txId, 'ABORTING');
-    await coordinator.dispatch({ txId, phase: 'PREPARE', taskToken: 't2' });
-    expect(signals.at(-1)).toMatchObject({ token: 't2', output: { outcome: 'ABORT', status: 'ABORTING' } });
+    expect((await log.get(txId))?.status).toBe('ABORTED');
   });
 });

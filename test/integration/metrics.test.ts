@@ -4,10 +4,8 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TxLog, documentClient } from '../../src/aws/log-store';
-import type { ParticipantQueues } from '../../src/aws/queues';
-import type { Workflow } from '../../src/aws/workflow';
 import { Coordinator } from '../../src/coordinator';
-import { STATUS_PHASE } from '../../src/core/transaction';
+import type { ParticipantQueuesPort, WorkflowPort } from '../../src/core/ports';
 import { startLocalAws, type LocalAws } from '../support/aws';
 import { coordinatorConfig } from '../support/fixtures';
 import type { MetricName, MetricsPort } from '../../src/metrics';
@@ -44,12 +42,8 @@ const T0 = Date.parse('2026-11-27T12:00:00Z');
 let ids = 0;
 
 function coordinatorWith(metrics: MetricsPort, clock: { now: number }) {
-  const queues = { send: async () => undefined, services } as unknown as ParticipantQueues;
-  const used = new Set<string>();
-  const workflow = {
-    start: async () => undefined,
-    signal: async (token: string) => !used.has(token) && used.add(token) !== undefined,
-  } as unknown as Workflow;
+  const queues: ParticipantQueuesPort = { send: async () => undefined, deadLetter: async () => [], deadLetterReply: async () => undefined };
+  const workflow: WorkflowPort = { start: async () => 'started', describe: async () => 'RUNNING' };
   return new Coordinator({
     config: coordinatorConfig(txTable, services),
     log,
@@ -61,11 +55,6 @@ function coordinatorWith(metrics: MetricsPort, clock: { now: number }) {
   });
 }
 
-/** What the state machine's Decide step writes (the same write, from the log's table). */
-async function decide(txId: string, status: 'COMMITTING' | 'ABORTING', at: string) {
-  await log.decide(txId, { status, outcome: STATUS_PHASE[status], reason: 'decided by the test' }, at);
-}
-
 describe('the coordinator', () => {
   it('counts a transaction, its votes, its decision and latency, and its acks once each', async () => {
     const metrics = new RecordingMetrics();
@@ -75,39 +64,42 @@ describe('the coordinator', () => {
     const started = await c.start(body, 'key-1');
     if (started.kind !== 'started') throw new Error(started.kind);
     const { txId } = started;
-    await c.start(body, 'key-1'); // an idempotent replay: the same transaction
-    await c.dispatch({ txId, phase: 'PREPARE', taskToken: 'p1' });
-    for (const participant of services) await c.onReply({ v: 1, type: 'VOTE', txId, participant, vote: 'YES' });
-    await c.onReply({ v: 1, type: 'VOTE', txId, participant: 'inventory', vote: 'YES' }); // duplicate
+    await c.start(body, 'key-1'); // an idempotent replay: the same transaction, PREPARE re-sent to the three
+    for (const participant of services.slice(0, 2)) await c.onReply({ v: 1, type: 'VOTE', txId, participant, vote: 'YES' });
+    await c.onReply({ v: 1, type: 'VOTE', txId, participant: 'inventory', vote: 'YES' }); // duplicate, before the decision: sends nothing
+    clock.now = T0 + 1234;
+    await c.onReply({ v: 1, type: 'VOTE', txId, participant: 'shipping', vote: 'YES' }); // the last vote decides, and sends COMMIT to three
 
-    await decide(txId, 'COMMITTING', new Date(T0 + 1234).toISOString());
     clock.now = T0 + 2000;
-    await c.dispatch({ txId, phase: 'COMMIT', taskToken: 'c1' });
-    await c.dispatch({ txId, phase: 'COMMIT', taskToken: 'c2' }); // a retried task: not a second decision
+    await c.onReply({ v: 1, type: 'VOTE', txId, participant: 'shipping', vote: 'YES' }); // redelivered: re-drives COMMIT to three, not a second decision
     for (const participant of services) await c.onReply({ v: 1, type: 'ACK', txId, participant, phase: 'COMMIT' });
-    await c.onReply({ v: 1, type: 'ACK', txId, participant: 'payment', phase: 'COMMIT' }); // duplicate
+    await c.onReply({ v: 1, type: 'ACK', txId, participant: 'payment', phase: 'COMMIT' }); // duplicate, after the finish
 
     expect(Object.fromEntries(metrics.counts)).toEqual({
       TransactionsStarted: 1,
       VotesRecorded: 3,
       TransactionsCommitted: 1,
       AcksRecorded: 3,
-      // PREPARE to three, COMMIT to three on each of the two attempts.
-      MessagesSent: 9,
+      // PREPARE to three twice (start and replay), COMMIT to three at the decision and again on the redelivery.
+      MessagesSent: 12,
     });
     expect(metrics.latencies).toEqual([1234]);
   });
 
-  it('counts an abort decision as TransactionsAborted', async () => {
+  it('counts an abort decision as TransactionsAborted, whoever decides', async () => {
     const metrics = new RecordingMetrics();
-    const c = coordinatorWith(metrics, { now: T0 });
-    const started = await c.start({ participants: [{ service: 'inventory' }] });
-    if (started.kind !== 'started') throw new Error(started.kind);
-    await decide(started.txId, 'ABORTING', new Date(T0 + 10_000).toISOString());
-    await c.dispatch({ txId: started.txId, phase: 'ABORT', taskToken: 'a1' });
-    expect(metrics.counts.get('TransactionsAborted')).toBe(1);
+    const clock = { now: T0 };
+    const c = coordinatorWith(metrics, clock);
+    const first = await c.start({ participants: [{ service: 'inventory' }] });
+    const second = await c.start({ participants: [{ service: 'inventory' }, { service: 'payment' }] });
+    if (first.kind !== 'started' || second.kind !== 'started') throw new Error('not started');
+    clock.now = T0 + 10_000;
+    await c.abort(first.txId, 'aborted on request');
+    await c.abort(first.txId, 'aborted on request'); // already aborted: not counted again
+    await c.onReply({ v: 1, type: 'VOTE', txId: second.txId, participant: 'payment', vote: 'NO' });
+    expect(metrics.counts.get('TransactionsAborted')).toBe(2);
     expect(metrics.counts.get('TransactionsCommitted')).toBeUndefined();
-    expect(metrics.latencies).toEqual([10_000]);
+    expect(metrics.latencies).toEqual([10_000, 10_000]);
   });
 });
 

@@ -175,7 +175,10 @@ const OUTPUTS = {
     ApiUrl: 'https://abc123.execute-api.us-east-1.localhost.localstack.cloud:4566/v1/',
     TxTableName: 'DtcData-LogTable-1',
     LockTableName: 'DtcData-LocksTable-1',
-    ReplyQueueUrl: 'http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dtc-replies',
+    ReplyQueueUrls: JSON.stringify({
+      inventory: 'http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dtc-inventory-replies',
+      'order-history': 'http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dtc-order-history-replies',
+    }),
     InventoryQueueUrl: 'http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dtc-inventory-requests',
     OrderHistoryQueueUrl: 'http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dtc-order-history-requests',
     StateMachineArn: 'arn:aws:states:us-east-1:000000000000:stateMachine:sm',
@@ -193,6 +196,10 @@ describe('runDeploy', () => {
     expect(outputs.participantQueues).toEqual({
       inventory: OUTPUTS.DtcCoordinator.InventoryQueueUrl,
       'order-history': OUTPUTS.DtcCoordinator.OrderHistoryQueueUrl,
+    });
+    expect(outputs.replyQueueUrls).toEqual({
+      inventory: 'http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dtc-inventory-replies',
+      'order-history': 'http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dtc-order-history-replies',
     });
     expect(outputs).toMatchObject({ apiUrl: OUTPUTS.DtcCoordinator.ApiUrl, txTable: 'DtcData-LogTable-1', lockTable: 'DtcData-LocksTable-1' });
     expect(logs.at(-1)).toMatch(/outputs .*DTC_TARGET=localstack/);

@@ -4,12 +4,14 @@ import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/c
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { LockStore } from '../../src/aws/lock-store';
 import { TxLog, documentClient } from '../../src/aws/log-store';
-import { type TxStatus, newTransaction } from '../../src/core/transaction';
+import { Coordinator } from '../../src/coordinator';
+import type { ParticipantQueuesPort, WorkflowPort } from '../../src/core/ports';
+import { DEFAULT_SUPERVISION, type TxStatus, newOps, newTransaction } from '../../src/core/transaction';
 import { DeadlockDetector } from '../../src/locks/detector';
 import { LockService, type LockServiceDeps } from '../../src/locks/service';
 import { Transactions } from '../../src/locks/transactions';
 import { type LocalAws, startLocalAws } from '../support/aws';
-import { pause } from '../support/fixtures';
+import { coordinatorConfig, pause } from '../support/fixtures';
 
 export interface LockEnv {
   dynamodb: DynamoDBClient;
@@ -23,7 +25,7 @@ export interface LockEnv {
   /** A PREPARING transaction created now (its createdAt orders victims: later is younger). */
   newTx(label?: string, prepareSeconds?: number): Promise<string>;
   setStatus(txId: string, status: TxStatus): Promise<void>;
-  /** The commit decision as the state machine's Decide writes it: only from PREPARING. False if it lost. */
+  /** The commit decision as the reply path makes it: inventory's YES, then COMMIT (only from PREPARING). False if it lost. */
   decideCommit(txId: string): Promise<boolean>;
   /** A participant's own table (see LocalAws). */
   participantTable: LocalAws['participantTable'];
@@ -46,7 +48,12 @@ export function lockEnvOn(aws: Pick<LocalAws, 'dynamodb' | 'tables' | 'participa
   const doc = documentClient(dynamodb);
   const store = new LockStore(doc, lockTable);
   const log = new TxLog(doc, txTable);
-  const transactions = new Transactions(log);
+  // The coordinator's own abort (the conditional write, then phase two) on queues and a workflow that
+  // go nowhere: these tests are about the locks and the log.
+  const queues: ParticipantQueuesPort = { send: async () => undefined, deadLetter: async () => [], deadLetterReply: async () => undefined };
+  const workflow: WorkflowPort = { start: async () => 'started', describe: async () => 'RUNNING' };
+  const coordinator = new Coordinator({ config: coordinatorConfig(txTable, ['inventory']), log, queues, workflow });
+  const transactions = new Transactions(log, coordinator);
   const detector = new DeadlockDetector({ store, transactions });
   return {
     dynamodb,
@@ -61,13 +68,10 @@ export function lockEnvOn(aws: Pick<LocalAws, 'dynamodb' | 'tables' | 'participa
       // Distinct creation times, so "youngest" is well defined.
       await pause(2);
       const txId = `${label}-${String(++counter).padStart(6, '0')}`;
-      const record = newTransaction({
-        txId,
-        request: { participants: [{ service: 'inventory', operation: {} }], timeouts: { prepareSeconds, commitSeconds: 30 } },
-        nowMs: Date.now(),
-        requestHash: 'test',
-      });
-      if (!(await log.create(record))) throw new Error(`transaction ${txId} exists`);
+      const request = { participants: [{ service: 'inventory', operation: {} }], timeouts: { prepareSeconds, commitSeconds: 30 } };
+      const nowMs = Date.now();
+      const record = newTransaction({ txId, request, nowMs, requestHash: 'test', supervision: DEFAULT_SUPERVISION });
+      if (!(await log.create(record, newOps(txId, request, nowMs, 30)))) throw new Error(`transaction ${txId} exists`);
       return txId;
     },
     async setStatus(txId, status) {
@@ -76,7 +80,9 @@ export function lockEnvOn(aws: Pick<LocalAws, 'dynamodb' | 'tables' | 'participa
       );
     },
     async decideCommit(txId) {
-      const { applied } = await log.decide(txId, { status: 'COMMITTING', outcome: 'COMMIT', reason: 'decided by the test' }, new Date().toISOString());
+      const at = new Date().toISOString();
+      await log.recordYes(txId, 'inventory', { vote: 'YES', at }, Date.now());
+      const { applied } = await log.decideCommit(txId, at);
       return applied;
     },
     async stop() {

@@ -45,9 +45,10 @@ let table: string;
 let replyQueueUrl: string;
 
 beforeAll(async () => {
-  local = await startLocalAws({ dynamodb: true, queues: ['dtc-replies'] });
+  // The app's reply queue of one participant (each participant speaks on its own).
+  local = await startLocalAws({ dynamodb: true, queues: ['dtc-inventory-replies'] });
   table = await local.participantTable('tester');
-  replyQueueUrl = local.queues['dtc-replies']!;
+  replyQueueUrl = local.queues['dtc-inventory-replies']!;
 });
 afterAll(async () => {
   await local.stop();

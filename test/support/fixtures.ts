@@ -37,9 +37,9 @@ export function newTxId(label = 'tx'): string {
 export function coordinatorConfig(txTable: string, services: readonly string[]): CoordinatorConfig {
   return {
     txTable,
-    replyQueueArns: Object.fromEntries(services.map((s) => [s, `arn:aws:sqs:us-east-1:000000000000:replies-${s}`])),
     participantQueues: Object.fromEntries(services.map((s) => [s, `q-${s}`])),
-    stateMachineArn: 'arn:sm',
+    replyQueueArns: Object.fromEntries(services.map((s) => [s, `arn:aws:sqs:us-east-1:000000000000:dtc-${s}-replies`])),
+    stateMachineArn: 'arn:aws:states:us-east-1:000000000000:stateMachine:dtc-supervisor',
     retentionDays: 30,
     defaults: { prepareSeconds: 10, commitSeconds: 30 },
   };
