@@ -9,7 +9,7 @@ import type { ReplyMessage } from '../../src/core/messages';
 import type { DecisionAnswer } from '../../src/core/recovery';
 import { BarrierStore } from '../../src/participant/barrier-store';
 import { startConsumer } from '../../src/participant/consumer';
-import { apiDecisions, logTableDecisions, type DecisionSource } from '../../src/participant/decisions';
+import { apiDecisions, type DecisionSource } from '../../src/participant/decisions';
 import { defineParticipant } from '../../src/participant/define';
 import { createRunner, documentClient } from '../../src/participant/runner';
 import { type LocalAws, startLocalAws } from '../support/aws';
@@ -91,10 +91,18 @@ describe('a participant in doubt', () => {
     expect(calls.filter((c) => c === `commit:${txId}`)).toHaveLength(1);
   });
 
-  it('applies ABORT when the log has no record (presumed abort), reading the log table', async () => {
+  it('applies ABORT when the coordinator has no record (presumed abort), asking the decision route', async () => {
     const { participant, calls } = recorder();
-    const logTable = local.tables.log;
-    const decisions = logTableDecisions({ table: logTable, dynamodb: local.dynamodb });
+    // The coordinator's decision route, as a participant sees it: the outcome of the records it has, 404 otherwise.
+    const statuses = new Map<string, string>();
+    const coordinator = (async (url: string) => {
+      const id = decodeURIComponent(/\/transactions\/([^/]+)\/decision$/.exec(String(url))![1]!);
+      const status = statuses.get(id);
+      return status === undefined
+        ? new Response(JSON.stringify({ error: { code: 'NotFound', message: `no transaction ${id}` } }), { status: 404 })
+        : new Response(JSON.stringify({ txId: id, status, createdAt: new Date(0).toISOString() }), { status: 200 });
+    }) as unknown as typeof fetch;
+    const decisions = apiDecisions({ baseUrl: 'http://coordinator.test', fetch: coordinator });
     const runner = createRunner({ participant, replyQueueUrl, table, sqs: local.sqs, dynamodb: local.dynamodb, decisions });
     const txId = newTxId('nolog');
     await runner.handle(message('PREPARE', txId, 'tester', {}));
@@ -103,10 +111,9 @@ describe('a participant in doubt', () => {
     expect(calls).toEqual([`prepare:${txId}`, `abort:${txId}`]);
     expect(await local.replies(replyQueueUrl)).toEqual([{ v: 1, type: 'ACK', txId, participant: 'tester', phase: 'ABORT' }]);
 
-    const doc = documentClient(local.dynamodb);
     for (const [status, answer] of [['PREPARING', 'PENDING'], ['COMMITTING', 'COMMIT'], ['COMMITTED', 'COMMIT'], ['ABORTING', 'ABORT'], ['ABORTED', 'ABORT']] as const) {
       const id = newTxId('logged');
-      await doc.send(new PutCommand({ TableName: logTable, Item: { pk: id, txId: id, status } }));
+      statuses.set(id, status);
       expect([status, await decisions.read(id)]).toEqual([status, answer]);
     }
   });

@@ -83,12 +83,11 @@ describe('the recovery sweeper', () => {
     expect(executionsOf(group)).toEqual([`${group}-g1:RUNNING`, `${group}:ABORTED`]);
 
     // It re-sends COMMIT to silent on the schedule; past IN_DOUBT_AFTER_COMMIT_TIMEOUTS commit timeouts it marks silent in doubt.
-    const marked = await until('silent in doubt', (r) => r.inDoubtSince?.silent !== undefined, txId, 30_000);
-    expect(Date.parse(marked.inDoubtSince!.silent!) - Date.parse(marked.decidedAt!)).toBeGreaterThanOrEqual(IN_DOUBT_AFTER_COMMIT_TIMEOUTS * 1000);
-    expect(Object.keys(marked.inDoubtSince!)).toEqual(['silent']);
+    const marked = await until('silent in doubt', (r) => r.inDoubtSince !== undefined, txId, 30_000);
+    expect(Date.parse(marked.inDoubtSince!) - Date.parse(marked.decidedAt!)).toBeGreaterThanOrEqual(IN_DOUBT_AFTER_COMMIT_TIMEOUTS * 1000);
     const doubted = await h.request('GET', `/transactions/${txId}`);
     expect(doubted.body.inDoubt).toEqual(['silent']);
-    expect(doubted.body.participants.find((p: { service: string }) => p.service === 'silent').inDoubtSince).toBe(marked.inDoubtSince!.silent);
+    expect(doubted.body.participants.find((p: { service: string }) => p.service === 'silent').inDoubtSince).toBe(marked.inDoubtSince);
     const commits = await h.stack.sqs.send(new ReceiveMessageCommand({ QueueUrl: h.stack.outputs.participantQueues.silent, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
     expect((commits.Messages ?? []).map((m) => JSON.parse(m.Body!) as { type: string; txId: string }).filter((m) => m.txId === txId && m.type === 'COMMIT').length).toBeGreaterThanOrEqual(1);
     // A copy of the unacknowledged COMMIT is in silent's DLQ with the reason, once.
