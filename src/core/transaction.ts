@@ -23,7 +23,7 @@ export const TIMEOUT_BOUNDS = {
 } as const;
 
 export const MAX_PARTICIPANTS = 25;
-/** Resources one participant may declare for the coordinator to lock (each lock is ~3 requests in dispatch). */
+/** Resources one participant may declare for the coordinator to lock (each lock is ~3 requests in the start). */
 export const MAX_DECLARED_RESOURCES = 25;
 
 /** The declared resources of every participant, deduplicated and sorted: the one order all coordinators lock in. */
