@@ -18,7 +18,7 @@ import {
 } from './log-transitions';
 import type { GroupsPage, IdempotencyRecord, ListPage, MembersPage, TxLogPort, WriteResult } from './ports';
 import { BadCursorError, decodeCursor, encodeCursor } from './cursor';
-import { type AckEntry, LIST_SHARDS, type OpsRecord, PHASE_STATUS, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry, opsPk } from './transaction';
+import { type AckEntry, LIST_SHARDS, type OpsRecord, PHASE_STATUS, decisionReasonOf, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry, opsPk } from './transaction';
 
 /** A listing index entry: the record's key and its creation time. */
 export interface ListKey {
@@ -125,10 +125,23 @@ export abstract class TableTxLog implements TxLogPort {
         .filter((s) => state[s] !== 'end')
         .map(async (shard) => ({ shard, ...(await this.listShard(shard, limit, positionKey(state[shard]!))) })),
     );
-    const merged = pages
-      .flatMap((p) => p.keys.map((k) => ({ ...k, shard: p.shard })))
-      .sort((a, b) => (a.createdAt === b.createdAt ? (a.pk < b.pk ? 1 : a.pk > b.pk ? -1 : 0) : a.createdAt < b.createdAt ? 1 : -1));
-    const taken = merged.slice(0, limit);
+    // A k-way merge that takes each shard's entries in the shard's own order: ties on createdAt come
+    // in an order DynamoDB leaves unspecified, and a shard's cursor is the last entry taken from it,
+    // so what is taken from a shard must always be a prefix of what it returned.
+    const heads = pages.map(() => 0);
+    const taken: (ListKey & { shard: string })[] = [];
+    while (taken.length < limit) {
+      let best = -1;
+      for (let i = 0; i < pages.length; i++) {
+        const k = pages[i]!.keys[heads[i]!];
+        if (!k) continue;
+        const b = best < 0 ? undefined : pages[best]!.keys[heads[best]!]!;
+        if (!b || k.createdAt > b.createdAt || (k.createdAt === b.createdAt && k.pk > b.pk)) best = i;
+      }
+      if (best < 0) break;
+      taken.push({ ...pages[best]!.keys[heads[best]!]!, shard: pages[best]!.shard });
+      heads[best]!++;
+    }
     const next = { ...state };
     for (const page of pages) {
       const mine = taken.filter((k) => k.shard === page.shard);
@@ -139,7 +152,7 @@ export abstract class TableTxLog implements TxLogPort {
     const records = new Map((await this.readMany(taken.map((k) => k.pk))).map((r) => [r.pk as string, r as unknown as TxRecord]));
     const items = taken.flatMap((k) => {
       const r = records.get(k.pk);
-      return r ? [{ txId: r.txId, status: r.status, createdAt: r.createdAt, updatedAt: r.updatedAt, ...(r.decision ? { decision: r.decision, decisionReason: r.decisionReason } : {}) }] : [];
+      return r ? [{ txId: r.txId, status: r.status, createdAt: r.createdAt, updatedAt: r.updatedAt, ...(r.decision ? { decision: r.decision, decisionReason: decisionReasonOf(r) } : {}) }] : [];
     });
     const open = Object.values(next).some((v) => v !== 'end');
     return { items, ...(open && taken.length === limit ? { nextCursor: encodeCursor(next) } : {}) };

@@ -401,13 +401,20 @@ export function inDoubt(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'deci
   return tx.inDoubtSince === undefined ? [] : awaitingAck(tx);
 }
 
+/** The decision's reason as clients read it: a NO's own reason is kept once, in the vote, and shown here. */
+export function decisionReasonOf(tx: Pick<TxRecord, 'decision' | 'decisionReason' | 'votes'>): string | undefined {
+  const no = tx.decision === 'ABORT' ? /^(\S+) voted NO$/.exec(tx.decisionReason ?? '') : null;
+  const reason = no ? tx.votes[no[1]!]?.reason : undefined;
+  return reason ? `${tx.decisionReason}: ${reason}` : tx.decisionReason;
+}
+
 export function toView(tx: TxRecord): TxView {
   const doubtful = inDoubt(tx);
   return {
     txId: tx.txId,
     status: tx.status,
     ...(doubtful.length > 0 ? { inDoubt: doubtful } : {}),
-    ...(tx.decision ? { decision: { outcome: tx.decision, reason: tx.decisionReason, at: tx.decidedAt } } : {}),
+    ...(tx.decision ? { decision: { outcome: tx.decision, reason: decisionReasonOf(tx), at: tx.decidedAt } } : {}),
     participants: tx.services.map((service) => {
       const v = tx.votes[service];
       const a = tx.acks[service];

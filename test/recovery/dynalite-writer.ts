@@ -19,7 +19,7 @@ await Promise.all(
       await aws.dynamodb.send(
         new PutItemCommand({
           TableName: table,
-          Item: { pk: { S: `tx-${w}-${n % 7}` }, ...(open ? { openPk: { S: 'open' } } : {}), updatedAt: { S: String(n).padStart(12, '0') } },
+          Item: { pk: { S: `tx-${w}-${n % 7}` }, ...(open ? { og: { S: `g-${n % 5}` } } : {}), prepareDeadlineAt: { N: String(n) } },
         }),
       );
     }

@@ -39,8 +39,8 @@ async function scan(client: DynamoDBClient, table: string, indexName?: string): 
 
 /** Index entries that are not exactly the items' own keys, and items missing from the index. */
 async function disagreement(client: DynamoDBClient, table: string): Promise<{ stale: number; missing: number }> {
-  const key = (i: Item) => `${i.pk?.S}|${i.updatedAt?.S}`;
-  const expected = new Set((await scan(client, table)).filter((i) => i.openPk).map(key));
+  const key = (i: Item) => `${i.pk?.S}|${i.og?.S}|${i.prepareDeadlineAt?.N}`;
+  const expected = new Set((await scan(client, table)).filter((i) => i.og).map(key));
   const actual = new Set((await scan(client, table, 'open')).map(key));
   return { stale: [...actual].filter((k) => !expected.has(k)).length, missing: [...expected].filter((k) => !actual.has(k)).length };
 }

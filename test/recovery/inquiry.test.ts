@@ -54,9 +54,9 @@ let table: string;
 let replyQueueUrl: string;
 
 beforeAll(async () => {
-  local = await startLocalAws({ sqs: true, tables: ['log'], queues: ['dtc-replies'] });
+  local = await startLocalAws({ sqs: true, tables: ['log'], queues: ['dtc-inventory-replies'] });
   table = await local.participantTable('inquirer');
-  replyQueueUrl = local.queues['dtc-replies']!;
+  replyQueueUrl = local.queues['dtc-inventory-replies']!;
 });
 afterAll(async () => {
   await local.stop();
@@ -179,7 +179,7 @@ describe('a participant in doubt', () => {
     try {
       const txId = newTxId('consumer');
       decisions.answers.set(txId, 'COMMIT');
-      await local.send(queueUrl, { ...message('PREPARE', txId, 'tester', {}), deadlineAt: Date.now() });
+      await local.send(queueUrl, { ...message('PREPARE', txId, 'tester', {}), deadlineAt: Date.now() + 1_000 });
       await vi.waitFor(() => expect(calls).toContain(`commit:${txId}`), { timeout: 10_000, interval: 50 });
       // (Its restart scan also re-ran the cut-short aborts earlier tests left in this table.)
       expect(calls.filter((c) => c.endsWith(txId))).toEqual([`prepare:${txId}`, `commit:${txId}`]);
