@@ -155,7 +155,7 @@ describe('phase one: the last vote decides', () => {
     events = [];
     await vote(txId, 'payment', 'NO', 'insufficient funds');
     expect(events).toEqual(['log.recordNo', 'send ABORT:inventory,ABORT:shipping']);
-    expect(await log.get(txId)).toMatchObject({ status: 'ABORTING', decision: 'ABORT', decisionReason: 'payment voted NO: insufficient funds' });
+    expect(await log.get(txId)).toMatchObject({ status: 'ABORTING', decision: 'ABORT', decisionReason: 'payment voted NO', votes: { payment: { vote: 'NO', reason: 'insufficient funds' } } });
     // A later vote is not recorded: the transaction is decided.
     await vote(txId, 'shipping', 'NO');
     expect((await log.get(txId))?.votes.shipping).toBeUndefined();
