@@ -206,7 +206,7 @@ export class Coordinator {
     if (result.applied) this.metrics.count(METRIC.VotesRecorded);
     if (!record) {
       // Presumed abort: no record means no commit can ever happen; release a YES voter now.
-      if (message.vote === 'YES') await this.sendTo(['ABORT'], { txId: message.txId }, [p]);
+      if (message.vote === 'YES') await this.sendTo('ABORT', message.txId, [p]);
       return;
     }
     if (!record.services.includes(p)) return; // not a member: its vote counts for nothing
@@ -221,7 +221,7 @@ export class Coordinator {
     // A YES that was never recorded, for a transaction already finished as ABORTED: the voter holds
     // resources for a transaction that will never commit (it was sent ABORT, if at all, before).
     if (driven.status === 'ABORTED' && message.vote === 'YES' && driven.votes[p] === undefined && !mutated('noAbortToSilent')) {
-      await this.sendTo(['ABORT'], driven, [p]);
+      await this.sendTo('ABORT', driven.txId, [p]);
     }
   }
 
@@ -302,7 +302,7 @@ export class Coordinator {
   async phaseTwo(record: TxRecord, to: readonly string[], attempt = 1): Promise<ParticipantMessage[]> {
     const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
     const recipients = mutated('phaseTwoGivesUp') && attempt > 2 ? [] : to;
-    return this.sendTo([type], record, recipients, attempt, this.now() + record.timeouts.commitSeconds * 1000);
+    return this.sendTo(type, record.txId, recipients, attempt, this.now() + record.timeouts.commitSeconds * 1000);
   }
 
   /**
@@ -322,13 +322,13 @@ export class Coordinator {
   }
 
   private async sendTo(
-    [type]: ['COMMIT' | 'ABORT'],
-    record: Pick<TxRecord, 'txId'>,
+    type: 'COMMIT' | 'ABORT',
+    txId: string,
     to: readonly string[],
     attempt = 1,
     deadlineAt = this.now(),
-  ): Promise<ParticipantMessage[]> {
-    const messages = to.map((p) => this.message(type, record.txId, p, deadlineAt, attempt));
+): Promise<ParticipantMessage[]> {
+    const messages = to.map((p) => this.message(type, txId, p, deadlineAt, attempt));
     if (messages.length === 0) return messages;
     await this.deps.queues.send(messages);
     this.metrics.count(METRIC.MessagesSent, messages.length);

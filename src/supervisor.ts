@@ -64,17 +64,12 @@ export async function ensureSupervisor(deps: SupervisorDeps, stateMachineArn: st
   if (started === 'started') return group;
   const record = await deps.log.readGroup(group);
   const current: Pick<GroupRecord, 'gen' | 'execution'> = record ?? { gen: 0, execution: supervisorName(group, 0) };
-  if (current.gen > 0) {
-    const state = await deps.workflow.describe(executionArn(stateMachineArn, current.execution));
-    if (state === 'RUNNING') return current.execution;
-    if (state === 'MISSING') {
-      // Claimed but never started (a crash between claim and start): start it now.
-      await deps.workflow.start(stateMachineArn, current.execution, { group, gen: current.gen });
-      return current.execution;
-    }
-  } else {
-    const state = await deps.workflow.describe(executionArn(stateMachineArn, current.execution));
-    if (state === 'RUNNING') return current.execution;
+  const state = await deps.workflow.describe(executionArn(stateMachineArn, current.execution));
+  if (state === 'RUNNING') return current.execution;
+  if (state === 'MISSING' && current.gen > 0) {
+    // Claimed but never started (a crash between claim and start): start it now.
+    await deps.workflow.start(stateMachineArn, current.execution, { group, gen: current.gen });
+    return current.execution;
   }
   const now = deps.now ?? systemClock;
   const claimed = await deps.log.claimGroup(group, current.gen, new Date(now()).toISOString());
@@ -135,7 +130,7 @@ export async function superviseRun(
         else if (after.decision === 'ABORT') report.aborted++;
         break;
       case 'finish':
-        after = await coordinator.finish(record);
+        await coordinator.finish(record);
         report.finished++;
         continue;
       case 'phase-two': {
@@ -160,7 +155,7 @@ export async function superviseRun(
         if (parking) {
           // Probe with one transaction; everyone else waits until the participant answers it.
           if (probe === undefined && action.to.includes(info.service)) probe = record.txId;
-          send = back || record.txId === probe ? send || back : false;
+          send = back || (send && record.txId === probe);
         }
         if (send) {
           await coordinator.phaseTwo(record, action.to, action.attempt);

@@ -403,9 +403,8 @@ export function inDoubt(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'deci
 
 /** The decision's reason as clients read it: a NO's own reason is kept once, in the vote, and shown here. */
 export function decisionReasonOf(tx: Pick<TxRecord, 'decision' | 'decisionReason' | 'votes'>): string | undefined {
-  const no = tx.decision === 'ABORT' ? /^(\S+) voted NO$/.exec(tx.decisionReason ?? '') : null;
-  const reason = no ? tx.votes[no[1]!]?.reason : undefined;
-  return reason ? `${tx.decisionReason}: ${reason}` : tx.decisionReason;
+  const no = tx.decision === 'ABORT' ? Object.entries(tx.votes).find(([p, v]) => v.vote === 'NO' && tx.decisionReason === `${p} voted NO`)?.[1] : undefined;
+  return no?.reason ? `${tx.decisionReason}: ${no.reason}` : tx.decisionReason;
 }
 
 export function toView(tx: TxRecord): TxView {

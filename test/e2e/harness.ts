@@ -2,8 +2,8 @@
 // with DTC_TARGET=localstack|outputs, a deployment (targets.ts). Not a test file itself.
 import { randomUUID } from 'node:crypto';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import { BatchGetCommand, type BatchGetCommandOutput, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { documentClient } from '../../src/aws/log-store';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { TxLog, documentClient } from '../../src/aws/log-store';
 import type { TxView } from '../../src/core/transaction';
 import { startDemo, type DemoLockOptions, type RunningDemo } from '../../src/local/demo-routes';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../src/local/aws-env';
@@ -117,9 +117,10 @@ export async function startHarness(options: { context?: Record<string, unknown>;
 /**
  * Resolves `ended(txId)` once the log record is COMMITTED or ABORTED (or the timeout passes: the
  * caller's poll then reports what it saw). One loop for every waiter: a BatchGetItem of up to 100
- * records every 100 ms while anyone waits.
+ * records every 100 ms while anyone waits (TxLog.getMany).
  */
 function endWatcher(doc: DynamoDBDocumentClient, table: string): { ended(txId: string, timeoutMs: number): Promise<void>; stop(): void } {
+  const log = new TxLog(doc, table);
   const waiters = new Map<string, (() => void)[]>();
   let running = false;
   let stopped = false;
@@ -127,18 +128,10 @@ function endWatcher(doc: DynamoDBDocumentClient, table: string): { ended(txId: s
     running = true;
     try {
       while (!stopped && waiters.size > 0) {
-        const ids = [...waiters.keys()];
-        for (let i = 0; i < ids.length; i += 100) {
-          let keys: Record<string, unknown>[] | undefined = ids.slice(i, i + 100).map((pk) => ({ pk }));
-          while (keys && keys.length > 0) {
-            const out: BatchGetCommandOutput = await doc.send(new BatchGetCommand({ RequestItems: { [table]: { Keys: keys, ConsistentRead: true, ProjectionExpression: 'pk, #s', ExpressionAttributeNames: { '#s': 'status' } } } }));
-            for (const item of out.Responses?.[table] ?? []) {
-              if (item.status !== 'COMMITTED' && item.status !== 'ABORTED') continue;
-              for (const done of waiters.get(item.pk as string) ?? []) done();
-              waiters.delete(item.pk as string);
-            }
-            keys = out.UnprocessedKeys?.[table]?.Keys;
-          }
+        for (const item of await log.getMany([...waiters.keys()])) {
+          if (item.status !== 'COMMITTED' && item.status !== 'ABORTED') continue;
+          for (const done of waiters.get(item.pk) ?? []) done();
+          waiters.delete(item.pk);
         }
         await new Promise((r) => setTimeout(r, 100));
       }

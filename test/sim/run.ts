@@ -4,33 +4,16 @@ import { runWorld, type WorldResult } from './world';
 
 export { MUTATIONS, type Mutation };
 
-/** Totals over seeds: every counter of a world's stats is summed, except the ones kept as a maximum. */
-export interface SeedsResult {
+const SUMMED = ['transactions', 'committed', 'aborted', 'crashes', 'freezes', 'deadlocksResolved', 'events', 'forgeries', 'forgeriesDeadLettered', 'strangerVotes', 'supervisors', 'executionsLost', 'executionsStopped', 'latePrepares', 'inDoubtMarked', 'parked', 'generationsClaimed'] as const;
+
+/** Totals over seeds: every counter of a world's stats is summed (SUMMED), except the ones kept as a maximum. */
+export interface SeedsResult extends Pick<WorldResult['stats'], (typeof SUMMED)[number]> {
   seedsRun: number;
   failures: { seed: number; violations: string[] }[];
-  transactions: number;
-  committed: number;
-  aborted: number;
-  crashes: number;
-  freezes: number;
-  deadlocksResolved: number;
-  events: number;
-  forgeries: number;
-  forgeriesDeadLettered: number;
-  strangerVotes: number;
-  supervisors: number;
-  executionsLost: number;
-  executionsStopped: number;
-  latePrepares: number;
-  inDoubtMarked: number;
-  parked: number;
-  generationsClaimed: number;
   /** The longest any seed took to settle after its faults healed, and that seed. */
   maxSettledAfterHealMs: number;
   slowestSeed: number;
 }
-
-const SUMMED = ['transactions', 'committed', 'aborted', 'crashes', 'freezes', 'deadlocksResolved', 'events', 'forgeries', 'forgeriesDeadLettered', 'strangerVotes', 'supervisors', 'executionsLost', 'executionsStopped', 'latePrepares', 'inDoubtMarked', 'parked', 'generationsClaimed'] as const;
 
 export interface SeedOptions {
   mutation?: Mutation | undefined;
