@@ -278,8 +278,9 @@ export function createTransactions(store, hooks = {}, now = Date.now) {
     try {
       const reasons = [];
       const writes = [];
-      for (const t of targets) {
-        const existing = await getItem(store, t.tableName, t.key);
+      const existingItems = await Promise.all(targets.map((t) => getItem(store, t.tableName, t.key)));
+      for (const [i, t] of targets.entries()) {
+        const existing = existingItems[i];
         t.existing = existing;
         if (t.kind === 'ConditionCheck') {
           const failed = db.checkConditional(t.data, existing);
