@@ -228,6 +228,15 @@ describe('TransactWriteItems', () => {
       expect(await get('i1')).toEqual({ pk: S('i1'), balance: N(90) });
     });
 
+    it('applies the same request sent several times at once exactly once (the SDK retries TransactionInProgressException)', async () => {
+      await put('p1', { balance: N(100) });
+      await put('p2', { balance: N(0) });
+      const request = { ClientRequestToken: 'token-parallel', TransactItems: transfer('p1', 'p2', 10) };
+      await Promise.all(Array.from({ length: 6 }, () => client.send(new TransactWriteItemsCommand(request))));
+      expect(await get('p1')).toEqual({ pk: S('p1'), balance: N(90) });
+      expect(await get('p2')).toEqual({ pk: S('p2'), balance: N(10) });
+    });
+
     it('keeps no token for a canceled transaction: the same request runs again once it can', async () => {
       await put('r1', { balance: N(5) });
       await put('r2', { balance: N(0) });
