@@ -13,6 +13,9 @@ import {
   UpdateTimeToLiveCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
 import { Meter } from '../../src/local/meter';
@@ -133,6 +136,35 @@ describe('the reaper', () => {
     }
     expect(await exists('kept')).toBe(true);
   });
+});
+
+it('reaps items stored before TTL was enabled, and items stored before a restart', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'dtc-ddb-ttl-'));
+  const start = async () => {
+    const d = await startDynamo({ path: dir, ttlReaperMs: REAPER_MS });
+    const c = new DynamoDBClient({ endpoint: d.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+    const present = async (pk: string) => Boolean((await c.send(new GetItemCommand({ TableName: 'ttl-disk', Key: { pk: S(pk) }, ConsistentRead: true }))).Item);
+    return { d, c, present, stop: async () => (c.destroy(), await d.stop()) };
+  };
+  try {
+    let s = await start();
+    await s.c.send(new CreateTableCommand({ TableName: 'ttl-disk', BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }));
+    await s.c.send(new PutItemCommand({ TableName: 'ttl-disk', Item: { pk: S('before-enabled'), ttl: { N: String(nowSeconds() - 10) } } }));
+    await s.c.send(new UpdateTimeToLiveCommand({ TableName: 'ttl-disk', TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true } }));
+    await vi.waitFor(async () => expect(await s.present('before-enabled')).toBe(false), { timeout: 5000 });
+    // Due in two seconds, and the process stops before then.
+    await s.c.send(new PutItemCommand({ TableName: 'ttl-disk', Item: { pk: S('before-restart'), ttl: { N: String(nowSeconds() + 2) } } }));
+    await s.stop();
+    s = await start();
+    try {
+      expect((await s.c.send(new DescribeTimeToLiveCommand({ TableName: 'ttl-disk' }))).TimeToLiveDescription).toEqual({ TimeToLiveStatus: 'ENABLED', AttributeName: 'ttl' });
+      await vi.waitFor(async () => expect(await s.present('before-restart')).toBe(false), { timeout: 8000 });
+    } finally {
+      await s.stop();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 it("the provisioner enables the TTL of the template's tables (the log and the lock table)", async () => {
