@@ -167,6 +167,22 @@ describe('a READ_ONLY voter', () => {
 });
 
 describe('the idempotency window', () => {
+  it('costs one write unit more per transaction with a key than before (its finish), two over one without', async () => {
+    const logUnits = () => stack.meter.reading().dynamodb.find((r) => r.table === stack.outputs.txTable && r.index === '' && r.key === '')?.writeUnits ?? 0;
+    const body = { participants: [{ service: 'payment', operation: { account: 'acct-45', amount: 1 } }] };
+    const commitOne = async (headers: Record<string, string>) => {
+      const before = logUnits();
+      const res = await request('POST', '/transactions', body, headers);
+      await ended(res.body.txId as string, 15_000);
+      return logUnits() - before;
+    };
+    const without = await commitOne({});
+    const withKey = await commitOne({ 'Idempotency-Key': `units-${Date.now()}` });
+    console.log(`[measured] log table write units, one-participant commit: ${without} without an Idempotency-Key, ${withKey} with one`);
+    // The key's claim (a put) and its finish (a conditional update of a small item).
+    expect(withKey - without).toBe(2);
+  }, 60_000);
+
   it('answers a replay after the transaction was forgotten (record gone, key kept) with 410 and its txId, writing nothing', async () => {
     const table = stack.outputs.txTable;
     const key = `window-${Date.now()}`;
