@@ -30,8 +30,9 @@ export class LogTable extends Construct {
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    // TTL (`expiresAt`) collects finished records only: finishing sets it, open records never carry
-    // it. RETAIN: the log holds the only record of decisions, and participants still in doubt ask
+    // TTL (`expiresAt`) only collects garbage: finishing sets it on a record (open records never
+    // carry it); operations items, idempotency keys and group records carry one that outlives what
+    // they belong to (docs/protocol.md, "Retention"). RETAIN: the log holds the only record of decisions, and participants still in doubt ask
     // for them; deleting the stack must never delete the answers they depend on.
     this.table = statefulTable(this, 'pk');
     // Listing, newest first: `lp` is one of LIST_SHARDS shards of the id, `createdAt` is written once.
