@@ -167,6 +167,36 @@ export class LocalEvents {
   }
 }
 
+/** Events a new stream subscriber gets first (the most recent ones). */
+const REPLAYED_EVENTS = 100;
+const KEEPALIVE_MS = 15_000;
+
+/** What a stream reads events from. */
+export interface EventFeed {
+  recent(): { id: string }[];
+  subscribe(listener: (event: { id: string }) => void): () => void;
+}
+
+/**
+ * `GET /events`: Server-Sent Events. First the most recent events (or those after `Last-Event-ID`,
+ * so a reconnecting client misses none that are still kept), then each one as it is published.
+ */
+export function streamEvents(req: http.IncomingMessage, res: http.ServerResponse, events: EventFeed): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  const write = (event: { id: string }) => res.write(`id: ${event.id}\nevent: dtc\ndata: ${JSON.stringify(event)}\n\n`);
+  res.write('retry: 2000\n\n');
+  const recent = events.recent();
+  const last = req.headers['last-event-id'];
+  const after = typeof last === 'string' ? recent.findIndex((e) => e.id === last) : -1;
+  for (const e of after >= 0 ? recent.slice(after + 1) : recent.slice(-REPLAYED_EVENTS)) write(e);
+  const unsubscribe = events.subscribe(write);
+  const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS);
+  res.on('close', () => {
+    clearInterval(keepalive);
+    unsubscribe();
+  });
+}
+
 /** An entry's size as EventBridge counts it: Time 14 bytes, and the UTF-8 bytes of Source, DetailType, Detail, Resources. */
 function entrySize(entry: unknown): number {
   const e = (entry ?? {}) as Record<string, unknown>;

@@ -10,7 +10,7 @@ import { buildApp, loadCdkContext } from '../../cdk/build';
 import { LocalApiGateway } from './apigateway';
 import { LOCAL_ACCOUNT, LOCAL_REGION, useLocalAws } from './aws-env';
 import { startDynamo, type LocalDynamo } from './dynamodb';
-import { LocalEvents } from './events';
+import { LocalEvents, streamEvents } from './events';
 import { LocalLambda } from './lambda';
 import { Meter } from './meter';
 import { provision, type StackTemplate } from './provision';
@@ -127,6 +127,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await lambda.load();
     result.startMappings();
     stoppers.push(() => lambda.stop());
+    // The events the app published, as Server-Sent Events (a local addition: not a route of the app).
+    api.addHandler({
+      prefix: '/events',
+      serve: async (req, res, pathname) => {
+        if (req.method === 'GET' && pathname === '/events') return streamEvents(req, res, events);
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'Not found' }));
+      },
+    });
     const apiUrl = await api.listen(options.port ?? 0);
     stoppers.push(() => api.stop());
 
