@@ -61,7 +61,8 @@ function chart(id, series, yLabel) {
     height: box.clientWidth < 500 ? 180 : 220,
     scales: { x: { time: true } },
     axes: [{}, { label: yLabel, size: 60 }],
-    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, spanGaps: s.spanGaps ?? false, points: { show: false } }))],
+    // Latency has a value only where something was decided: its points show, so one is not lost.
+    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, spanGaps: s.spanGaps ?? false, points: { show: s.spanGaps ?? false, size: 5, fill: s.color } }))],
     legend: { live: false },
   };
   const u = new uPlot(opts, [[], ...series.map(() => [])], box);
