@@ -23,6 +23,22 @@ describe('unsupportedResources', () => {
     expect(problems[1]).toMatch(/^S\/Fn: .*dtc:entry/);
     expect(problems[2]).toMatch(/^S\/Method: API integration type HTTP_PROXY/);
   });
+
+  it('accepts an event bus and rules on its events (with an EventPattern), not a rule with neither pattern nor schedule', () => {
+    const problems = unsupportedResources([
+      {
+        stackName: 'S',
+        template: {
+          Resources: {
+            Bus: { Type: 'AWS::Events::EventBus', Properties: { Name: 'dtc-events' } },
+            OnDecided: { Type: 'AWS::Events::Rule', Properties: { EventBusName: { Ref: 'Bus' }, EventPattern: { source: ['dtc'] }, Targets: [{ Arn: 'arn:aws:sqs:us-east-1:0:q', Id: 'q' }] } },
+            Odd: { Type: 'AWS::Events::Rule', Properties: { Targets: [] } },
+          },
+        },
+      },
+    ]);
+    expect(problems).toEqual(['S/Odd: only scheduled EventBridge rules and rules with an EventPattern are supported', 'S/Odd: only Lambda targets are supported']);
+  });
 });
 
 describe('Resolver', () => {
