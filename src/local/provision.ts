@@ -23,6 +23,8 @@ export interface ProvisionTargets {
   lambda: LocalLambda;
   api: LocalApiGateway;
   createStateMachine(name: string, definition: string): string;
+  /** A custom EventBridge bus the app creates (src/local/events.ts); absent: a template with one cannot run. */
+  addEventBus?(name: string): void;
 }
 
 export interface ProvisionResult {
@@ -81,6 +83,7 @@ const EMULATED = new Set([
   'AWS::ApiGateway::Method',
   'AWS::ApiGateway::Stage',
   'AWS::Events::Rule',
+  'AWS::Events::EventBus',
 ]);
 
 /** Every resource the embedded stack cannot run, as messages naming it. Empty means runnable. */
@@ -97,9 +100,13 @@ export function unsupportedResources(stacks: StackTemplate[]): string[] {
         if (type !== 'AWS_PROXY' && type !== 'MOCK') {
           problems.push(`${stackName}/${id}: API integration type ${String(type)} is not supported (only Lambda proxy and MOCK)`);
         }
+      } else if (res.Type === 'AWS::Events::Rule' && res.Properties?.EventPattern !== undefined && res.Properties.ScheduleExpression === undefined) {
+        // A rule on the app's events: accepted, not emulated. Nothing on the embedded stack consumes
+        // them but the local API's `GET /events` stream and the console (src/local/events.ts).
+        continue;
       } else if (res.Type === 'AWS::Events::Rule') {
         const p = res.Properties ?? {};
-        if (typeof p.ScheduleExpression !== 'string') problems.push(`${stackName}/${id}: only scheduled EventBridge rules are supported`);
+        if (typeof p.ScheduleExpression !== 'string') problems.push(`${stackName}/${id}: only scheduled EventBridge rules and rules with an EventPattern are supported`);
         // Each target's Arn must name a Lambda function of this template (GetAtt/Ref) or a function ARN.
         const targets = (p.Targets as { Arn?: unknown }[] | undefined) ?? [];
         const isFunction = (arn: unknown): boolean =>
@@ -210,8 +217,20 @@ export async function provision(stacks: StackTemplate[], t: ProvisionTargets): P
           r.set(id, { ref: smArn, attributes: { Arn: smArn, Name: name } });
           break;
         }
+        case 'AWS::Events::EventBus': {
+          const p = props(res);
+          const name = physicalName(id, p.Name);
+          if (!t.addEventBus) throw new Error(`${stackName}/${id}: this embedded stack has no events endpoint for bus ${name}`);
+          t.addEventBus(name);
+          r.set(id, { ref: name, attributes: { Arn: arn('events', `event-bus/${name}`), Name: name } });
+          break;
+        }
         case 'AWS::Events::Rule': {
           const p = props(res);
+          if (p.ScheduleExpression === undefined && p.EventPattern !== undefined) {
+            r.set(id, { ref: id, attributes: { Arn: arn('events', `rule/${id}`) } });
+            break;
+          }
           const periodSeconds = localPeriodSeconds(res);
           const enabled = p.State === undefined || p.State === 'ENABLED';
           const targets = (p.Targets as { Arn: string; Input?: string }[] | undefined) ?? [];
