@@ -349,6 +349,7 @@ export class Observability extends Construct {
         restApi.metricServerError({ statistic: cloudwatch.Stats.SUM }),
       ]),
       graph('API latency (ms)', ['p50', 'p99'].map((p) => restApi.metricLatency({ statistic: p, label: p }))),
+      graph('Decision events', [METRIC.DecisionEventsPublished, METRIC.DecisionEventsFailed].map((m) => dtcMetric(m))),
     );
     return dashboard;
   }
