@@ -166,6 +166,9 @@ export class Api extends Construct {
     // needs execute-api:Invoke on these two routes and nothing of the log table or Step Functions.
     transaction.addResource('decision').addMethod('GET', this.integration, { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
     transaction.addResource('abort').addMethod('POST', this.integration, { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
+    // For operators only (the function refuses a participant's role): release a participant being
+    // retired for good from phase two's wait, recorded on the transaction.
+    transaction.addResource('release').addMethod('POST', this.integration, { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
 
     // The lock service on its own (src/locks/api.ts): acquire, renew, release, inspect; and the
     // record of resolved deadlocks.

@@ -7,7 +7,7 @@ import type { DecisionAnswer, ExecutionState } from './recovery';
 import type { LockItem } from './locks';
 import type { BarrierRecord, StoredBarrier } from './barrier';
 import type { ParticipantMessage, ReplyMessage } from './messages';
-import type { AckEntry, OpsRecord, PhaseTwoResult, TxRecord, VoteEntry } from './transaction';
+import type { AckEntry, OpsRecord, PhaseTwoResult, ReleaseEntry, TxRecord, VoteEntry } from './transaction';
 import type { GroupRecord } from './log-transitions';
 
 // ---------------------------------------------------------------------------------------------
@@ -55,6 +55,10 @@ export interface IdempotencyRecord {
   txId: string;
   requestHash: string;
   createdAt: string;
+  /** Epoch seconds (TTL): kept beyond its record; pushed past the record's own expiry when it finishes. */
+  expiresAt?: number;
+  /** Set when its transaction finished: with the record gone, a replay answers 410 (forgotten). */
+  finishedAt?: string;
 }
 
 export interface ListPage {
@@ -95,6 +99,8 @@ export interface TxLogPort {
   finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult>;
   markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: string): Promise<WriteResult>;
   park(txId: string, phase: 'COMMIT' | 'ABORT', service: string): Promise<WriteResult>;
+  /** An operator's recorded release of one participant from phase two's wait (see LOG_TRANSITIONS.release). */
+  release(txId: string, phase: 'COMMIT' | 'ABORT', participant: string, entry: ReleaseEntry): Promise<WriteResult>;
   /** The open members of a supervision group, through the sparse `open` index. */
   openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage>;
   /** The groups with open members, through the sparse `open` index (its size is the number of open transactions). */
@@ -102,7 +108,11 @@ export interface TxLogPort {
   /** Most recent first, merged across the listing shards; the cursor is opaque to clients. */
   list(limit: number, cursor?: string): Promise<ListPage>;
   /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */
-  claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string): Promise<IdempotencyRecord>;
+  claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string, expiresAt: number): Promise<IdempotencyRecord>;
+  /** Mark a transaction's key finished and keep it until `expiresAt`; false when the key is not (or no longer) this transaction's. */
+  finishIdempotencyKey(key: string, txId: string, expiresAt: number, at: string): Promise<boolean>;
+  /** Keep an open transaction's operations item and idempotency key (if any) until at least `expiresAt`. */
+  keepItems(record: Pick<TxRecord, 'txId' | 'idempotencyKey'>, expiresAt: number): Promise<void>;
   /** Who supervises a group now (absent: the execution named after the group, generation 0). */
   readGroup(group: string): Promise<GroupRecord | undefined>;
   /** Claim the next supervisor generation of a group; the winning record, or undefined when another claim won. */

@@ -16,7 +16,7 @@ type AslValidator = (
 const aslValidator = createRequire(import.meta.url)('asl-validator') as AslValidator;
 
 
-const STATE_NAMES = ['Supervise', 'Route', 'Sleep', 'Backoff', 'Done'];
+const STATE_NAMES = ['Supervise', 'Route', 'Sleep', 'Backoff', 'Done', 'Malformed'];
 
 const participants = loadCdkContext().participants as string[];
 /** `participants` given as service -> the role ARN it runs as (another account for payment). */
@@ -299,7 +299,12 @@ describe("the groups' supervisor state machine", () => {
     expect(supervise.Retry).toEqual([
       expect.objectContaining({ ErrorEquals: expect.arrayContaining(['States.TaskFailed', 'States.Timeout', 'Lambda.ServiceException']), JitterStrategy: 'FULL' }),
     ]);
-    expect(supervise.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Backoff' }]);
+    // ... except a state no run can read: no retry fixes that, so the execution ends (the sweeper starts the next generation).
+    expect(supervise.Catch).toEqual([
+      { ErrorEquals: ['SupervisorStateError'], Next: 'Malformed' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Backoff' },
+    ]);
+    expect(states.Malformed).toMatchObject({ Type: 'Fail', Error: 'SupervisorStateError' });
     expect(states.Backoff).toEqual({ Type: 'Wait', Seconds: 30, Next: 'Supervise' });
   });
 
@@ -427,8 +432,8 @@ describe('templates', () => {
     coordinator.hasResourceProperties('AWS::ApiGateway::RestApi', { Name: 'dtc-api' });
     coordinator.hasResourceProperties('AWS::ApiGateway::Stage', { StageName: 'v1' });
     const methods = Object.values(coordinator.findResources('AWS::ApiGateway::Method'));
-    // transactions: POST, GET, GET {id}, GET {id}/decision, POST {id}/abort; locks/{resource}: POST, PUT, GET, DELETE; deadlocks: GET.
-    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['DELETE', 'GET', 'GET', 'GET', 'GET', 'GET', 'POST', 'POST', 'POST', 'PUT']);
+    // transactions: POST, GET, GET {id}, GET {id}/decision, POST {id}/abort, POST {id}/release; locks/{resource}: POST, PUT, GET, DELETE; deadlocks: GET.
+    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['DELETE', 'GET', 'GET', 'GET', 'GET', 'GET', 'POST', 'POST', 'POST', 'POST', 'PUT']);
     for (const m of methods) {
       expect(m.Properties.AuthorizationType).toBe('AWS_IAM');
       expect(m.Properties.Integration.Type).toBe('AWS_PROXY');

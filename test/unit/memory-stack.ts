@@ -17,6 +17,7 @@ import { MemoryStepFunctions } from '../../src/memory/stepfunctions';
 import { VirtualTimers } from '../../src/memory/timers';
 import { type SupervisorRun, superviseRun, supervisorState } from '../../src/supervisor';
 import { coordinatorConfig } from '../support/fixtures';
+import type { LockService } from '../../src/locks/service';
 
 export const SERVICES = ['inventory', 'payment', 'shipping', 'order'];
 /** A time at the start of a 10-second bucket. */
@@ -49,6 +50,8 @@ export interface StackOptions {
   log?: MemoryTxLog;
   /** Transaction ids (default `tx-00000001`, `tx-00000002`, ...). */
   newId?: () => string;
+  /** The lock service for declared resources (none by default). */
+  locks?: LockService;
 }
 
 export interface StartBody {
@@ -98,6 +101,7 @@ export function memoryStack(options: StackOptions = {}) {
     events,
     now,
     newId: options.newId ?? (() => `tx-${String(++ids).padStart(8, '0')}`),
+    ...(options.locks ? { locks: options.locks } : {}),
   });
 
   /** Every message a queue holds now, oldest first, taken off it (received and deleted). */
