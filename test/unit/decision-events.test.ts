@@ -95,6 +95,16 @@ describe('the coordinator takes decision events where it decides', () => {
     expect(s.record(txId).inDoubtSince).toBe(iso(decidedAt + 6_000));
   });
 
+  it("an operator's release of the last participant owed an acknowledgement finishes the transaction: one Transaction Finished", async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, SHIPPING]));
+    for (const p of [INVENTORY, SHIPPING]) await s.vote(txId, p, 'YES');
+    await s.ack(txId, INVENTORY, 'COMMIT');
+    expect(await s.coordinator.release(txId, SHIPPING, 'ops@example.com', 'shipping is retired')).toMatchObject({ kind: 'released', record: { status: 'COMMITTED' } });
+    expect(await s.coordinator.release(txId, SHIPPING, 'ops@example.com', 'shipping is retired')).toMatchObject({ kind: 'refused' });
+    expect(types(await published(s))).toEqual([`Transaction Decided:${txId}`, `Transaction Finished:${txId}`]);
+  });
+
   it('a bus that fails changes no decision and no phase two, and is counted', async () => {
     const s = memoryStack({ supervise: false });
     const counted = recordingMetrics();
