@@ -66,9 +66,15 @@ const ACCEPTED_NOT_EMULATED = new Set([
   'AWS::ApiGateway::RequestValidator',
   'AWS::ApiGateway::Model',
   'AWS::ApiGateway::GatewayResponse',
-  // Observability: nothing here collects metrics.
+  // Observability: nothing here collects metrics or notifies anyone.
   'AWS::CloudWatch::Alarm',
   'AWS::CloudWatch::Dashboard',
+  'AWS::Logs::MetricFilter',
+  'AWS::SNS::Topic',
+  'AWS::SNS::Subscription',
+  'AWS::SNS::TopicPolicy',
+  // Lambda's own retries of asynchronous invocations: schedules here run as timers and never retry.
+  'AWS::Lambda::EventInvokeConfig',
 ]);
 
 const EMULATED = new Set([

@@ -9,6 +9,8 @@ describe('unsupportedResources', () => {
         stackName: 'S',
         template: {
           Resources: {
+            Stream: { Type: 'AWS::Kinesis::Stream' },
+            // Accepted, not emulated: alarm notifications.
             Topic: { Type: 'AWS::SNS::Topic' },
             Fn: { Type: 'AWS::Lambda::Function', Properties: {} },
             Method: { Type: 'AWS::ApiGateway::Method', Properties: { Integration: { Type: 'HTTP_PROXY' } } },
@@ -19,7 +21,7 @@ describe('unsupportedResources', () => {
       },
     ]);
     expect(problems).toHaveLength(3);
-    expect(problems[0]).toMatch(/^S\/Topic: resource type AWS::SNS::Topic is not supported/);
+    expect(problems[0]).toMatch(/^S\/Stream: resource type AWS::Kinesis::Stream is not supported/);
     expect(problems[1]).toMatch(/^S\/Fn: .*dtc:entry/);
     expect(problems[2]).toMatch(/^S\/Method: API integration type HTTP_PROXY/);
   });
