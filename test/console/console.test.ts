@@ -1,7 +1,8 @@
 // The console in a real browser (Debian's Chromium, driven by playwright-core) on the embedded
 // stack: it loads with its libraries from node_modules only, shows a transaction the test made with
-// its timeline, draws its charts, aborts a transaction from the page, shows an event published
-// with the real EventBridge client, and redrives a dead letter. Skips, saying why, only when there
+// its timeline, draws its charts, aborts a transaction from the page and releases the participant
+// its phase two waits for, shows the coordinator's decision events and one published with the real
+// EventBridge client, and redrives a dead letter. Skips, saying why, only when there
 // is no Chromium (`apt-get install -y chromium`; `.ci/run` installs it).
 // DTC_CONSOLE_SCREENSHOTS=<dir> saves the page at 1280x800 and 390x844 there, to look at.
 // The gateway checks signatures here (DTC_REQUIRE_AUTH=1), as a deployed API does: the console's
@@ -78,7 +79,7 @@ describe.skipIf(!hasChromium)('the console in Chromium', () => {
     await browser?.close();
   });
 
-  it('shows a committed transaction with its timeline, draws the charts, aborts from the page, streams events and redrives a dead letter', async () => {
+  it('shows a committed transaction with its timeline, draws the charts, aborts and releases from the page, streams events and redrives a dead letter', async () => {
     // A transaction that commits, and one that stays PREPARING (silent never votes).
     const order = { participants: [
       { service: 'inventory', operation: { items: [{ sku: 'sku-1', quantity: 1 }] } },
@@ -133,11 +134,23 @@ describe.skipIf(!hasChromium)('the console in Chromium', () => {
     expect((await view(stuckId)).decision.reason).toContain('aborted on request: browser test');
     await expect.poll(() => page.locator('#tx .timeline').textContent(), { timeout: 10_000 }).toMatch(/decided ABORT: aborted on request: browser test/);
 
-    // An event published with the real EventBridge client shows up live.
+    // Phase two waits for silent's acknowledgement, which will never come: an operator releases it
+    // from the page, and the transaction finishes, the release on its timeline.
+    await page.click('#tx button[data-release="silent"]');
+    await page.fill('#release-form input[name=operator]', 'test operator');
+    await page.fill('#release-form input[name=reason]', 'silent is retired');
+    await page.click('#release-confirm');
+    await expect.poll(async () => (await view(stuckId)).status, { timeout: 10_000 }).toBe('ABORTED');
+    expect((await view(stuckId)).releases).toEqual([{ participant: 'silent', operator: expect.stringMatching(/^test operator/), reason: 'silent is retired', at: expect.any(String) }]);
+    await expect.poll(() => page.locator('#tx .timeline').textContent(), { timeout: 10_000 }).toMatch(/silent released by test operator.*: silent is retired.*finished ABORTED/);
+
+    // The coordinator's decision events show up live, and so does one published with the real EventBridge client.
+    const eventTexts = () => page.locator('#events li').allTextContents();
+    await expect.poll(eventTexts, { timeout: 10_000 }).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`Transaction Finished ${committed.slice(0, 8)}… COMMIT`))]));
     const events = new EventBridgeClient({ endpoint: stack.outputs.endpoints.events!, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
-    const put = await events.send(new PutEventsCommand({ Entries: [{ Source: 'dtc', DetailType: 'Transaction Decided', Detail: JSON.stringify({ txId: committed, outcome: 'COMMIT' }) }] }));
+    const put = await events.send(new PutEventsCommand({ Entries: [{ Source: 'test', DetailType: 'Console Test', Detail: JSON.stringify({ txId: 'console-test-event' }) }] }));
     expect(put.FailedEntryCount).toBe(0);
-    await expect.poll(() => page.locator('#events li').first().textContent(), { timeout: 10_000 }).toMatch(/Transaction Decided.*COMMIT/);
+    await expect.poll(eventTexts, { timeout: 10_000 }).toEqual(expect.arrayContaining([expect.stringMatching(/Console Test console-…/)]));
     events.destroy();
 
     // A dead letter in silent's request DLQ goes back to its request queue with one click.

@@ -264,6 +264,7 @@ function timeline(v) {
       steps.push({ at, text: `${p.service} ${k.slice(0, -2)}${extra ? ` (${extra})` : ''}` });
     }
   }
+  for (const r of v.releases || []) steps.push({ at: r.at, text: `${r.participant} released by ${r.operator}: ${r.reason}` });
   if (v.decision) steps.push({ at: v.decision.at || v.decidedAt, text: ['decided ', status(v.decision.outcome), v.decision.reason ? `: ${v.decision.reason}` : ''] });
   if (v.finishedAt) steps.push({ at: v.finishedAt, text: ['finished ', status(v.status)] });
   const t0 = Date.parse(v.createdAt);
@@ -290,12 +291,18 @@ async function drawTx() {
   const kept = document.getElementById('abort-reason');
   if (kept && box.dataset.id === v.txId) reason.value = kept.value;
   box.dataset.id = v.txId;
+  // Phase two still waits for these: an operator may release one that is retired for good.
+  const released = new Set((v.releases || []).map((r) => r.participant));
+  const owing = v.decision && !v.finishedAt ? v.participants.filter((p) => !p.ack && !released.has(p.service) && p.vote !== 'NO') : [];
   box.replaceChildren(
     el('p', {}, el('code', { id: 'tx-id' }, v.txId), ' ', status(v.status), v.parkedWith ? el('span', { class: 'muted' }, ` · parked with ${v.parkedWith}`) : ''),
     timeline(v),
     v.status === 'PREPARING'
       ? el('div', { class: 'actions' }, reason, el('button', { id: 'abort', class: 'danger', onclick: () => abort(v.txId) }, 'Abort transaction'))
-      : el('p', { class: 'muted' }, v.decision ? '' : ''),
+      : '',
+    owing.length
+      ? el('div', { class: 'actions' }, el('span', { class: 'muted' }, 'Waiting for acknowledgements from:'), ...owing.map((p) => el('button', { class: 'danger', 'data-release': p.service, onclick: () => openRelease({ txId: v.txId, participant: p.service }) }, `Release ${p.service}…`)))
+      : '',
   );
 }
 
