@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 
 /**
  * A table whose loss loses transactions (the log, the lock table): on demand, point-in-time
- * recovery, encrypted, RETAIN, and a TTL attribute `expiresAt` that only ever collects garbage.
+ * recovery, encrypted, RETAIN and deletion protection, and a TTL attribute `expiresAt` that only ever collects garbage.
  * One place for that policy, so the stateful tables cannot drift apart.
  */
 export function statefulTable(scope: Construct, partitionKey: string): dynamodb.Table {
@@ -15,6 +15,8 @@ export function statefulTable(scope: Construct, partitionKey: string): dynamodb.
     pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
     encryption: dynamodb.TableEncryption.AWS_MANAGED,
     removalPolicy: RemovalPolicy.RETAIN,
+    // RETAIN keeps the table when the stack goes; this refuses a DeleteTable from anyone, console included.
+    deletionProtection: true,
   });
 }
 

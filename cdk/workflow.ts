@@ -7,6 +7,8 @@ import { Construct } from 'constructs';
 
 export interface WorkflowProps {
   supervise: lambda.IFunction;
+  /** The execution log group's name: under `/aws/vendedlogs/states/`, where Step Functions' log delivery keeps its resource policy small. */
+  logGroupName?: string;
   logRetentionDays?: number;
   tracing?: boolean;
 }
@@ -54,6 +56,7 @@ export class Workflow extends Construct {
       tracingEnabled: props.tracing ?? true,
       logs: {
         destination: new logs.LogGroup(this, 'Logs', {
+          ...(props.logGroupName === undefined ? {} : { logGroupName: props.logGroupName }),
           retention: props.logRetentionDays ?? logs.RetentionDays.ONE_MONTH,
           removalPolicy: RemovalPolicy.DESTROY,
         }),

@@ -15,6 +15,7 @@ import {
   type TxRecord,
   type TxView,
   awaitingAck,
+  decisionReasonOf,
   keptUntil,
   newOps,
   newTransaction,
@@ -26,7 +27,7 @@ import {
   validateStartRequest,
 } from './core/transaction';
 import type { CoordinatorConfig } from './aws/config';
-import type { ListPage, ParticipantQueuesPort, TxLogPort, WorkflowPort } from './core/ports';
+import { type DecisionEventsPort, type ListPage, noDecisionEvents, type ParticipantQueuesPort, type TxLogPort, type WorkflowPort } from './core/ports';
 import { METRIC, noMetrics, type MetricsPort } from './metrics';
 import { LOCK_LIMITS, type OwnerRef } from './core/locks';
 import { type LockService, LockWaitTimeoutError, TransactionAbortedError } from './locks/service';
@@ -54,6 +55,8 @@ export interface CoordinatorDeps {
   workflow: WorkflowPort;
   /** Business metrics (transactions, votes, decision latency); none by default. */
   metrics?: MetricsPort;
+  /** Decision events (docs/events.md), taken after the write that decided; none by default. */
+  events?: DecisionEventsPort;
   /** Locks the resources a request declares (`participants[].resources`), before PREPARE is sent. */
   locks?: LockService;
   now?: () => number;
@@ -86,6 +89,7 @@ export class Coordinator {
   private readonly now: () => number;
   private readonly newId: () => string;
   private readonly metrics: MetricsPort;
+  private readonly events: DecisionEventsPort;
   private readonly supervision: SupervisionSettings;
   private readonly startedGroups = new Set<string>();
 
@@ -93,6 +97,7 @@ export class Coordinator {
     this.now = deps.now ?? systemClock;
     this.newId = deps.newId ?? systemIds;
     this.metrics = deps.metrics ?? noMetrics;
+    this.events = deps.events ?? noDecisionEvents;
     this.supervision = deps.config.supervision ?? DEFAULT_SUPERVISION;
   }
 
@@ -327,8 +332,11 @@ export class Coordinator {
     if (record.idempotencyKey !== undefined) {
       await this.deps.log.finishIdempotencyKey(record.idempotencyKey, record.txId, result.expiresAt + OPS_EXTRA_DAYS * 86_400, this.isoNow());
     }
-    const { record: after } = await this.deps.log.finalize(record.txId, result, this.isoNow());
+    const { applied, record: after } = await this.deps.log.finalize(record.txId, result, this.isoNow());
     if (!after) throw new Error(`finish: transaction ${record.txId} vanished`);
+    if (applied && after.decision) {
+      this.events.publish({ detailType: 'Transaction Finished', detail: { v: 1, txId: after.txId, outcome: after.decision, finishedAt: after.finishedAt ?? this.isoNow() } });
+    }
     if ((after.resources?.length ?? 0) > 0 && this.deps.locks) {
       await this.deps.locks.releaseAll({ kind: 'tx', id: after.txId }, COORDINATOR_LOCK_SCOPE).catch(() => []);
     }
@@ -378,10 +386,13 @@ export class Coordinator {
 
   /**
    * Participants just marked in doubt: a copy of the message each has not acknowledged goes into its
-   * request queue's DLQ with the reason, so the DLQ alarm calls an operator. Re-sending goes on.
+   * request queue's DLQ with the reason, so the DLQ alarm calls an operator, and a `Participant In
+   * Doubt` event each. Re-sending goes on.
    */
   async deadLetterInDoubt(record: TxRecord, to: readonly string[], attempt: number): Promise<void> {
     const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
+    const since = record.inDoubtSince ?? this.isoNow();
+    for (const participant of to) this.events.publish({ detailType: 'Participant In Doubt', detail: { v: 1, txId: record.txId, participant, outcome: type, since } });
     const reason =
       `in doubt: no ${type} acknowledgement after ${attempt} sends; the decision is ${type} and the coordinator keeps ` +
       `re-sending it to the request queue (this is a copy for operators: redriving it is harmless)`;
@@ -406,8 +417,15 @@ export class Coordinator {
     return messages;
   }
 
+  /** Once per transaction, by whoever wrote its decision: the counts, the latency and the `Transaction Decided` event. */
   private countDecision(record: TxRecord): void {
     this.metrics.count(record.decision === 'COMMIT' ? METRIC.TransactionsCommitted : METRIC.TransactionsAborted);
+    if (record.decision) {
+      this.events.publish({
+        detailType: 'Transaction Decided',
+        detail: { v: 1, txId: record.txId, outcome: record.decision, reason: decisionReasonOf(record) ?? '', decidedAt: record.decidedAt ?? this.isoNow(), participants: [...record.services] },
+      });
+    }
     const latencyMs = Date.parse(record.decidedAt ?? '') - Date.parse(record.createdAt);
     if (Number.isFinite(latencyMs) && latencyMs >= 0) this.metrics.milliseconds(METRIC.DecisionLatency, latencyMs);
   }

@@ -156,7 +156,7 @@ export async function superviseRun(
           if (marked.applied) {
             report.inDoubt += action.to.length;
             metrics.count(METRIC.ParticipantsInDoubt, action.to.length);
-            await coordinator.deadLetterInDoubt(record, action.to, action.attempt);
+            await coordinator.deadLetterInDoubt(marked.record ?? record, action.to, action.attempt);
           }
         }
         let send = action.resend;

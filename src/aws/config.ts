@@ -29,6 +29,8 @@ const envSchema = z.object({
   SUPERVISION_BUCKET_SECONDS: z.coerce.number().int().min(1).max(3600).default(DEFAULT_SUPERVISION.bucketSeconds),
   PARTICIPANT_DEAD_LETTER_QUEUES: queueMap('dead-letter queue URL').optional(),
   STATE_MACHINE_ARN: z.string().optional(),
+  /** The EventBridge bus decision events go to (a name, `default`, or an ARN); absent: decision events are off. */
+  DECISION_EVENT_BUS: z.string().min(1).max(1600).optional(),
   RETENTION_DAYS: z.coerce.number().int().positive().default(30),
   DEFAULT_PREPARE_SECONDS: z.coerce
     .number()
@@ -62,6 +64,8 @@ export interface CoordinatorConfig {
   /** Participant -> its request queue's DLQ (copies of messages left unacknowledged go there). */
   participantDeadLetterQueues?: Record<string, string>;
   stateMachineArn?: string;
+  /** Where decision events go (docs/events.md); absent: not published. */
+  decisionEventBus?: string;
   retentionDays: number;
   defaults: TimeoutDefaults;
 }
@@ -99,6 +103,7 @@ function parseConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     supervision: { shards: e.SUPERVISION_SHARDS, bucketSeconds: e.SUPERVISION_BUCKET_SECONDS },
     participantDeadLetterQueues: e.PARTICIPANT_DEAD_LETTER_QUEUES ?? {},
     ...(e.STATE_MACHINE_ARN ? { stateMachineArn: e.STATE_MACHINE_ARN } : {}),
+    ...(e.DECISION_EVENT_BUS ? { decisionEventBus: e.DECISION_EVENT_BUS } : {}),
     retentionDays: e.RETENTION_DAYS,
     defaults: { prepareSeconds: e.DEFAULT_PREPARE_SECONDS, commitSeconds: e.DEFAULT_COMMIT_SECONDS },
   };

@@ -147,6 +147,41 @@ export interface WorkflowPort {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Decision events (docs/events.md): what programs outside the coordinator may react to. Publishing
+// never changes or delays a decision: an event is taken after the write that decided, kept in
+// memory, and published in batches when the invocation's work is done; a failure is counted and
+// logged, never thrown.
+
+/** The detail types, as EventBridge rules match them (`detail-type`); the source is always `dtc`. */
+export const DECISION_EVENT_TYPES = ['Transaction Decided', 'Transaction Finished', 'Participant In Doubt'] as const;
+
+/** Every detail carries `v` (its schema version) and the transaction's id. */
+export type DecisionEvent =
+  | {
+      detailType: 'Transaction Decided';
+      detail: { v: 1; txId: string; outcome: 'COMMIT' | 'ABORT'; reason: string; decidedAt: string; participants: string[] };
+    }
+  | { detailType: 'Transaction Finished'; detail: { v: 1; txId: string; outcome: 'COMMIT' | 'ABORT'; finishedAt: string } }
+  | {
+      detailType: 'Participant In Doubt';
+      /** `outcome`: the decision whose acknowledgement the participant still owes. */
+      detail: { v: 1; txId: string; participant: string; outcome: 'COMMIT' | 'ABORT'; since: string };
+    };
+
+export interface DecisionEventsPort {
+  /** Take an event for publishing; never throws, never waits. */
+  publish(event: DecisionEvent): void;
+  /** Publish every event taken so far (in batches); never throws. */
+  flush(): Promise<void>;
+}
+
+/** Decision events switched off (context `decisionEvents: false`). */
+export const noDecisionEvents: DecisionEventsPort = {
+  publish: () => undefined,
+  flush: () => Promise.resolve(),
+};
+
+// ---------------------------------------------------------------------------------------------
 // Locks
 
 export interface DeadlockRecord {

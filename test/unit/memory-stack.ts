@@ -10,6 +10,7 @@ import type { TxLogPort, WorkflowPort } from '../../src/core/ports';
 import { DEFAULT_SUPERVISION, type SupervisionSettings, type TxRecord } from '../../src/core/transaction';
 import { executionArn } from '../../src/aws/workflow';
 import { WORKFLOW_SUPERVISE_ARN, workflowDefinition } from '../../src/memory/definition';
+import { MemoryDecisionEvents } from '../../src/memory/events';
 import { MemoryTxLog } from '../../src/memory/log';
 import { MemoryParticipantQueues, MemoryQueue } from '../../src/memory/sqs';
 import { MemoryStepFunctions } from '../../src/memory/stepfunctions';
@@ -68,6 +69,7 @@ export function memoryStack(options: StackOptions = {}) {
   const replyDeadLetters = new MemoryQueue('replies-dlq', { clock: now });
   const queues = new MemoryParticipantQueues(requests, deadLetters, replyDeadLetters);
   const runs: SupervisorRun[] = [];
+  const events = new MemoryDecisionEvents();
   const deps = { log: log as TxLogPort, now };
   let coordinator: Coordinator | undefined;
   const sfn = new MemoryStepFunctions({
@@ -96,6 +98,7 @@ export function memoryStack(options: StackOptions = {}) {
     log,
     queues,
     workflow,
+    events,
     now,
     newId: options.newId ?? (() => `tx-${String(++ids).padStart(8, '0')}`),
     ...(options.locks ? { locks: options.locks } : {}),
@@ -126,6 +129,8 @@ export function memoryStack(options: StackOptions = {}) {
     sfn,
     stateMachineArn,
     recording,
+    /** The decision events the coordinator took (`pending`) and flushed (`published`). */
+    events,
     coordinator: coordinator,
     /** Every run of every supervisor, in order. */
     runs,
