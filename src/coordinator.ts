@@ -117,14 +117,19 @@ export class Coordinator {
     const requestHash = hashRequest(valid.value);
     let txId = this.newId();
     let replayed = false;
+    /** On a replay, the record as it is (read once: a replay writes nothing when it exists). */
+    let existing: TxRecord | undefined;
     if (idempotencyKey !== undefined) {
       const claim = await log.claimIdempotencyKey(idempotencyKey, txId, requestHash, this.isoNow(), keptUntil(this.now(), config.retentionDays));
       if (claim.requestHash !== requestHash) return { kind: 'idempotency-conflict', txId: claim.txId };
       replayed = claim.txId !== txId;
       txId = claim.txId;
-      // Finished and forgotten: the record expired, the key (kept longer) remembers it. Without
-      // `finishedAt` a missing record was never created (a crash after the claim): create it now.
-      if (replayed && claim.finishedAt !== undefined && !(await log.get(txId))) return { kind: 'gone', txId };
+      if (replayed) {
+        existing = await log.get(txId);
+        // Finished and forgotten: the record expired, the key (kept longer) remembers it. Without
+        // `finishedAt` a missing record was never created (a crash after the claim): create it now.
+        if (!existing && claim.finishedAt !== undefined) return { kind: 'gone', txId };
+      }
     }
     const nowMs = this.now();
     const record = newTransaction({
@@ -135,9 +140,9 @@ export class Coordinator {
       supervision: this.supervision,
       ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
     });
-    const created = await log.create(record, newOps(txId, valid.value, nowMs, config.retentionDays));
+    const created = existing === undefined && (await log.create(record, newOps(txId, valid.value, nowMs, config.retentionDays)));
     if (created) this.metrics.count(METRIC.TransactionsStarted);
-    let current = created ? record : await log.get(txId);
+    let current = created ? record : (existing ?? (await log.get(txId)));
     if (!current) throw new Error(`transaction ${txId} is neither creatable nor readable`);
     if (current.requestHash !== requestHash) throw new Error(`transaction id ${txId} collides with another request`);
     if (current.status === 'PREPARING' && current.og) {

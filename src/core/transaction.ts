@@ -404,6 +404,10 @@ export interface TxView {
     ackedAt?: string;
     /** When supervision found this participant in doubt (while it still owes its acknowledgement). */
     inDoubtSince?: string;
+    /** An operator's release of this participant from phase two's wait (also listed in `releases`). */
+    releasedAt?: string;
+    releasedBy?: string;
+    releasedReason?: string;
   }[];
   timeouts: { prepareSeconds: number; commitSeconds: number };
   createdAt: string;
@@ -446,11 +450,13 @@ export function toView(tx: TxRecord): TxView {
       const v = tx.votes[service];
       const a = tx.acks[service];
       const doubtedAt = doubtful.includes(service) ? tx.inDoubtSince : undefined;
+      const released = tx.releases?.[service];
       return {
         service,
         ...(v ? { vote: v.vote, votedAt: v.at, ...(v.reason ? { reason: v.reason } : {}) } : {}),
         ...(a ? { ack: a.phase, ackedAt: a.at } : {}),
         ...(doubtedAt ? { inDoubtSince: doubtedAt } : {}),
+        ...(released ? { releasedAt: released.at, releasedBy: released.operator, releasedReason: released.reason } : {}),
       };
     }),
     timeouts: tx.timeouts,

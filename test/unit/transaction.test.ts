@@ -301,5 +301,6 @@ describe('toView', () => {
       { participant: 'inventory', operator: 'al', reason: 'gone', at: '2026-01-01' },
       { participant: 'payment', operator: 'bo', reason: 'retired', at: '2026-01-02' },
     ]);
+    expect(toView(r).participants[1]).toMatchObject({ service: 'payment', releasedAt: '2026-01-02', releasedBy: 'bo', releasedReason: 'retired' });
   });
 });
