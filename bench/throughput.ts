@@ -27,6 +27,7 @@ import {
   type ModelInput,
   type PerTransaction,
   type Templates,
+  usePerTransaction,
 } from './model';
 
 const { values } = parseArgs({
@@ -218,7 +219,7 @@ await stack.stop();
  * among its members: the measured ones' share is what they cost. `complete` is false when some
  * were still running at the timeout (their transitions so far are counted: a lower bound).
  */
-async function groupSupervision(measuredSamples: Sample[]): Promise<{ transitions: number; groups: number; complete: boolean }> {
+async function groupSupervision(measuredSamples: Sample[]): Promise<{ transitions: number; wholeTransitions: number; groups: number; complete: boolean }> {
   const groupOf = (s: Sample) => supervisionGroup(s.txId, s.createdMs, supervision);
   const members = new Map<string, { all: number; measured: number }>();
   for (const s of allSamples) {
@@ -242,11 +243,14 @@ async function groupSupervision(measuredSamples: Sample[]): Promise<{ transition
     await new Promise((r) => setTimeout(r, 250));
   }
   let transitions = 0;
+  let wholeTransitions = 0;
   for (const e of stack.stepFunctions.executionStats()) {
     const m = members.get(groupOfExecution(e.name));
-    if (m && m.measured > 0) transitions += (e.stateTransitions * m.measured) / m.all;
+    if (!m || m.measured === 0) continue;
+    transitions += (e.stateTransitions * m.measured) / m.all;
+    wholeTransitions += e.stateTransitions;
   }
-  return { transitions, groups: groups.length, complete: running() === 0 };
+  return { transitions, wholeTransitions, groups: groups.length, complete: running() === 0 };
 }
 
 // ---- per transaction --------------------------------------------------------------------------
@@ -355,6 +359,10 @@ const perTransaction: PerTransaction = {
   logBytes: per(handlerLogBytes + platformLogBytes),
 };
 const kind = readApiKind(templates);
+// The api function (logical id `Functionsapi<hash>` in the coordinator's stack): its seconds per
+// transaction say how many api instances a rate keeps busy, each starting every group it sees once.
+const apiSeconds = functions.filter((f) => /Functionsapi[0-9A-F]{8}$/.test(f.name)).reduce((sum, f) => sum + f.billedMs / 1000, 0);
+const hottestOther = byKey.find((d) => !BUCKET_KEY.test(d.row.key));
 const model: ModelInput = {
   perTransaction,
   functions,
@@ -368,6 +376,12 @@ const model: ModelInput = {
     key: hottest?.row.key ?? '',
     writeUnitsPerTransaction: hottest?.share ?? 0,
   },
+  supervision: {
+    ...supervision,
+    transitionsPerGroup: supervisorsOfWindow.groups > 0 ? supervisorsOfWindow.wholeTransitions / supervisorsOfWindow.groups : 0,
+    apiSecondsPerTransaction: apiSeconds,
+  },
+  hottestOtherKeyWriteUnits: hottestOther?.share ?? 0,
 };
 
 // ---- report -----------------------------------------------------------------------------------
@@ -408,7 +422,7 @@ const byService = new Map<string, number>();
 for (const { row, delta: d } of requests) byService.set(row.service, (byService.get(row.service) ?? 0) + d);
 console.log(`requests served per transaction, both sides: ${[...byService].sort((a, b) => b[1] - a[1]).map(([service, c]) => `${service} ${fmt(per(c), 1)}`).join(', ')}`);
 console.log(
-  `supervision: ${supervisorsOfWindow.groups} groups held the window's transactions; their supervisors ${supervisorsOfWindow.complete ? 'all ended' : `had NOT all ended after ${SUPERVISORS_TIMEOUT_MS / 1000} s (their transitions so far are counted: a lower bound)`}`,
+  `supervision (${supervision.shards} shards x ${supervision.bucketSeconds} s buckets): ${supervisorsOfWindow.groups} groups held the window's transactions, ${fmt(supervisorsOfWindow.groups > 0 ? supervisorsOfWindow.wholeTransitions / supervisorsOfWindow.groups : NaN, 1)} state transitions each; their supervisors ${supervisorsOfWindow.complete ? 'all ended' : `had NOT all ended after ${SUPERVISORS_TIMEOUT_MS / 1000} s (their transitions so far are counted: a lower bound)`}`,
 );
 console.log(`time to decision p50 ${pct(decisions, 50)} ms, p99 ${pct(decisions, 99)} ms; to end p50 ${pct(measured.samples.map((s) => s.endMs), 50)} ms, p99 ${pct(measured.samples.map((s) => s.endMs), 99)} ms`);
 console.log('');
@@ -442,7 +456,7 @@ table([['item', 'per tx', 'unit', 'USD/M'], ...costLines(model).map((l) => [l.it
 console.log('');
 console.log('Capacity: transactions per second each quota allows (quota / use per transaction):');
 const raised = raisedQuotas(model);
-const raisedRows = capacityRows(model, raised.quotas);
+const raisedRows = capacityRows(model, raised.quotas, raised.shards);
 table([
   ['quota', 'limit', 'per tx', 'tx/s', 'raised tx/s'],
   ...capacityRows(model).map((r, i) => [
@@ -453,6 +467,10 @@ table([
     raisedRows[i]!.txPerSecond === null ? '-' : fmt(raisedRows[i]!.txPerSecond!, 0),
   ]),
 ]);
+console.log(
+  `  StartExecution per transaction: ${fmt(perTransaction.startExecutions, 3)} measured in this one process (one api instance); modelled ${fmt(usePerTransaction(model).startExecution, 3)} = (${supervision.shards} shards / ${supervision.bucketSeconds} s) x ${fmt(apiSeconds, 3)} api seconds per transaction, as many api instances each start every group they see`,
+);
+console.log(`  state transitions: ${fmt(model.supervision!.transitionsPerGroup, 1)} per group x ${fmt(supervision.shards / supervision.bucketSeconds, 2)} groups/s, whatever the rate`);
 console.log(`  default quotas: ${fmt(cap.defaultQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.defaultQuotas.bindingQuota}`);
 console.log(`  raised quotas:  ${fmt(cap.raisedQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.raisedQuotas.bindingQuota} (raises: ${cap.raisedQuotas.raises.join('; ') || 'none'})`);
 console.log('');
