@@ -420,7 +420,10 @@ console.log(`CPU time ${fmt(per((after.cpu.user + after.cpu.system) / 1000), 0)}
 // POST) that this one process makes and serves, so they are what a transaction costs the embedded stack.
 const byService = new Map<string, number>();
 for (const { row, delta: d } of requests) byService.set(row.service, (byService.get(row.service) ?? 0) + d);
+const byOperation = new Map<string, number>();
+for (const { row, delta: d } of requests) byOperation.set(`${row.service} ${row.operation}`, (byOperation.get(`${row.service} ${row.operation}`) ?? 0) + d);
 console.log(`requests served per transaction, both sides: ${[...byService].sort((a, b) => b[1] - a[1]).map(([service, c]) => `${service} ${fmt(per(c), 1)}`).join(', ')}`);
+console.log(`  by operation: ${[...byOperation].sort((a, b) => b[1] - a[1]).map(([op, c]) => `${op} ${fmt(per(c), 1)}`).join(', ')}`);
 console.log(
   `supervision (${supervision.shards} shards x ${supervision.bucketSeconds} s buckets): ${supervisorsOfWindow.groups} groups held the window's transactions, ${fmt(supervisorsOfWindow.groups > 0 ? supervisorsOfWindow.wholeTransitions / supervisorsOfWindow.groups : NaN, 1)} state transitions each; their supervisors ${supervisorsOfWindow.complete ? 'all ended' : `had NOT all ended after ${SUPERVISORS_TIMEOUT_MS / 1000} s (their transitions so far are counted: a lower bound)`}`,
 );
