@@ -15,7 +15,7 @@ export interface ApiProps {
   config?: Partial<
     Pick<
       DtcConfig,
-      'apiRateLimit' | 'apiBurstLimit' | 'startRateLimit' | 'startBurstLimit' | 'logRetentionDays' | 'tracing' | 'apiGatewayCloudWatchRole'
+      'prefix' | 'apiRateLimit' | 'apiBurstLimit' | 'startRateLimit' | 'startBurstLimit' | 'logRetentionDays' | 'tracing' | 'apiGatewayCloudWatchRole'
     >
   >;
 }
@@ -79,7 +79,7 @@ export class Api extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     this.restApi = new apigw.RestApi(this, 'RestApi', {
-      restApiName: 'dtc-api',
+      restApiName: `${config.prefix ?? 'dtc'}-api`,
       // Callers are services in the same region: edge caching in front of them only adds a hop.
       endpointTypes: [apigw.EndpointType.REGIONAL],
       // Starting a transaction is a privileged act: callers sign with SigV4.
@@ -109,6 +109,8 @@ export class Api extends Construct {
         accessLogFormat: apigw.AccessLogFormat.custom(
           JSON.stringify({
             requestId: apigw.AccessLogField.contextRequestId(),
+            // The throttled-requests metric (cdk/observability.ts) is per API: two environments share the namespace.
+            apiId: apigw.AccessLogField.contextApiId(),
             time: apigw.AccessLogField.contextRequestTime(),
             caller: apigw.AccessLogField.contextIdentityCaller(),
             userArn: apigw.AccessLogField.contextIdentityUserArn(),
@@ -164,6 +166,9 @@ export class Api extends Construct {
     // needs execute-api:Invoke on these two routes and nothing of the log table or Step Functions.
     transaction.addResource('decision').addMethod('GET', this.integration, { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
     transaction.addResource('abort').addMethod('POST', this.integration, { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
+    // For operators only (the function refuses a participant's role): release a participant being
+    // retired for good from phase two's wait, recorded on the transaction.
+    transaction.addResource('release').addMethod('POST', this.integration, { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
 
     // The lock service on its own (src/locks/api.ts): acquire, renew, release, inspect; and the
     // record of resolved deadlocks.

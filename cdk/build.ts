@@ -9,7 +9,11 @@ const NAME = /^[a-z][a-z0-9-]{0,39}$/;
 const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL', 'SILENT'] as const;
 
 export interface DtcConfig {
-  /** Physical-name prefix of the queues (participants find their queue by name). */
+  /**
+   * Names this environment: the stacks (`<Prefix>Data`, `<Prefix>Coordinator`), the queues
+   * (participants find their queue by name), the state machine, the API, alarms, dashboard, topic and
+   * bus. Two environments in one account-region differ by prefix.
+   */
   prefix: string;
   participants: string[];
   /** Participant -> the IAM principal (role ARN) it runs as, when `participants` is given as an object. */
@@ -21,6 +25,15 @@ export interface DtcConfig {
   participantSenderIds?: Record<string, string[]>;
   /** Reserved concurrency of the waiter function (GET /transactions/{id}?wait=N); 0: none. */
   waitConcurrency: number;
+  /**
+   * Reserve concurrency (docs/performance.md, defaults): false for an account whose concurrency
+   * quota is too small to reserve any (a new account's 10), or an emulator without it.
+   */
+  reservedConcurrency: boolean;
+  /** The reply function's reserved concurrency, split evenly into its reply queues' `maxConcurrency`. */
+  replyConcurrency: number;
+  /** The supervise function's reserved concurrency. */
+  superviseConcurrency: number;
   defaultPrepareSeconds: number;
   defaultCommitSeconds: number;
   retentionDays: number;
@@ -38,8 +51,14 @@ export interface DtcConfig {
   apiGatewayCloudWatchRole: boolean;
   /** Alarm when more than this percentage of decisions in 15 minutes are ABORT. */
   abortRateAlarmPercent: number;
-  /** An existing SNS topic every alarm notifies (ALARM and OK); none if absent. */
+  /** An existing SNS topic every alarm notifies (ALARM and OK); absent: the stack creates `<prefix>-alarms`. */
   alarmTopicArn?: string;
+  /** Subscribed by email to the topic the stack creates (the address confirms it once). */
+  alarmEmail?: string;
+  /** Publish decision events (docs/events.md); false switches them off. */
+  decisionEvents: boolean;
+  /** The bus they go to: `default` (the account's default bus) or the name of a bus the data stack creates (default `<prefix>-events`). */
+  eventBus: string;
   /** The sweeper's period on the embedded local stack (EventBridge's floor on AWS is 1 minute; default 2). */
   sweeperLocalRateSeconds: number;
 }
@@ -146,6 +165,20 @@ export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
   if (typeof abortRateAlarmPercent !== 'number' || !(abortRateAlarmPercent > 0 && abortRateAlarmPercent <= 100)) {
     throw new Error(`context 'abortRateAlarmPercent' must be a number above 0 and at most 100, got ${show(abortRateAlarmPercent)}`);
   }
+  const alarmEmail = get('alarmEmail');
+  if (alarmEmail !== undefined && (typeof alarmEmail !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(alarmEmail))) {
+    throw new Error(`context 'alarmEmail' must be an email address, got ${show(alarmEmail)}`);
+  }
+  const eventBus = get('eventBus') ?? `${prefix}-events`;
+  // EventBridge's rule for bus names; `aws.` names belong to partner buses.
+  if (typeof eventBus !== 'string' || !/^[/.\-_A-Za-z0-9]{1,256}$/.test(eventBus) || eventBus.startsWith('aws.')) {
+    throw new Error(`context 'eventBus' must be "default" or an event bus name (letters, digits, . - _ /), got ${show(eventBus)}`);
+  }
+  const replyConcurrency = positiveInteger('replyConcurrency', get('replyConcurrency') ?? 200);
+  // Each reply queue's mapping gets an even share, and SQS mappings take at least 2.
+  if (replyConcurrency < 2 * participants.length) {
+    throw new Error(`context 'replyConcurrency' must be at least 2 per participant (${2 * participants.length}), got ${replyConcurrency}`);
+  }
   const alarmTopicArn = get('alarmTopicArn');
   if (alarmTopicArn !== undefined && (typeof alarmTopicArn !== 'string' || !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$/.test(alarmTopicArn))) {
     throw new Error(`context 'alarmTopicArn' must be an SNS topic ARN, got ${show(alarmTopicArn)}`);
@@ -174,6 +207,12 @@ export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
     apiGatewayCloudWatchRole: booleanOf('apiGatewayCloudWatchRole', get('apiGatewayCloudWatchRole'), true),
     abortRateAlarmPercent,
     ...(alarmTopicArn === undefined ? {} : { alarmTopicArn }),
+    ...(alarmEmail === undefined ? {} : { alarmEmail }),
+    decisionEvents: booleanOf('decisionEvents', get('decisionEvents'), true),
+    eventBus,
+    reservedConcurrency: booleanOf('reservedConcurrency', get('reservedConcurrency'), true),
+    replyConcurrency,
+    superviseConcurrency: positiveInteger('superviseConcurrency', get('superviseConcurrency') ?? 20),
     sweeperLocalRateSeconds: positiveInteger('sweeperLocalRateSeconds', get('sweeperLocalRateSeconds') ?? 2),
   };
 }
@@ -194,11 +233,21 @@ export function buildApp(props: BuildAppProps = {}): { app: App; data: DataStack
     ...(props.outdir === undefined ? {} : { outdir: props.outdir }),
   });
   const config = readConfig((key) => app.node.tryGetContext(key));
-  const data = new DataStack(app, 'DtcData', { config, description: 'DTC: transaction log and queues (stateful)' });
-  const coordinator = new CoordinatorStack(app, 'DtcCoordinator', {
+  // `dtc` -> DtcData, DtcCoordinator; `dtc-staging` -> DtcStagingData, DtcStagingCoordinator.
+  const stackPrefix = pascalCase(config.prefix);
+  const data = new DataStack(app, `${stackPrefix}Data`, { config, description: 'DTC: transaction log and queues (stateful)' });
+  const coordinator = new CoordinatorStack(app, `${stackPrefix}Coordinator`, {
     config,
     data,
     description: 'DTC: coordinator functions, state machine and API (stateless)',
   });
   return { app, data, coordinator };
+}
+
+/** `order-history` -> `OrderHistory`. */
+export function pascalCase(name: string): string {
+  return name
+    .split('-')
+    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+    .join('');
 }

@@ -1,8 +1,9 @@
 import { ArnFormat, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import { Api } from './api';
-import type { DtcConfig } from './build';
+import { type DtcConfig, pascalCase } from './build';
 import type { DataStack } from './data-stack';
 import { Functions } from './functions';
 import { acknowledgeCoordinatorFindings } from './nag';
@@ -14,7 +15,7 @@ import { Workflow } from './workflow';
 export interface CoordinatorStackProps extends StackProps {
   config: DtcConfig;
   /** The stateful resources it works on; they live (and are retained) in their own stack. */
-  data: Pick<DataStack, 'txTable' | 'lockTable' | 'participantQueues' | 'replyQueues' | 'replyDeadLetterQueue'>;
+  data: Pick<DataStack, 'txTable' | 'lockTable' | 'participantQueues' | 'replyQueues' | 'replyDeadLetterQueue' | 'eventBus'>;
 }
 
 /** The stateless half: functions, the group supervisors' state machine and the API. */
@@ -28,13 +29,20 @@ export class CoordinatorStack extends Stack {
   /** The supervisor state machine's name, and the policy that lets functions start and describe its executions. */
   readonly supervisorName: string;
   readonly supervisors: iam.Policy;
+  /** The functions that write decisions: the ones allowed to publish decision events. */
+  readonly deciders: lambda.IFunction[];
 
   constructor(scope: Construct, id: string, props: CoordinatorStackProps) {
     super(scope, id, props);
-    const { txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue } = props.data;
-    this.functions = new Functions(this, 'Functions', { config: props.config, txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue });
+    const { txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue, eventBus } = props.data;
+    this.functions = new Functions(this, 'Functions', { config: props.config, txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue, ...(eventBus ? { eventBus } : {}) });
     const { api, supervise, reply } = this.functions;
-    this.workflow = new Workflow(this, 'Workflow', { supervise, logRetentionDays: props.config.logRetentionDays, tracing: props.config.tracing });
+    this.workflow = new Workflow(this, 'Workflow', {
+      supervise,
+      logGroupName: `/aws/vendedlogs/states/${props.config.prefix}-supervisor`,
+      logRetentionDays: props.config.logRetentionDays,
+      tracing: props.config.tracing,
+    });
     const { stateMachine } = this.workflow;
 
     // Whoever may find a group without a supervisor starts one: api (a transaction's start), supervise
@@ -65,16 +73,22 @@ export class CoordinatorStack extends Stack {
       localRateSeconds: props.config.sweeperLocalRateSeconds,
     });
     this.deadlocks = new Deadlocks(this, 'Deadlocks', { functions: this.functions, txTable, lockTable, participantQueueArns: Object.values(participantQueues).map((q) => q.queueArn) });
+    // Decision events come from whoever decides, finishes or marks in doubt: api (abort requests, lock
+    // takeovers), reply (votes, acknowledgements), supervise (deadlines, in doubt), detector (victims).
+    this.deciders = [api, reply, supervise, this.deadlocks.detector];
+    if (eventBus) for (const fn of this.deciders) eventBus.grantPutEventsTo(fn);
 
     new CfnOutput(this, 'ApiUrl', { value: this.api.restApi.url });
     new CfnOutput(this, 'TxTableName', { value: txTable.tableName });
     new CfnOutput(this, 'LockTableName', { value: lockTable.tableName });
     for (const [service, queue] of Object.entries(participantQueues)) {
-      new CfnOutput(this, `${pascal(service)}QueueUrl`, { value: queue.queueUrl });
+      new CfnOutput(this, `${pascalCase(service)}QueueUrl`, { value: queue.queueUrl });
     }
     // Each participant's reply queue (service -> URL): where its votes and acknowledgements go.
     new CfnOutput(this, 'ReplyQueueUrls', { value: Stack.of(this).toJsonString(Object.fromEntries(Object.entries(replyQueues).map(([s, q]) => [s, q.queueUrl]))) });
     new CfnOutput(this, 'StateMachineArn', { value: stateMachine.stateMachineArn });
+    // Where decision events arrive (docs/events.md): subscribers' rules name it.
+    if (eventBus) new CfnOutput(this, 'EventBusName', { value: eventBus.eventBusName });
 
     // Last, so every function defined above gets its error alarm (a template test checks it).
     this.observability = new Observability(this, 'Observability', {
@@ -82,6 +96,9 @@ export class CoordinatorStack extends Stack {
       functions: functionsIn(this),
       stateMachine,
       restApi: this.api.restApi,
+      accessLogs: this.api.accessLogs,
+      sweeper: this.recovery.sweeper,
+      tables: { log: txTable, locks: lockTable },
       queues: {
         ...Object.fromEntries(Object.entries(participantQueues).map(([s, q]) => [`${s}-requests`, q])),
         ...Object.fromEntries(Object.entries(replyQueues).map(([s, q]) => [`${s}-replies`, q])),
@@ -89,12 +106,4 @@ export class CoordinatorStack extends Stack {
     });
     acknowledgeCoordinatorFindings(this);
   }
-}
-
-/** `order-history` -> `OrderHistory`: output ids must be alphanumeric. */
-function pascal(name: string): string {
-  return name
-    .split('-')
-    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
-    .join('');
 }

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -24,6 +25,8 @@ export interface FunctionsProps {
   /** Participant -> its reply queue: the reply function knows a sender by the queue it came on. */
   replyQueues: Readonly<Record<string, sqs.Queue>>;
   replyDeadLetterQueue: sqs.IQueue;
+  /** Decision events go here (DECISION_EVENT_BUS); none when switched off. */
+  eventBus?: events.IEventBus;
 }
 
 /** The coordinator's Lambda handlers (lambdas/*.ts), their logs, environment and data access. */
@@ -34,11 +37,11 @@ export class Functions extends Construct {
   /** GET /transactions/{id} and its waits: a concurrency budget of its own. */
   readonly waiter: nodejs.NodejsFunction;
   /** Builds another coordinator function (lambdas/<name>.ts) with the same props and environment. */
-  readonly addHandler: (scope: Construct, name: string) => nodejs.NodejsFunction;
+  readonly addHandler: (scope: Construct, name: string, options?: Pick<HandlerOptions, 'reservedConcurrency' | 'retryAttempts'>) => nodejs.NodejsFunction;
 
   constructor(scope: Construct, id: string, props: FunctionsProps) {
     super(scope, id);
-    const { config, txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue } = props;
+    const { config, txTable, lockTable, participantQueues, replyQueues, replyDeadLetterQueue, eventBus } = props;
     const queueUrls = Object.fromEntries(Object.entries(participantQueues).map(([service, q]) => [service, q.queueUrl]));
     const replyArns = Object.fromEntries(Object.entries(replyQueues).map(([service, q]) => [service, q.queueArn]));
     const deadLetterQueues = Object.entries(participantQueues).flatMap(([service, q]) => (q.deadLetterQueue ? [[service, q.deadLetterQueue.queue] as const] : []));
@@ -52,6 +55,7 @@ export class Functions extends Construct {
       PARTICIPANT_DEAD_LETTER_QUEUES: Stack.of(this).toJsonString(deadLetterUrls),
       REPLY_QUEUE_ARNS: Stack.of(this).toJsonString(replyArns),
       REPLY_DEAD_LETTER_QUEUE_URL: replyDeadLetterQueue.queueUrl,
+      ...(eventBus ? { DECISION_EVENT_BUS: eventBus.eventBusName } : {}),
       ...(config.participantPrincipals ? { PARTICIPANT_PRINCIPALS: Stack.of(this).toJsonString(config.participantPrincipals) } : {}),
       ...(config.participantSenderIds ? { PARTICIPANT_SENDER_IDS: JSON.stringify(config.participantSenderIds) } : {}),
       SUPERVISION_SHARDS: String(config.supervisionShards),
@@ -68,14 +72,20 @@ export class Functions extends Construct {
       POWERTOOLS_TRACER_CAPTURE_RESPONSE: 'false',
     };
     const options = { logRetentionDays: config.logRetentionDays, tracing: config.tracing };
-    this.addHandler = (scope, name) => handler(scope, name, environment, options);
+    // Reserved concurrency is both a budget nobody else can take and a cap (docs/performance.md, defaults).
+    const reserve = (n: number) => (config.reservedConcurrency && n > 0 ? { reservedConcurrency: n } : {});
+    this.addHandler = (scope, name, { reservedConcurrency, ...extra } = {}) =>
+      handler(scope, name, environment, { ...options, ...extra, ...reserve(reservedConcurrency ?? 0) });
+    // Unreserved: starts and reads take from the account's unreserved pool, which the caps below keep free.
     this.api = handler(this, 'api', environment, options);
     // A supervision run reads a whole group (up to MEMBERS_PER_RUN records) and may re-send in bulk.
-    this.supervise = handler(this, 'supervise', environment, { ...options, timeout: Duration.seconds(60) });
-    this.reply = handler(this, 'reply', environment, options);
+    // Deadlines and phase two must never starve: a budget of its own.
+    this.supervise = handler(this, 'supervise', environment, { ...options, timeout: Duration.seconds(60), ...reserve(config.superviseConcurrency) });
+    // Votes decide: a budget of its own, and a cap, so a reply backlog cannot take the API's concurrency.
+    this.reply = handler(this, 'reply', environment, { ...options, ...reserve(config.replyConcurrency) });
     // Waiting callers (`?wait=N`, up to 10 s each) hold this function only, and at most
     // `waitConcurrency` of the account's concurrency: they can never starve starts or replies.
-    this.waiter = handler(this, 'waiter', environment, { ...options, ...(config.waitConcurrency > 0 ? { reservedConcurrency: config.waitConcurrency } : {}) });
+    this.waiter = handler(this, 'waiter', environment, { ...options, ...reserve(config.waitConcurrency) });
     this.waiter.addToRolePolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [txTable.tableArn] }));
 
     const tableArn = txTable.tableArn;
@@ -112,10 +122,18 @@ export class Functions extends Construct {
     this.reply.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [replyDeadLetterQueue.queueArn] }));
 
     // One event source mapping per reply queue; each also grants the function what it needs to consume it.
+    // Their maxConcurrency adds up to no more than the reply function's reserved concurrency: a mapping
+    // that outruns it is throttled, and a throttled batch goes back to its queue, counting towards the DLQ.
+    const maxConcurrency = replyQueueConcurrency(config.replyConcurrency, Object.keys(replyQueues).length);
     for (const queue of Object.values(replyQueues)) {
-      this.reply.addEventSource(new SqsEventSource(queue, { batchSize: 10, maxBatchingWindow: Duration.seconds(0), reportBatchItemFailures: true }));
+      this.reply.addEventSource(new SqsEventSource(queue, { batchSize: 10, maxBatchingWindow: Duration.seconds(0), reportBatchItemFailures: true, maxConcurrency }));
     }
   }
+}
+
+/** Each reply queue's share of the reply function's concurrency: SQS mappings take 2 to 1,000. */
+export function replyQueueConcurrency(replyConcurrency: number, queues: number): number {
+  return Math.min(1000, Math.max(2, Math.floor(replyConcurrency / Math.max(1, queues))));
 }
 
 export interface HandlerOptions {
@@ -127,6 +145,8 @@ export interface HandlerOptions {
   reservedConcurrency?: number;
   /** X-Ray active tracing; default true. */
   tracing?: boolean;
+  /** Lambda's retries of an asynchronous invocation that failed (0 to 2); default Lambda's 2. */
+  retryAttempts?: number;
 }
 
 function handler(
@@ -161,6 +181,7 @@ function handler(
     memorySize: 512,
     timeout: options.timeout ?? Duration.seconds(10),
     ...(options.reservedConcurrency === undefined ? {} : { reservedConcurrentExecutions: options.reservedConcurrency }),
+    ...(options.retryAttempts === undefined ? {} : { retryAttempts: options.retryAttempts }),
     environment,
     role,
     logGroup,

@@ -67,7 +67,9 @@ export class Deadlocks extends Construct {
     if (typeof localRate !== 'number' || !(localRate > 0) || localRate > 3600) {
       throw new Error(`context '${DETECTOR_LOCAL_RATE_CONTEXT}' must be a number of seconds in (0, 3600], got ${JSON.stringify(localRate)}`);
     }
-    this.detector = props.functions.addHandler(this, 'detector');
+    // One scheduled run at a time, no async retries: a failed run is covered by the next (long waits
+    // also detect in process, in the api function).
+    this.detector = props.functions.addHandler(this, 'detector', { reservedConcurrency: 1, retryAttempts: 0 });
     const lockArn = props.lockTable.tableArn;
     // Query: the waiting index (the wait-for edges); GetItem: re-read a cycle's locks before acting;
     // PutItem: the deadlock record.

@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 
 /**
  * A table whose loss loses transactions (the log, the lock table): on demand, point-in-time
- * recovery, encrypted, RETAIN, and a TTL attribute `expiresAt` that only ever collects garbage.
+ * recovery, encrypted, RETAIN and deletion protection, and a TTL attribute `expiresAt` that only ever collects garbage.
  * One place for that policy, so the stateful tables cannot drift apart.
  */
 export function statefulTable(scope: Construct, partitionKey: string): dynamodb.Table {
@@ -15,6 +15,8 @@ export function statefulTable(scope: Construct, partitionKey: string): dynamodb.
     pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
     encryption: dynamodb.TableEncryption.AWS_MANAGED,
     removalPolicy: RemovalPolicy.RETAIN,
+    // RETAIN keeps the table when the stack goes; this refuses a DeleteTable from anyone, console included.
+    deletionProtection: true,
   });
 }
 
@@ -30,8 +32,9 @@ export class LogTable extends Construct {
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    // TTL (`expiresAt`) collects finished records only: finishing sets it, open records never carry
-    // it. RETAIN: the log holds the only record of decisions, and participants still in doubt ask
+    // TTL (`expiresAt`) only collects garbage: finishing sets it on a record (open records never
+    // carry it); operations items, idempotency keys and group records carry one that outlives what
+    // they belong to (docs/protocol.md, "Retention"). RETAIN: the log holds the only record of decisions, and participants still in doubt ask
     // for them; deleting the stack must never delete the answers they depend on.
     this.table = statefulTable(this, 'pk');
     // Listing, newest first: `lp` is one of LIST_SHARDS shards of the id, `createdAt` is written once.

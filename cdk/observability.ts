@@ -1,9 +1,12 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack, Validations } from 'aws-cdk-lib';
 import type * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
@@ -11,11 +14,17 @@ import { METRIC, METRICS_NAMESPACE, METRICS_SERVICE, type MetricName } from '../
 import type { DtcConfig } from './build';
 
 export interface ObservabilityProps {
-  config: Pick<DtcConfig, 'prefix' | 'abortRateAlarmPercent' | 'alarmTopicArn'>;
-  /** Every function of the app: each gets an error alarm. */
+  config: Pick<DtcConfig, 'prefix' | 'abortRateAlarmPercent' | 'alarmTopicArn' | 'alarmEmail' | 'decisionEvents'>;
+  /** Every function of the app: each gets an error alarm and a throttle alarm. */
   functions: lambda.IFunction[];
   stateMachine: sfn.IStateMachine;
   restApi: apigw.RestApi;
+  /** The API's access log (JSON lines with `status` and `apiId`): throttled requests (429) are counted from it. */
+  accessLogs: logs.ILogGroup;
+  /** The recovery sweeper: it reports on every run, so silence means it stopped. */
+  sweeper: lambda.IFunction;
+  /** The stateful tables by a readable name; each, and each of its indexes, gets a throttling alarm. */
+  tables: Readonly<Record<string, dynamodb.Table>>;
   /** Work queues by a readable name (a participant, `replies`); each one's DLQ must stay empty. */
   queues: Readonly<Record<string, sqs.Queue>>;
 }
@@ -31,7 +40,17 @@ export const ALARMS = {
   inDoubtPeriods: 3,
   /** 5XX answers in 5 minutes before the API alarm fires: a few retried errors are expected. */
   api5xxPer5Minutes: 5,
+  /** 4XX answers above this percentage of requests in 5 minutes, with at least api4xxMinRequests requests: a client or a deployment is broken. */
+  api4xxPercent: 10,
+  api4xxMinRequests: 50,
+  /** Requests the API throttled (429) in 5 minutes before the alarm fires: the stage's or the account's limit binds. */
+  api429Per5Minutes: 10,
+  /** The sweeper runs every minute; this many 5-minute periods without a report is an alarm (missing data breaches). */
+  sweeperSilentPeriods: 2,
 } as const;
+
+/** The metric the API's access log yields: requests answered 429 (namespace `Dtc`, dimension `apiId`). */
+export const API_THROTTLED_METRIC = 'ApiThrottled';
 
 /** The coordinator's own metric (namespace `Dtc`, dimension `service`), as Powertools writes it. */
 export function dtcMetric(name: MetricName, options: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
@@ -66,19 +85,30 @@ export function functionsIn(scope: IConstruct): lambda.Function[] {
   return scope.node.findAll().filter((c): c is lambda.Function => c instanceof lambda.Function);
 }
 
+/** The names of a table's global secondary indexes, as the template declares them. */
+function indexNames(table: dynamodb.Table): string[] {
+  const declared = Stack.of(table).resolve((table.node.defaultChild as dynamodb.CfnTable).globalSecondaryIndexes) as { indexName: string }[] | undefined;
+  return (declared ?? []).map((i) => i.indexName);
+}
+
 /**
- * Alarms on what needs a human (poison messages, stuck participants, transactions in doubt,
- * an abort storm, failing functions or executions, API errors) and one dashboard.
- * Missing data never alarms: an idle coordinator is a healthy one.
+ * Alarms on what needs a human (poison messages, stuck participants, transactions and participants
+ * in doubt, an abort storm, failing or throttled functions, executions and tables, API errors and
+ * throttling, a sweeper that stopped) and one dashboard; every alarm notifies one SNS topic (the
+ * configured one, or `<prefix>-alarms`, which this creates). Missing data never alarms, except the
+ * sweeper's: an idle coordinator is a healthy one, a silent sweeper is not.
  */
 export class Observability extends Construct {
   readonly alarms: cloudwatch.Alarm[] = [];
   readonly dashboard: cloudwatch.Dashboard;
+  /** What every alarm notifies (ALARM and OK). */
+  readonly topic: sns.ITopic;
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
     super(scope, id);
     const { config, stateMachine, restApi } = props;
-    const topic = config.alarmTopicArn ? sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) : undefined;
+    const topic = config.alarmTopicArn ? sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) : this.createTopic(config);
+    this.topic = topic;
     const alarm = (alarmId: string, description: string, options: Omit<cloudwatch.AlarmProps, 'alarmDescription' | 'alarmName'>) => {
       const created = new cloudwatch.Alarm(this, alarmId, {
         alarmName: `${config.prefix}-${alarmId}`,
@@ -86,10 +116,8 @@ export class Observability extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         ...options,
       });
-      if (topic) {
-        created.addAlarmAction(new actions.SnsAction(topic));
-        created.addOkAction(new actions.SnsAction(topic));
-      }
+      created.addAlarmAction(new actions.SnsAction(topic));
+      created.addOkAction(new actions.SnsAction(topic));
       this.alarms.push(created);
       return created;
     };
@@ -163,7 +191,110 @@ export class Observability extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     });
 
+    this.throttlingAlarms(props, alarm, oneOrMore);
+
+    alarm('participants-in-doubt', `Supervision marked participants in doubt (${METRIC.ParticipantsInDoubt}): each owes an acknowledgement of a decision sent for ${'several'} commit timeouts; its request DLQ holds a copy. See docs/operations.md.`, {
+      metric: dtcMetric(METRIC.ParticipantsInDoubt, { period: Duration.minutes(5) }),
+      ...oneOrMore,
+    });
+    // The sweeper reports its gauge on every run (0 included): no report in 10 minutes means it stopped.
+    alarm('sweeper-not-running', `The recovery sweeper reported no run (${METRIC.TransactionsInDoubt}) for ${ALARMS.sweeperSilentPeriods} periods of 5 minutes: groups whose supervisor died get none. See the ${props.sweeper.node.id} function's errors, throttles and schedule.`, {
+      metric: dtcMetric(METRIC.TransactionsInDoubt, { period: Duration.minutes(5), statistic: cloudwatch.Stats.SAMPLE_COUNT }),
+      threshold: 1,
+      evaluationPeriods: ALARMS.sweeperSilentPeriods,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    if (config.decisionEvents) {
+      alarm('decision-events-failed', `Decision events were not published (${METRIC.DecisionEventsFailed}): subscribers missed them. The decisions stand; see the deciders' logs ("decision events").`, {
+        metric: dtcMetric(METRIC.DecisionEventsFailed, { period: Duration.minutes(5) }),
+        ...oneOrMore,
+      });
+    }
+
     this.dashboard = this.buildDashboard(props, abortRate, failedExecutions);
+  }
+
+  /** `<prefix>-alarms`, encrypted in transit only (see the cdk-nag acknowledgement), with an optional email subscription. */
+  private createTopic(config: ObservabilityProps['config']): sns.ITopic {
+    const topic = new sns.Topic(this, 'AlarmTopic', { topicName: `${config.prefix}-alarms`, displayName: `DTC ${config.prefix} alarms`, enforceSSL: true });
+    if (config.alarmEmail) topic.addSubscription(new subscriptions.EmailSubscription(config.alarmEmail));
+    Validations.of(topic).acknowledge({
+      id: 'AwsSolutions-SNS2',
+      reason:
+        "Alarm notifications carry alarm names and states, no business data; CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key, and a customer-managed key would cost more than what it protects.",
+    });
+    return topic;
+  }
+
+  /** Throttling anywhere on the path: functions, executions, tables and their indexes, the API. */
+  private throttlingAlarms(
+    props: ObservabilityProps,
+    alarm: (id: string, description: string, options: Omit<cloudwatch.AlarmProps, 'alarmDescription' | 'alarmName'>) => cloudwatch.Alarm,
+    oneOrMore: Pick<cloudwatch.AlarmProps, 'threshold' | 'evaluationPeriods' | 'comparisonOperator'>,
+  ): void {
+    const fiveMinutes = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
+    for (const fn of props.functions) {
+      const name = fn.node.id;
+      alarm(`${name}-throttles`, `Invocations of ${name} were throttled: its reserved concurrency or the account's concurrency is used up (docs/operations.md, quotas).`, {
+        metric: fn.metricThrottles(fiveMinutes),
+        ...oneOrMore,
+      });
+    }
+    alarm('executions-throttled', 'Step Functions throttled the supervisor state machine (ExecutionThrottled): StartExecution or state transitions are over quota (docs/operations.md, quotas).', {
+      metric: props.stateMachine.metric('ExecutionThrottled', fiveMinutes),
+      ...oneOrMore,
+    });
+    for (const [tableName, table] of Object.entries(props.tables)) {
+      const throttled = (dimensions: Record<string, string>) =>
+        new cloudwatch.MathExpression({
+          expression: 'r + w',
+          usingMetrics: Object.fromEntries(
+            (['r', 'w'] as const).map((k) => [k, new cloudwatch.Metric({ namespace: 'AWS/DynamoDB', metricName: k === 'r' ? 'ReadThrottleEvents' : 'WriteThrottleEvents', dimensionsMap: dimensions, ...fiveMinutes })]),
+          ),
+          period: Duration.minutes(5),
+          label: 'Throttled reads + writes',
+        });
+      alarm(`${tableName}-table-throttled`, `DynamoDB throttled reads or writes on the ${tableName} table: its on-demand maximum or a partition's 1,000 WRU/s binds (docs/operations.md, quotas).`, {
+        metric: throttled({ TableName: table.tableName }),
+        ...oneOrMore,
+      });
+      for (const index of indexNames(table)) {
+        alarm(`${tableName}-${index}-index-throttled`, `DynamoDB throttled the ${tableName} table's ${index} index; an index that cannot keep up throttles the table's writes too.`, {
+          metric: throttled({ TableName: table.tableName, GlobalSecondaryIndexName: index }),
+          ...oneOrMore,
+        });
+      }
+    }
+
+    const requests = props.restApi.metricCount(fiveMinutes);
+    alarm('api-4xx-rate', `More than ${ALARMS.api4xxPercent}% of API requests in 5 minutes were answered 4XX (with at least ${ALARMS.api4xxMinRequests} requests): a client, a signer or a deployment is broken.`, {
+      metric: new cloudwatch.MathExpression({
+        expression: `IF(n >= ${ALARMS.api4xxMinRequests}, 100 * e / n, 0)`,
+        usingMetrics: { n: requests, e: props.restApi.metricClientError(fiveMinutes) },
+        period: Duration.minutes(5),
+        label: '4XX (%)',
+      }),
+      threshold: ALARMS.api4xxPercent,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    });
+    // API Gateway (REST) has no 429 metric of its own: the access log has every status.
+    const throttledRequests = new logs.MetricFilter(this, 'ApiThrottledFilter', {
+      logGroup: props.accessLogs,
+      filterPattern: logs.FilterPattern.stringValue('$.status', '=', '429'),
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: API_THROTTLED_METRIC,
+      metricValue: '1',
+      dimensions: { apiId: '$.apiId' },
+      unit: cloudwatch.Unit.COUNT,
+    });
+    alarm('api-429', `The API answered 429 (throttled) at least ${ALARMS.api429Per5Minutes} times in 5 minutes: the stage's, the start route's or the account's request limit binds (docs/performance.md, defaults).`, {
+      metric: throttledRequests.metric({ ...fiveMinutes, dimensionsMap: { apiId: props.restApi.restApiId } }),
+      threshold: ALARMS.api429Per5Minutes,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    });
   }
 
   private buildDashboard(props: ObservabilityProps, abortRate: cloudwatch.IMetric, failedExecutions: cloudwatch.IMetric): cloudwatch.Dashboard {
@@ -218,6 +349,7 @@ export class Observability extends Construct {
         restApi.metricServerError({ statistic: cloudwatch.Stats.SUM }),
       ]),
       graph('API latency (ms)', ['p50', 'p99'].map((p) => restApi.metricLatency({ statistic: p, label: p }))),
+      graph('Decision events', [METRIC.DecisionEventsPublished, METRIC.DecisionEventsFailed].map((m) => dtcMetric(m))),
     );
     return dashboard;
   }

@@ -29,7 +29,9 @@ export class Recovery extends Construct {
   constructor(scope: Construct, id: string, props: RecoveryProps) {
     super(scope, id);
     const { txTable } = props;
-    this.sweeper = props.functions.addHandler(this, 'sweeper');
+    // One run at a time (overlapping runs are safe, but only repeat the work), and no async retries: a
+    // failed run is covered by the next one, a minute later.
+    this.sweeper = props.functions.addHandler(this, 'sweeper', { reservedConcurrency: 1, retryAttempts: 0 });
     this.sweeper.addEnvironment('STATE_MACHINE_ARN', props.stateMachineArn);
     this.sweeper.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [props.stateMachineArn] }));
     this.sweeper.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:DescribeExecution'], resources: [props.executionArns] }));

@@ -7,6 +7,8 @@ import { Construct } from 'constructs';
 
 export interface WorkflowProps {
   supervise: lambda.IFunction;
+  /** The execution log group's name: under `/aws/vendedlogs/states/`, where Step Functions' log delivery keeps its resource policy small. */
+  logGroupName?: string;
   logRetentionDays?: number;
   tracing?: boolean;
 }
@@ -37,6 +39,9 @@ export class Workflow extends Construct {
       retryOnServiceExceptions: false,
     });
     supervise.addRetry({ errors: [...LAMBDA_ERRORS, 'States.TaskFailed', 'States.Timeout'], interval: Duration.seconds(2), backoffRate: 2, maxAttempts: 4, jitterStrategy: sfn.JitterType.FULL });
+    // A state no run can read is a bug no retry fixes: the execution ends (failed, so alarms see it),
+    // and the sweeper starts the group's next generation with a fresh state.
+    supervise.addCatch(new sfn.Fail(this, 'Malformed', { error: 'SupervisorStateError', cause: 'the supervisor state could not be read' }), { errors: ['SupervisorStateError'] });
     // A run that keeps failing (a throttled table, say) is tried again after a pause, for ever: the
     // group's transactions still need their deadlines and phase two. The state is kept as it was.
     const backoff = new sfn.Wait(this, 'Backoff', { time: sfn.WaitTime.duration(Duration.seconds(30)) });
@@ -54,6 +59,7 @@ export class Workflow extends Construct {
       tracingEnabled: props.tracing ?? true,
       logs: {
         destination: new logs.LogGroup(this, 'Logs', {
+          ...(props.logGroupName === undefined ? {} : { logGroupName: props.logGroupName }),
           retention: props.logRetentionDays ?? logs.RetentionDays.ONE_MONTH,
           removalPolicy: RemovalPolicy.DESTROY,
         }),

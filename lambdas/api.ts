@@ -1,12 +1,13 @@
 // The REST API (API Gateway, Lambda proxy integration): start, inspect and list transactions.
-import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { BadCursorError } from '../src/core/cursor';
 import { systemClock, systemSleep } from '../src/aws/system';
 import { readConfig } from '../src/aws/config';
 import { getCoordinator, getLocks, logger } from '../src/aws/runtime';
 import { LockApi } from '../src/locks/api';
 import { withTelemetry } from '../src/aws/telemetry';
-import { txId as txIdSchema } from '../src/core/messages';
+import { z } from 'zod';
+import { serviceName, txId as txIdSchema } from '../src/core/messages';
 import { MAX_BODY_BYTES, type FieldError, toView } from '../src/core/transaction';
 
 const json = (statusCode: number, body: unknown, headers: Record<string, string> = {}): APIGatewayProxyResult => ({
@@ -18,12 +19,12 @@ const json = (statusCode: number, body: unknown, headers: Record<string, string>
 const problem = (statusCode: number, code: string, message: string, fields?: FieldError[]) =>
   json(statusCode, { error: { code, message, ...(fields ? { fields } : {}) } });
 
-export const handler = withTelemetry('api', async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
+export const handler = withTelemetry('api', async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
   try {
     const route = `${event.httpMethod} ${event.resource}`;
     switch (route) {
       case 'POST /transactions':
-        return await startTransaction(event);
+        return await startTransaction(event, context);
       case 'GET /transactions':
         return await listTransactions(event);
       case 'GET /transactions/{id}':
@@ -32,6 +33,8 @@ export const handler = withTelemetry('api', async (event: APIGatewayProxyEvent):
         return await getDecision(event);
       case 'POST /transactions/{id}/abort':
         return await abortTransaction(event);
+      case 'POST /transactions/{id}/release':
+        return await releaseParticipant(event);
       case 'POST /locks/{resource}':
       case 'PUT /locks/{resource}':
       case 'DELETE /locks/{resource}':
@@ -47,7 +50,7 @@ export const handler = withTelemetry('api', async (event: APIGatewayProxyEvent):
   }
 });
 
-async function startTransaction(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+async function startTransaction(event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> {
   const raw = event.body === null ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
   if (Buffer.byteLength(raw, 'utf8') > MAX_BODY_BYTES) {
     return problem(413, 'PayloadTooLarge', `the body must be at most ${MAX_BODY_BYTES} bytes`);
@@ -70,8 +73,11 @@ async function startTransaction(event: APIGatewayProxyEvent): Promise<APIGateway
   }
   const wait = preferWait(event);
   if (wait && 'error' in wait) return problem(400, 'InvalidRequest', wait.error, [{ field: 'Prefer', message: wait.error }]);
-  const outcome = await getCoordinator().start(body, key);
+  const remainingMs = context ? () => context.getRemainingTimeInMillis() : undefined;
+  const outcome = await getCoordinator().start(body, key, remainingMs);
   switch (outcome.kind) {
+    case 'gone':
+      return json(410, { error: { code: 'IdempotencyKeyExpired', message: `Idempotency-Key named transaction ${outcome.txId}, which finished and has been forgotten` }, txId: outcome.txId });
     case 'invalid':
       return problem(400, 'InvalidRequest', 'the request has invalid fields', outcome.errors);
     case 'idempotency-conflict':
@@ -219,6 +225,51 @@ async function abortTransaction(event: APIGatewayProxyEvent): Promise<APIGateway
     return json(409, { error: { code: 'AlreadyCommitted', message: `transaction ${id} ${outcome.record.decision === 'COMMIT' ? 'committed' : 'has every YES: it can only commit'}` }, decision: 'COMMIT', transaction });
   }
   return json(202, { decidedNow: outcome.decidedNow, transaction });
+}
+
+const releaseBody = z.strictObject({
+  participant: serviceName,
+  operator: z.string().trim().min(1, 'must name the operator').max(200, 'must be at most 200 characters'),
+  reason: z.string().trim().min(1, 'must say why').max(200, 'must be at most 200 characters'),
+});
+
+/**
+ * POST /transactions/{id}/release `{"participant","operator","reason"}`: an operator stops phase
+ * two's wait for a participant that is being retired for good, recorded on the transaction (who,
+ * when, why). 200 with the view (its `releases`), 404 unknown id, 400 bad body or a participant that
+ * is not a member, 409 not decided yet or the participant owes no acknowledgement (acknowledged,
+ * released before, or finished). For operators only: a participant's role is refused (403).
+ */
+async function releaseParticipant(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  const id = event.pathParameters?.id ?? '';
+  if (!txIdSchema.safeParse(id).success) return problem(404, 'NotFound', `no transaction ${id}`);
+  const caller = event.requestContext?.identity?.userArn ?? event.requestContext?.identity?.caller ?? undefined;
+  const service = participantOf(caller, readConfig().participantPrincipals ?? {});
+  if (service !== undefined) return problem(403, 'Forbidden', `participant ${service} may not release participants: operators only`);
+  const raw = event.body === null || event.body === undefined ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  let body: unknown;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    return problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]);
+  }
+  const parsed = releaseBody.safeParse(body);
+  if (!parsed.success) {
+    return problem(400, 'InvalidRequest', 'the body has invalid fields', parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })));
+  }
+  const { participant, operator, reason } = parsed.data;
+  // The signed caller is recorded beside the name the operator gives.
+  const outcome = await getCoordinator().release(id, participant, caller ? `${operator} (${caller})` : operator, reason);
+  switch (outcome.kind) {
+    case 'unknown':
+      return problem(404, 'NotFound', `no transaction ${id}`);
+    case 'not-member':
+      return problem(400, 'InvalidRequest', 'the body has invalid fields', [{ field: 'participant', message: `${participant} is not a member of transaction ${id}` }]);
+    case 'refused':
+      return json(409, { error: { code: 'NotAwaited', message: outcome.why }, transaction: toView(outcome.record) });
+    case 'released':
+      return json(200, toView(outcome.record));
+  }
 }
 
 async function listTransactions(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {

@@ -3,13 +3,14 @@
 // (src/supervisor.ts), which the simulation runs too.
 import { getCoordinator, getSupervisorDeps, logger } from '../src/aws/runtime';
 import { metricsPort, withTelemetry } from '../src/aws/telemetry';
-import { superviseRun, supervisorState, type SupervisorRun } from '../src/supervisor';
+import { SupervisorStateError, superviseRun, supervisorState, type SupervisorRun } from '../src/supervisor';
 
 export const handler = withTelemetry('supervise', async (event: unknown): Promise<SupervisorRun> => {
   const parsed = supervisorState.safeParse(event);
-  // Only the state machine calls this function: a malformed state is a deployment bug; failing the
-  // task lets the state machine's retry and backoff take over.
-  if (!parsed.success) throw new Error(`supervisor state is malformed: ${parsed.error.message}`);
+  // Only the state machine calls this function: a malformed state is a deployment bug that no retry
+  // fixes, so it ends the execution (cdk/workflow.ts routes this error to `Malformed`); the sweeper
+  // starts a new generation with a well-formed state.
+  if (!parsed.success) throw new SupervisorStateError(`supervisor state is malformed: ${parsed.error.message}`);
   logger.appendKeys({ group: parsed.data.group });
   try {
     const run = await superviseRun(getCoordinator(), { ...getSupervisorDeps(), metrics: metricsPort }, parsed.data);

@@ -15,16 +15,19 @@ import {
   type TxRecord,
   type TxView,
   awaitingAck,
+  decisionReasonOf,
+  keptUntil,
   newOps,
   newTransaction,
   phaseTwoResult,
   readyToFinish,
   recordedReason,
+  OPS_EXTRA_DAYS,
   toView,
   validateStartRequest,
 } from './core/transaction';
 import type { CoordinatorConfig } from './aws/config';
-import type { ListPage, ParticipantQueuesPort, TxLogPort, WorkflowPort } from './core/ports';
+import { type DecisionEventsPort, type ListPage, noDecisionEvents, type ParticipantQueuesPort, type TxLogPort, type WorkflowPort } from './core/ports';
 import { METRIC, noMetrics, type MetricsPort } from './metrics';
 import { LOCK_LIMITS, type OwnerRef } from './core/locks';
 import { type LockService, LockWaitTimeoutError, TransactionAbortedError } from './locks/service';
@@ -32,6 +35,12 @@ import { ensureSupervisor } from './supervisor';
 
 /** How long a start waits for each declared resource's lock (the API answers well inside its 29 s). */
 const START_LOCK_WAIT_MS = 5_000;
+/**
+ * Of the invocation's remaining time, what lock waits leave for what follows them: the abort that a
+ * lock not had in time decides, and sending PREPARE or ABORT. All the waits of one start together end
+ * this long before the invocation would be killed.
+ */
+export const START_RESERVE_MS = 2_000;
 /** Coordinator-held locks outlive the prepare deadline by this much (clock skew, the decision write). */
 const LOCK_DEADLINE_GRACE_MS = 5_000;
 /** The lock scope of resources the coordinator holds for a transaction (released when it finishes). */
@@ -46,6 +55,8 @@ export interface CoordinatorDeps {
   workflow: WorkflowPort;
   /** Business metrics (transactions, votes, decision latency); none by default. */
   metrics?: MetricsPort;
+  /** Decision events (docs/events.md), taken after the write that decided; none by default. */
+  events?: DecisionEventsPort;
   /** Locks the resources a request declares (`participants[].resources`), before PREPARE is sent. */
   locks?: LockService;
   now?: () => number;
@@ -55,7 +66,17 @@ export interface CoordinatorDeps {
 export type StartOutcome =
   | { kind: 'started'; txId: string; status: TxRecord['status']; replayed: boolean }
   | { kind: 'invalid'; errors: FieldError[] }
-  | { kind: 'idempotency-conflict'; txId: string };
+  | { kind: 'idempotency-conflict'; txId: string }
+  /** The key names a transaction that finished and has been forgotten (its record expired): 410, nothing written. */
+  | { kind: 'gone'; txId: string };
+
+export type ReleaseOutcome =
+  | { kind: 'released'; record: TxRecord }
+  | { kind: 'unknown' }
+  /** Not a member of the transaction: the request is wrong (400). */
+  | { kind: 'not-member' }
+  /** Not decided yet, or the participant acknowledged, was released already, or is owed nothing (409). */
+  | { kind: 'refused'; why: string; record: TxRecord };
 
 export type AbortOutcome =
   /** ABORT is the decision (this request made it, or it was already): 202. */
@@ -68,6 +89,7 @@ export class Coordinator {
   private readonly now: () => number;
   private readonly newId: () => string;
   private readonly metrics: MetricsPort;
+  private readonly events: DecisionEventsPort;
   private readonly supervision: SupervisionSettings;
   private readonly startedGroups = new Set<string>();
 
@@ -75,6 +97,7 @@ export class Coordinator {
     this.now = deps.now ?? systemClock;
     this.newId = deps.newId ?? systemIds;
     this.metrics = deps.metrics ?? noMetrics;
+    this.events = deps.events ?? noDecisionEvents;
     this.supervision = deps.config.supervision ?? DEFAULT_SUPERVISION;
   }
 
@@ -83,9 +106,11 @@ export class Coordinator {
    * the new id, so a retry after any crash finds the same transaction), the operations and the
    * record (whose `og` is its place in supervision: the sparse open index), the group's supervisor,
    * the declared locks, then PREPARE. A crash between any two steps leaves nothing supervision
-   * cannot find: its deadline aborts it.
+   * cannot find: its deadline aborts it. A replayed key whose transaction finished and whose record
+   * has expired answers `gone` and writes nothing: a record is never re-created. `remainingMs` is the
+   * invocation's remaining time (Lambda's `getRemainingTimeInMillis`): lock waits end within it.
    */
-  async start(body: unknown, idempotencyKey?: string): Promise<StartOutcome> {
+  async start(body: unknown, idempotencyKey?: string, remainingMs?: () => number): Promise<StartOutcome> {
     const { config, log } = this.deps;
     const valid = validateStartRequest(body, Object.keys(config.participantQueues), config.defaults);
     if (!valid.ok) return { kind: 'invalid', errors: valid.errors };
@@ -93,10 +118,13 @@ export class Coordinator {
     let txId = this.newId();
     let replayed = false;
     if (idempotencyKey !== undefined) {
-      const claim = await log.claimIdempotencyKey(idempotencyKey, txId, requestHash, this.isoNow());
+      const claim = await log.claimIdempotencyKey(idempotencyKey, txId, requestHash, this.isoNow(), keptUntil(this.now(), config.retentionDays));
       if (claim.requestHash !== requestHash) return { kind: 'idempotency-conflict', txId: claim.txId };
       replayed = claim.txId !== txId;
       txId = claim.txId;
+      // Finished and forgotten: the record expired, the key (kept longer) remembers it. Without
+      // `finishedAt` a missing record was never created (a crash after the claim): create it now.
+      if (replayed && claim.finishedAt !== undefined && !(await log.get(txId))) return { kind: 'gone', txId };
     }
     const nowMs = this.now();
     const record = newTransaction({
@@ -114,7 +142,7 @@ export class Coordinator {
     if (current.requestHash !== requestHash) throw new Error(`transaction id ${txId} collides with another request`);
     if (current.status === 'PREPARING' && current.og) {
       await this.superviseGroup(current.og, current);
-      if (await this.lockDeclared(current)) {
+      if (await this.lockDeclared(current, remainingMs)) {
         // Only to members still pending: a replay re-sends PREPARE to those that have not answered.
         const operations = new Map(valid.value.participants.map((p) => [p.service, p.operation]));
         const prepares = current.services
@@ -163,7 +191,7 @@ export class Coordinator {
    * replayed start passes through the ones it holds. False when the transaction was aborted instead
    * (aborted while waiting, or a lock not had in time): ABORT is decided and phase two sent.
    */
-  private async lockDeclared(record: TxRecord): Promise<boolean> {
+  private async lockDeclared(record: TxRecord, remainingMs?: () => number): Promise<boolean> {
     const resources = record.resources ?? [];
     if (resources.length === 0) return true;
     const locks = this.deps.locks;
@@ -172,7 +200,10 @@ export class Coordinator {
     // The lease covers the undecided window; after the decision the log protects a COMMITTING owner,
     // and an aborted or finished one may lose its locks once the lease has run out.
     const leaseMs = Math.min(LOCK_LIMITS.maxLeaseMs, Math.max(LOCK_LIMITS.minLeaseMs, record.prepareDeadlineAt - this.now() + LOCK_DEADLINE_GRACE_MS));
-    const deadline = Math.min(record.prepareDeadlineAt, this.now() + START_LOCK_WAIT_MS * resources.length);
+    // One budget for all the waits, one after another: within the prepare deadline, and within the
+    // invocation's remaining time less what the abort and the sends after it need.
+    const budgetMs = remainingMs === undefined ? START_LOCK_WAIT_MS * resources.length : Math.min(START_LOCK_WAIT_MS * resources.length, remainingMs() - START_RESERVE_MS);
+    const deadline = Math.min(record.prepareDeadlineAt, this.now() + budgetMs);
     for (const resource of resources) {
       const waitMs = Math.max(0, Math.min(START_LOCK_WAIT_MS, deadline - this.now()));
       try {
@@ -290,12 +321,55 @@ export class Coordinator {
    */
   async finish(record: TxRecord): Promise<TxRecord> {
     if (record.status !== 'COMMITTING' && record.status !== 'ABORTING') return record;
-    const { record: after } = await this.deps.log.finalize(record.txId, phaseTwoResult(record.status, this.now(), this.deps.config.retentionDays), this.isoNow());
+    const result = phaseTwoResult(record.status, this.now(), this.deps.config.retentionDays);
+    // The key first: once the record is final its TTL runs, and the key must by then both outlive it
+    // and say it finished (a crash between the two writes leaves the record open, so finish is redone).
+    if (record.idempotencyKey !== undefined) {
+      await this.deps.log.finishIdempotencyKey(record.idempotencyKey, record.txId, result.expiresAt + OPS_EXTRA_DAYS * 86_400, this.isoNow());
+    }
+    const { applied, record: after } = await this.deps.log.finalize(record.txId, result, this.isoNow());
     if (!after) throw new Error(`finish: transaction ${record.txId} vanished`);
+    if (applied && after.decision) {
+      this.events.publish({ detailType: 'Transaction Finished', detail: { v: 1, txId: after.txId, outcome: after.decision, finishedAt: after.finishedAt ?? this.isoNow() } });
+    }
     if ((after.resources?.length ?? 0) > 0 && this.deps.locks) {
       await this.deps.locks.releaseAll({ kind: 'tx', id: after.txId }, COORDINATOR_LOCK_SCOPE).catch(() => []);
     }
     return after;
+  }
+
+  /**
+   * POST /transactions/{id}/release: an operator stops phase two's wait for one participant that is
+   * being retired for good. Recorded on the record (who, why, when) and shown in its view; only for a
+   * decided transaction, and a member that owes an acknowledgement. If nobody else owes one, the
+   * transaction finishes.
+   */
+  async release(txId: string, participant: string, operator: string, reason: string): Promise<ReleaseOutcome> {
+    const record = await this.deps.log.get(txId);
+    if (!record) return { kind: 'unknown' };
+    if (!record.services.includes(participant)) return { kind: 'not-member' };
+    if (record.status !== 'COMMITTING' && record.status !== 'ABORTING') {
+      return { kind: 'refused', why: record.status === 'PREPARING' ? `transaction ${txId} is not decided yet` : `transaction ${txId} has finished`, record };
+    }
+    if (!awaitingAck(record).includes(participant)) return { kind: 'refused', why: this.owesNothing(record, participant), record };
+    const phase = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
+    const result = await this.deps.log.release(txId, phase, participant, { operator, reason: recordedReason(reason), at: this.isoNow() });
+    if (!result.record) throw new Error(`release: transaction ${txId} vanished`);
+    if (!result.applied) return { kind: 'refused', why: this.owesNothing(result.record, participant), record: result.record };
+    const after = readyToFinish(result.record) ? await this.finish(result.record) : result.record;
+    return { kind: 'released', record: after };
+  }
+
+  private owesNothing(record: TxRecord, participant: string): string {
+    if (record.acks[participant]) return `${participant} acknowledged ${record.acks[participant].phase}`;
+    if (record.releases?.[participant]) return `${participant} was released by ${record.releases[participant].operator}`;
+    if (record.status === 'COMMITTED' || record.status === 'ABORTED') return `transaction ${record.txId} has finished`;
+    return `${participant} is owed no acknowledgement (it voted ${record.votes[participant]?.vote ?? 'nothing'})`;
+  }
+
+  /** Keep an open transaction's operations item and idempotency key for another retention + OPS_EXTRA_DAYS from now. */
+  async keepAlive(record: Pick<TxRecord, 'txId' | 'idempotencyKey'>): Promise<void> {
+    await this.deps.log.keepItems(record, keptUntil(this.now(), this.deps.config.retentionDays));
   }
 
   /** Send the decided phase's message to `to`. */
@@ -307,10 +381,13 @@ export class Coordinator {
 
   /**
    * Participants just marked in doubt: a copy of the message each has not acknowledged goes into its
-   * request queue's DLQ with the reason, so the DLQ alarm calls an operator. Re-sending goes on.
+   * request queue's DLQ with the reason, so the DLQ alarm calls an operator, and a `Participant In
+   * Doubt` event each. Re-sending goes on.
    */
   async deadLetterInDoubt(record: TxRecord, to: readonly string[], attempt: number): Promise<void> {
     const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
+    const since = record.inDoubtSince ?? this.isoNow();
+    for (const participant of to) this.events.publish({ detailType: 'Participant In Doubt', detail: { v: 1, txId: record.txId, participant, outcome: type, since } });
     const reason =
       `in doubt: no ${type} acknowledgement after ${attempt} sends; the decision is ${type} and the coordinator keeps ` +
       `re-sending it to the request queue (this is a copy for operators: redriving it is harmless)`;
@@ -335,8 +412,15 @@ export class Coordinator {
     return messages;
   }
 
+  /** Once per transaction, by whoever wrote its decision: the counts, the latency and the `Transaction Decided` event. */
   private countDecision(record: TxRecord): void {
     this.metrics.count(record.decision === 'COMMIT' ? METRIC.TransactionsCommitted : METRIC.TransactionsAborted);
+    if (record.decision) {
+      this.events.publish({
+        detailType: 'Transaction Decided',
+        detail: { v: 1, txId: record.txId, outcome: record.decision, reason: decisionReasonOf(record) ?? '', decidedAt: record.decidedAt ?? this.isoNow(), participants: [...record.services] },
+      });
+    }
     const latencyMs = Date.parse(record.decidedAt ?? '') - Date.parse(record.createdAt);
     if (Number.isFinite(latencyMs) && latencyMs >= 0) this.metrics.milliseconds(METRIC.DecisionLatency, latencyMs);
   }

@@ -34,6 +34,10 @@ export const METRIC = {
   RepliesRefused: 'RepliesRefused',
   /** Participants phase two first found in doubt (IN_DOUBT_AFTER_COMMIT_TIMEOUTS commit timeouts, no ACK): once per participant and transaction. */
   ParticipantsInDoubt: 'ParticipantsInDoubt',
+  /** Decision events EventBridge accepted (docs/events.md). */
+  DecisionEventsPublished: 'DecisionEventsPublished',
+  /** Decision events not published: PutEvents refused them or failed, or too many waited in one invocation. */
+  DecisionEventsFailed: 'DecisionEventsFailed',
 } as const;
 
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];

@@ -12,7 +12,7 @@ import { executionArn } from './aws/workflow';
 import type { Coordinator } from './coordinator';
 import { type GroupRecord, supervisorName } from './core/log-transitions';
 import type { TxLogPort, WorkflowPort } from './core/ports';
-import { memberAction, RESEND_CAP_MS } from './core/recovery';
+import { keepAliveDue, memberAction, RESEND_CAP_MS } from './core/recovery';
 import { groupInfo, parkingGroup, type TxRecord } from './core/transaction';
 import { METRIC, noMetrics, type MetricsPort } from './metrics';
 
@@ -25,6 +25,11 @@ export const MEMBERS_PER_RUN = 2_000;
 /** The soonest and latest a supervisor looks again. */
 const MIN_WAKE_MS = 1_000;
 const MAX_WAKE_MS = RESEND_CAP_MS;
+
+/** The execution's state cannot be read: no retry fixes it (the state machine ends the execution: `Malformed`). */
+export class SupervisorStateError extends Error {
+  override readonly name = 'SupervisorStateError';
+}
 
 export interface SupervisorDeps {
   log: TxLogPort;
@@ -140,6 +145,9 @@ export async function superviseRun(
 
   for (const record of records) {
     const action = memberAction(record, nowMs, input.lastRunAt, parking);
+    // A transaction open for a long time (a participant in doubt for weeks): its operations item and
+    // idempotency key are kept for longer, so they still outlive the record when it finishes.
+    if (action.kind !== 'none' && keepAliveDue(Date.parse(record.createdAt), input.lastRunAt, nowMs)) await coordinator.keepAlive(record);
     let after: TxRecord = record;
     switch (action.kind) {
       case 'none':
@@ -173,7 +181,7 @@ export async function superviseRun(
           if (marked.applied) {
             report.inDoubt += action.to.length;
             metrics.count(METRIC.ParticipantsInDoubt, action.to.length);
-            await coordinator.deadLetterInDoubt(record, action.to, action.attempt);
+            await coordinator.deadLetterInDoubt(marked.record ?? record, action.to, action.attempt);
           }
         }
         let send = action.resend;

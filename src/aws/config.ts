@@ -2,41 +2,35 @@
 import { z } from 'zod';
 import { DEFAULT_SUPERVISION, type SupervisionSettings, TIMEOUT_BOUNDS, type TimeoutDefaults } from '../core/transaction';
 
-const queueMap = (what: string) =>
+/** An environment variable holding a JSON object of service -> `value` (what: how an error names the values). */
+const serviceMap = <T>(value: z.ZodType<T>, what: string) =>
   z.string().transform((raw, ctx) => {
     try {
-      return z.record(z.string(), z.string().min(1)).parse(JSON.parse(raw));
+      return z.record(z.string(), value).parse(JSON.parse(raw));
     } catch {
-      ctx.addIssue({ code: 'custom', message: `must be a JSON object of service -> ${what} URL, got ${raw}` });
+      ctx.addIssue({ code: 'custom', message: `must be a JSON object of service -> ${what}, got ${raw}` });
       return z.NEVER;
     }
   });
+const queueMap = (what: string) => serviceMap(z.string().min(1), what);
 
 const envSchema = z.object({
   TX_TABLE: z.string().min(1),
   LOCK_TABLE: z.string().min(1),
-  PARTICIPANT_QUEUES: queueMap('queue'),
+  PARTICIPANT_QUEUES: queueMap('queue URL'),
   /** Participant -> its reply queue's ARN: the reply function knows a sender by the queue its message came on. */
   REPLY_QUEUE_ARNS: queueMap('reply queue ARN').optional(),
   REPLY_DEAD_LETTER_QUEUE_URL: z.string().optional(),
   /** Participant -> the role ARN it runs as (when the deployment names them): who may abort which transaction. */
   PARTICIPANT_PRINCIPALS: queueMap('role ARN').optional(),
   /** Participant -> the SQS sender ids (a role's unique id, `AROA...`) its replies must carry: checked besides the queue. */
-  PARTICIPANT_SENDER_IDS: z
-    .string()
-    .transform((raw, ctx) => {
-      try {
-        return z.record(z.string(), z.array(z.string().min(1))).parse(JSON.parse(raw));
-      } catch {
-        ctx.addIssue({ code: 'custom', message: `must be a JSON object of service -> array of sender ids, got ${raw}` });
-        return z.NEVER;
-      }
-    })
-    .optional(),
+  PARTICIPANT_SENDER_IDS: serviceMap(z.array(z.string().min(1)), 'array of sender ids').optional(),
   SUPERVISION_SHARDS: z.coerce.number().int().min(1).max(1024).default(DEFAULT_SUPERVISION.shards),
   SUPERVISION_BUCKET_SECONDS: z.coerce.number().int().min(1).max(3600).default(DEFAULT_SUPERVISION.bucketSeconds),
-  PARTICIPANT_DEAD_LETTER_QUEUES: queueMap('dead-letter queue').optional(),
+  PARTICIPANT_DEAD_LETTER_QUEUES: queueMap('dead-letter queue URL').optional(),
   STATE_MACHINE_ARN: z.string().optional(),
+  /** The EventBridge bus decision events go to (a name, `default`, or an ARN); absent: decision events are off. */
+  DECISION_EVENT_BUS: z.string().min(1).max(1600).optional(),
   RETENTION_DAYS: z.coerce.number().int().positive().default(30),
   DEFAULT_PREPARE_SECONDS: z.coerce
     .number()
@@ -70,6 +64,8 @@ export interface CoordinatorConfig {
   /** Participant -> its request queue's DLQ (copies of messages left unacknowledged go there). */
   participantDeadLetterQueues?: Record<string, string>;
   stateMachineArn?: string;
+  /** Where decision events go (docs/events.md); absent: not published. */
+  decisionEventBus?: string;
   retentionDays: number;
   defaults: TimeoutDefaults;
 }
@@ -107,6 +103,7 @@ function parseConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     supervision: { shards: e.SUPERVISION_SHARDS, bucketSeconds: e.SUPERVISION_BUCKET_SECONDS },
     participantDeadLetterQueues: e.PARTICIPANT_DEAD_LETTER_QUEUES ?? {},
     ...(e.STATE_MACHINE_ARN ? { stateMachineArn: e.STATE_MACHINE_ARN } : {}),
+    ...(e.DECISION_EVENT_BUS ? { decisionEventBus: e.DECISION_EVENT_BUS } : {}),
     retentionDays: e.RETENTION_DAYS,
     defaults: { prepareSeconds: e.DEFAULT_PREPARE_SECONDS, commitSeconds: e.DEFAULT_COMMIT_SECONDS },
   };

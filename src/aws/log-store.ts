@@ -9,7 +9,7 @@ import { toDynamo } from '../core/log-dsl';
 import { backoffMs } from '../core/recovery';
 import { systemRandom, systemSleep } from './system';
 import { type ListKey, TableTxLog } from '../core/log';
-import { type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
+import { type ItemUpdate, type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
 import type { GroupsPage, MembersPage, WriteResult } from '../core/ports';
 import type { TxRecord, TxStatus } from '../core/transaction';
 
@@ -104,6 +104,17 @@ export class TxLog extends TableTxLog {
   protected async put(write: PutWrite): Promise<boolean> {
     try {
       await this.doc.send(new PutCommand({ TableName: this.table, Item: write.item, ...toDynamo(write.condition) }));
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+
+  /** A conditional update of an item that is not a record; false when the condition failed. */
+  protected async updateItem(u: ItemUpdate): Promise<boolean> {
+    try {
+      await this.doc.send(new UpdateCommand({ TableName: this.table, Key: { pk: u.pk }, ...toDynamo(u.write.condition, u.write.update) }));
       return true;
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) return false;

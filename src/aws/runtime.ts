@@ -3,13 +3,16 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Coordinator, type ReplyAuthority } from '../coordinator';
+import { type DecisionEventsPort, noDecisionEvents } from '../core/ports';
+import { EventBridgeDecisionEvents } from './events';
 import { type LockSetup, Transactions, createLocks } from '../locks';
 import { readConfig } from './config';
 import { TxLog, documentClient } from './log-store';
 import { ParticipantQueues } from './queues';
-import { metricsPort, traced } from './telemetry';
+import { atInvocationEnd, metricsPort, traced } from './telemetry';
 import { Workflow } from './workflow';
 
 export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'dtc' });
@@ -19,6 +22,7 @@ let lockSetup: LockSetup | undefined;
 let log: TxLog | undefined;
 let queues: ParticipantQueues | undefined;
 let workflow: Workflow | undefined;
+let events: DecisionEventsPort | undefined;
 
 function clients(): { log: TxLog; queues: ParticipantQueues; workflow: Workflow } {
   const config = readConfig();
@@ -44,6 +48,21 @@ export function getLocks(): LockSetup {
   return lockSetup;
 }
 
+/**
+ * Decision events to the bus DECISION_EVENT_BUS names (off without it), published when each
+ * invocation's work is done. One per process: on the embedded stack every handler shares it, and
+ * each invocation's end flushes whatever is waiting by then, its own events included.
+ */
+export function getDecisionEvents(): DecisionEventsPort {
+  if (!events) {
+    const bus = readConfig().decisionEventBus;
+    events = bus === undefined ? noDecisionEvents : new EventBridgeDecisionEvents(traced(new EventBridgeClient({})), bus, metricsPort, logger);
+    const port = events;
+    atInvocationEnd(() => port.flush());
+  }
+  return events;
+}
+
 export function getCoordinator(): Coordinator {
   if (!coordinator) {
     const config = readConfig();
@@ -54,6 +73,7 @@ export function getCoordinator(): Coordinator {
       queues,
       workflow,
       metrics: metricsPort,
+      events: getDecisionEvents(),
       // The coordinator's declared-resource locks: built on first use, after the coordinator exists.
       get locks() {
         return getLocks().locks;

@@ -35,9 +35,15 @@ export function traced<T>(client: T): T {
   return tracer ? tracer.captureAWSv3Client(client) : client;
 }
 
+/** Work every invocation finishes with, before its metrics are written (decision events: src/aws/runtime.ts). */
+const invocationEnd = new Set<() => Promise<void>>();
+export function atInvocationEnd(flush: () => Promise<void>): void {
+  invocationEnd.add(flush);
+}
+
 /**
  * Wrap a handler: one `## <name>` subsegment per invocation (cold start and service annotated,
- * errors attached), and the invocation's metrics flushed when it ends, thrown or not.
+ * errors attached), and the invocation's decision events and metrics flushed when it ends, thrown or not.
  */
 export function withTelemetry<E, R>(name: string, handler: (event: E, context?: Context) => Promise<R>): (event: E, context?: Context) => Promise<R> {
   return async (event, context) => {
@@ -54,6 +60,8 @@ export function withTelemetry<E, R>(name: string, handler: (event: E, context?: 
       segment?.addError(err as Error);
       throw err;
     } finally {
+      // Never throws (decision events count and log their own failures); its counts join this invocation's metrics.
+      for (const flush of invocationEnd) await flush();
       segment?.close();
       if (tracer && parent) tracer.setSegment(parent);
       // Publishing an empty buffer logs a warning; an invocation that recorded nothing (a batch

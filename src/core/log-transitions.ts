@@ -6,7 +6,7 @@ import { type Condition, type Update, and, add, attr, eq, exists, gt, le, lt, no
 import { mutated } from './mutations';
 import type { IdempotencyRecord } from './ports';
 import type { OpsRecord } from './transaction';
-import { type AckEntry, type Outcome, PHASE_STATUS, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry, parkingGroup, recordedReason } from './transaction';
+import { type AckEntry, type Outcome, PHASE_STATUS, type PhaseTwoResult, type ReleaseEntry, type TxRecord, type TxStatus, type VoteEntry, parkingGroup, recordedReason } from './transaction';
 
 /** A conditional write of a whole item (fails if the condition does not hold). */
 export interface PutWrite {
@@ -158,6 +158,20 @@ export const LOG_TRANSITIONS = {
     write: (phase: 'COMMIT' | 'ABORT', service: string) =>
       update(and(eq('status', PHASE_STATUS[phase]), exists('og'), notExists('parkedWith')), set('og', parkingGroup(service)), set('parkedWith', service)),
   },
+  /**
+   * An operator releases one participant from phase two's wait (it is being retired for good): once
+   * per participant, only while decided and open, only for a member that has not acknowledged. The
+   * first release creates the `releases` map (`hasReleases` false: it must still be absent); later
+   * ones add to it. A concurrent release of another participant fails the condition: read, try again.
+   */
+  release: {
+    edges: same('COMMITTING', 'ABORTING'),
+    write: (phase: 'COMMIT' | 'ABORT', participant: string, entry: ReleaseEntry, hasReleases: boolean) =>
+      update(
+        and(eq('status', PHASE_STATUS[phase]), isMember(participant), notExists(['acks', participant]), hasReleases ? and(exists('releases'), notExists(['releases', participant])) : notExists('releases')),
+        hasReleases ? set(['releases', participant], entry) : set('releases', { [participant]: entry }),
+      ),
+  },
 } as const satisfies Record<string, { edges: readonly Edge[]; write: (...args: never[]) => LogWrite }>;
 
 export type TransitionName = keyof typeof LOG_TRANSITIONS;
@@ -165,6 +179,31 @@ export type TransitionName = keyof typeof LOG_TRANSITIONS;
 /** The claim of an idempotency key (its own item, `idem#<key>`): first claim wins, later ones read it. */
 export function claimIdempotencyKeyWrite(item: IdempotencyRecord): PutWrite {
   return { kind: 'put', condition: notExists('pk'), item: { ...item } };
+}
+
+/** A conditional update of an item that is not a transaction record (no state change of the table). */
+export interface ItemUpdate {
+  pk: string;
+  write: UpdateWrite;
+}
+
+/**
+ * When its transaction finishes, its idempotency key is marked finished and kept past the record's
+ * own expiry (`expiresAt`): a replay after the record is gone can then tell "forgotten" (410) from
+ * "never created" (a crash between the claim and the record: create it). Only the claim of this
+ * transaction, and never creating one (a deleted key stays deleted).
+ */
+export function finishIdempotencyKeyWrite(key: string, txId: string, expiresAt: number, at: string): ItemUpdate {
+  return { pk: idempotencyPk(key), write: update(eq('txId', txId), set('expiresAt', expiresAt), set('finishedAt', at)) };
+}
+
+/**
+ * Keep an item written beside an open record (its operations, its idempotency key) until
+ * `expiresAt` (epoch seconds): never shortening it, never creating the item. `txId` is checked on
+ * the idempotency key (a key is one transaction's).
+ */
+export function keepItemWrite(pk: string, expiresAt: number, txId?: string): ItemUpdate {
+  return { pk, write: update(and(lt('expiresAt', expiresAt), ...(txId === undefined ? [] : [eq('txId', txId)])), set('expiresAt', expiresAt)) };
 }
 
 export const idempotencyPk = (key: string): string => `idem#${key}`;
@@ -182,7 +221,16 @@ export interface GroupRecord {
   gen: number;
   execution: string;
   at: string;
+  /** Epoch seconds: TTL, GROUP_KEPT_DAYS after the claim. */
+  expiresAt: number;
 }
+
+/**
+ * A group's record is kept this long after its last claim: longer than Step Functions keeps a closed
+ * execution's name (90 days), so while a name `<group>-g<n>` can still be taken, the record that says
+ * which generation is current is still there. Once it is gone, so are the names: generation 0 again.
+ */
+export const GROUP_KEPT_DAYS = 120;
 
 export const groupPk = (group: string): string => `grp#${group}`;
 
@@ -195,7 +243,9 @@ export function supervisorName(group: string, gen: number): string {
 /** Claim generation `seenGen + 1` of a group's supervisor: one claimant per generation wins. */
 export function claimGroupWrite(group: string, seenGen: number, at: string): PutWrite {
   const gen = seenGen + 1;
-  const item: GroupRecord = { pk: groupPk(group), group, gen, execution: supervisorName(group, gen), at };
+  const expiresAt = Math.floor(Date.parse(at) / 1000) + GROUP_KEPT_DAYS * 86_400;
+  if (!Number.isFinite(expiresAt)) throw new Error(`claimGroupWrite: at must be an ISO time, got ${at}`);
+  const item: GroupRecord = { pk: groupPk(group), group, gen, execution: supervisorName(group, gen), at, expiresAt };
   return { kind: 'put', condition: seenGen === 0 ? or(notExists('pk'), eq('gen', 0)) : eq('gen', seenGen), item: { ...item } };
 }
 

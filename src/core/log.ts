@@ -13,12 +13,15 @@ import {
   claimGroupWrite,
   claimIdempotencyKeyWrite,
   createOpsWrite,
+  finishIdempotencyKeyWrite,
   groupPk,
   idempotencyPk,
+  type ItemUpdate,
+  keepItemWrite,
 } from './log-transitions';
 import type { GroupsPage, IdempotencyRecord, ListPage, MembersPage, TxLogPort, WriteResult } from './ports';
 import { BadCursorError, decodeCursor, encodeCursor } from './cursor';
-import { type AckEntry, LIST_SHARDS, type OpsRecord, PHASE_STATUS, decisionReasonOf, type PhaseTwoResult, type TxRecord, type TxStatus, type VoteEntry, opsPk } from './transaction';
+import { type AckEntry, LIST_SHARDS, type OpsRecord, PHASE_STATUS, decisionReasonOf, type PhaseTwoResult, type ReleaseEntry, type TxRecord, type TxStatus, type VoteEntry, opsPk } from './transaction';
 
 /** A listing index entry: the record's key and its creation time. */
 export interface ListKey {
@@ -46,6 +49,8 @@ export abstract class TableTxLog implements TxLogPort {
   protected abstract update(pk: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): Promise<WriteResult>;
   /** Put `write.item` if its condition holds; false when it does not. */
   protected abstract put(write: PutWrite): Promise<boolean>;
+  /** A conditional update of an item that is not a record (no state change); false when its condition failed. */
+  protected abstract updateItem(u: ItemUpdate): Promise<boolean>;
   /** A strongly consistent read of any item of the table. */
   protected abstract read(pk: string): Promise<Record<string, unknown> | undefined>;
   /** Strongly consistent reads of several items; absent ones are left out. */
@@ -112,6 +117,17 @@ export abstract class TableTxLog implements TxLogPort {
     return this.update(txId, 'park', PHASE_STATUS[phase], LOG_TRANSITIONS.park.write(phase, service));
   }
 
+  /** Read, then the conditional write (the map exists or not); one retry when a concurrent release of another participant moved it. */
+  async release(txId: string, phase: 'COMMIT' | 'ABORT', participant: string, entry: ReleaseEntry): Promise<WriteResult> {
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.get(txId);
+      if (!current) return { applied: false, record: undefined };
+      const result = await this.update(txId, 'release', PHASE_STATUS[phase], LOG_TRANSITIONS.release.write(phase, participant, entry, current.releases !== undefined));
+      const raced = !result.applied && result.record?.releases !== undefined && result.record.releases[participant] === undefined && current.releases === undefined;
+      if (!raced || attempt >= 1) return result;
+    }
+  }
+
   /**
    * Newest first across the listing shards: each shard's next page is read (in parallel), merged by
    * `createdAt`, and the records of the page read in one batch. The cursor says where each shard is.
@@ -159,12 +175,21 @@ export abstract class TableTxLog implements TxLogPort {
   }
 
   /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */
-  async claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string): Promise<IdempotencyRecord> {
-    const item: IdempotencyRecord = { pk: idempotencyPk(key), txId, requestHash, createdAt: at };
+  async claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string, expiresAt: number): Promise<IdempotencyRecord> {
+    const item: IdempotencyRecord = { pk: idempotencyPk(key), txId, requestHash, createdAt: at, expiresAt };
     if (await this.put(claimIdempotencyKeyWrite(item))) return item;
     const existing = await this.read(item.pk);
     if (!existing) throw new Error(`idempotency key ${key} vanished after a failed claim`);
     return existing as unknown as IdempotencyRecord;
+  }
+
+  async finishIdempotencyKey(key: string, txId: string, expiresAt: number, at: string): Promise<boolean> {
+    return this.updateItem(finishIdempotencyKeyWrite(key, txId, expiresAt, at));
+  }
+
+  async keepItems(record: Pick<TxRecord, 'txId' | 'idempotencyKey'>, expiresAt: number): Promise<void> {
+    await this.updateItem(keepItemWrite(opsPk(record.txId), expiresAt));
+    if (record.idempotencyKey !== undefined) await this.updateItem(keepItemWrite(idempotencyPk(record.idempotencyKey), expiresAt, record.txId));
   }
 
   async readGroup(group: string): Promise<GroupRecord | undefined> {

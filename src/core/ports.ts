@@ -7,7 +7,7 @@ import type { DecisionAnswer, ExecutionState } from './recovery';
 import type { LockItem } from './locks';
 import type { BarrierRecord, StoredBarrier } from './barrier';
 import type { ParticipantMessage, ReplyMessage } from './messages';
-import type { AckEntry, OpsRecord, PhaseTwoResult, TxRecord, VoteEntry } from './transaction';
+import type { AckEntry, OpsRecord, PhaseTwoResult, ReleaseEntry, TxRecord, VoteEntry } from './transaction';
 import type { GroupRecord } from './log-transitions';
 
 // ---------------------------------------------------------------------------------------------
@@ -55,6 +55,10 @@ export interface IdempotencyRecord {
   txId: string;
   requestHash: string;
   createdAt: string;
+  /** Epoch seconds (TTL): kept beyond its record; pushed past the record's own expiry when it finishes. */
+  expiresAt?: number;
+  /** Set when its transaction finished: with the record gone, a replay answers 410 (forgotten). */
+  finishedAt?: string;
 }
 
 export interface ListPage {
@@ -95,6 +99,8 @@ export interface TxLogPort {
   finalize(txId: string, result: PhaseTwoResult, at: string): Promise<WriteResult>;
   markInDoubt(txId: string, phase: 'COMMIT' | 'ABORT', since: string): Promise<WriteResult>;
   park(txId: string, phase: 'COMMIT' | 'ABORT', service: string): Promise<WriteResult>;
+  /** An operator's recorded release of one participant from phase two's wait (see LOG_TRANSITIONS.release). */
+  release(txId: string, phase: 'COMMIT' | 'ABORT', participant: string, entry: ReleaseEntry): Promise<WriteResult>;
   /** The open members of a supervision group, through the sparse `open` index. */
   openMembers(group: string, limit: number, startKey?: Record<string, unknown>): Promise<MembersPage>;
   /** The groups with open members, through the sparse `open` index (its size is the number of open transactions). */
@@ -102,7 +108,11 @@ export interface TxLogPort {
   /** Most recent first, merged across the listing shards; the cursor is opaque to clients. */
   list(limit: number, cursor?: string): Promise<ListPage>;
   /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */
-  claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string): Promise<IdempotencyRecord>;
+  claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string, expiresAt: number): Promise<IdempotencyRecord>;
+  /** Mark a transaction's key finished and keep it until `expiresAt`; false when the key is not (or no longer) this transaction's. */
+  finishIdempotencyKey(key: string, txId: string, expiresAt: number, at: string): Promise<boolean>;
+  /** Keep an open transaction's operations item and idempotency key (if any) until at least `expiresAt`. */
+  keepItems(record: Pick<TxRecord, 'txId' | 'idempotencyKey'>, expiresAt: number): Promise<void>;
   /** Who supervises a group now (absent: the execution named after the group, generation 0). */
   readGroup(group: string): Promise<GroupRecord | undefined>;
   /** Claim the next supervisor generation of a group; the winning record, or undefined when another claim won. */
@@ -135,6 +145,41 @@ export interface WorkflowPort {
   start(stateMachineArn: string, name: string, input: unknown): Promise<'started' | 'exists'>;
   describe(executionArn: string): Promise<ExecutionState>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Decision events (docs/events.md): what programs outside the coordinator may react to. Publishing
+// never changes or delays a decision: an event is taken after the write that decided, kept in
+// memory, and published in batches when the invocation's work is done; a failure is counted and
+// logged, never thrown.
+
+/** The detail types, as EventBridge rules match them (`detail-type`); the source is always `dtc`. */
+export const DECISION_EVENT_TYPES = ['Transaction Decided', 'Transaction Finished', 'Participant In Doubt'] as const;
+
+/** Every detail carries `v` (its schema version) and the transaction's id. */
+export type DecisionEvent =
+  | {
+      detailType: 'Transaction Decided';
+      detail: { v: 1; txId: string; outcome: 'COMMIT' | 'ABORT'; reason: string; decidedAt: string; participants: string[] };
+    }
+  | { detailType: 'Transaction Finished'; detail: { v: 1; txId: string; outcome: 'COMMIT' | 'ABORT'; finishedAt: string } }
+  | {
+      detailType: 'Participant In Doubt';
+      /** `outcome`: the decision whose acknowledgement the participant still owes. */
+      detail: { v: 1; txId: string; participant: string; outcome: 'COMMIT' | 'ABORT'; since: string };
+    };
+
+export interface DecisionEventsPort {
+  /** Take an event for publishing; never throws, never waits. */
+  publish(event: DecisionEvent): void;
+  /** Publish every event taken so far (in batches); never throws. */
+  flush(): Promise<void>;
+}
+
+/** Decision events switched off (context `decisionEvents: false`). */
+export const noDecisionEvents: DecisionEventsPort = {
+  publish: () => undefined,
+  flush: () => Promise.resolve(),
+};
 
 // ---------------------------------------------------------------------------------------------
 // Locks

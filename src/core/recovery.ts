@@ -2,7 +2,7 @@
 // phase two is re-sent, and what a participant in doubt concludes from what the log says. No I/O
 // and no clock: callers pass `nowMs` and what they read. The supervisor (src/supervisor.ts) and the
 // simulation both run these.
-import { IN_DOUBT_AFTER_COMMIT_TIMEOUTS, type TxRecord, type TxStatus, awaitingAck } from './transaction';
+import { IN_DOUBT_AFTER_COMMIT_TIMEOUTS, OPS_EXTRA_DAYS, type TxRecord, type TxStatus, awaitingAck } from './transaction';
 
 /** What DescribeExecution says, with MISSING for ExecutionDoesNotExist (a local stack restarted). */
 export type ExecutionState = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED' | 'MISSING';
@@ -58,7 +58,7 @@ export type MemberAction =
  * this group already is a parking group (its members are never parked again).
  */
 export function memberAction(
-  record: Pick<TxRecord, 'status' | 'services' | 'votes' | 'acks' | 'ok' | 'req' | 'decision' | 'decidedAt' | 'prepareDeadlineAt' | 'timeouts' | 'inDoubtSince' | 'parkedWith'>,
+  record: Pick<TxRecord, 'status' | 'services' | 'votes' | 'acks' | 'ok' | 'req' | 'decision' | 'decidedAt' | 'prepareDeadlineAt' | 'timeouts' | 'inDoubtSince' | 'parkedWith' | 'releases'>,
   nowMs: number,
   lastRunAt: number | undefined,
   parking: boolean,
@@ -82,6 +82,23 @@ export function memberAction(
   const markInDoubt = record.inDoubtSince === undefined && waited >= IN_DOUBT_AFTER_COMMIT_TIMEOUTS * commitMs;
   const park = !parking && record.parkedWith === undefined && waited >= PARK_AFTER_MS ? to[0] : undefined;
   return { kind: 'phase-two', to, resend: due, attempt: sends, markInDoubt, ...(park ? { park } : {}), next };
+}
+
+/** How often the items beside an open record (operations, idempotency key) are kept for longer. */
+export const KEEP_ALIVE_EVERY_MS = OPS_EXTRA_DAYS * 86_400_000;
+
+/**
+ * Whether supervision keeps an open transaction's operations item and idempotency key for longer
+ * now: at created + k * KEEP_ALIVE_EVERY_MS (k >= 1), once per point, like the re-send schedule (a
+ * point in (lastRunAt, now]; at a supervisor's first run, any point passed). Written at creation
+ * with retention + OPS_EXTRA_DAYS and pushed to now + that at each point, they expire at least
+ * `retention` after any moment before the next point: so after the record, whenever it finishes.
+ */
+export function keepAliveDue(createdMs: number, lastRunAt: number | undefined, nowMs: number): boolean {
+  const passed = Math.floor((nowMs - createdMs) / KEEP_ALIVE_EVERY_MS);
+  if (passed < 1) return false;
+  if (lastRunAt === undefined) return true;
+  return Math.floor((lastRunAt - createdMs) / KEEP_ALIVE_EVERY_MS) < passed;
 }
 
 export function isFinal(status: TxStatus): boolean {

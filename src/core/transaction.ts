@@ -51,6 +51,16 @@ export interface AckEntry {
 }
 
 /**
+ * An operator's recorded decision to stop waiting for one participant's acknowledgement (a
+ * participant retired for good): who, why and when. Written once per participant, never silently.
+ */
+export interface ReleaseEntry {
+  operator: string;
+  reason: string;
+  at: string;
+}
+
+/**
  * The durable log record of one transaction (one DynamoDB item, key `pk` = txId): a small hot item.
  * The operations live in an item of their own, written once (`<txId>#ops`, see OpsRecord), so every
  * write to this one stays under 1 KB (an update bills the larger of the item before and after).
@@ -99,6 +109,8 @@ export interface TxRecord {
   inDoubtSince?: string;
   /** The participant whose outage parked this transaction's phase two with its own supervisor. */
   parkedWith?: string;
+  /** Participants an operator released from phase two's wait (absent until the first release). */
+  releases?: Record<string, ReleaseEntry>;
 }
 
 /** The operations of a transaction, written once beside its record (`pk` = `<txId>#ops`), as JSON text. */
@@ -296,10 +308,20 @@ export function newTransaction({ txId, request, nowMs, requestHash, supervision,
 
 /** The operations item of a new transaction: it outlives any record it can belong to by the retention. */
 export function newOps(txId: string, request: StartRequest, nowMs: number, retentionDays: number): OpsRecord {
-  return { pk: opsPk(txId), participants: JSON.stringify(request.participants), expiresAt: Math.floor(nowMs / 1000) + (retentionDays + OPS_EXTRA_DAYS) * 86_400 };
+  return { pk: opsPk(txId), participants: JSON.stringify(request.participants), expiresAt: keptUntil(nowMs, retentionDays) };
 }
-/** Beyond the retention, how long an operations item is kept (longer than any transaction stays open in practice). */
+/**
+ * Beyond the retention, how long the items written beside a record (its operations, its idempotency
+ * key) are kept. Supervision renews them every OPS_EXTRA_DAYS while the transaction stays open
+ * (`keepAliveDue` in recovery.ts), and finishing pushes the key past the record's own expiry, so
+ * both always outlive the record.
+ */
 export const OPS_EXTRA_DAYS = 30;
+
+/** Epoch seconds until which an item written beside a record at `nowMs` is kept: retention + OPS_EXTRA_DAYS. */
+export function keptUntil(nowMs: number, retentionDays: number): number {
+  return Math.floor(nowMs / 1000) + (retentionDays + OPS_EXTRA_DAYS) * 86_400;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Phase one: votes and the decision
@@ -333,16 +355,20 @@ export function awaitingVote(tx: Pick<TxRecord, 'services' | 'votes'>): string[]
 // Phase two: acknowledgements
 
 /**
- * Participants whose acknowledgement phase two waits for, and so who is (re)sent its message: on
- * COMMIT those that voted YES (they hold prepared state); on ABORT also every member whose vote was
- * never recorded, since it may have prepared all the same (its YES was lost, or came after the
- * deadline): one lost ABORT must not leave its hold in place forever. READ_ONLY and NO voters hold
- * nothing (a NO voter releases its own partial effects).
+ * Participants whose acknowledgement phase two waits for, and so who is (re)sent its message: every
+ * member that may hold something for the transaction. On COMMIT those that voted YES (prepared
+ * state) or READ_ONLY (read locks, kept until the decision: docs/consistency.md); on ABORT also
+ * every member whose vote was never recorded, since it may have prepared all the same (its YES was
+ * lost, or came after the deadline): one lost ABORT must not leave its hold in place forever. Only a
+ * NO voter is known never to have prepared (it releases its own partial effects), and a member an
+ * operator released (`releases`) is no longer waited for.
  */
-export function awaitingAck(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'decision'>): string[] {
-  const mayHavePrepared = (s: string): boolean =>
-    tx.votes[s]?.vote === 'YES' || (tx.decision === 'ABORT' && tx.votes[s] === undefined && !mutated('noAbortToSilent'));
-  return tx.services.filter((s) => tx.acks[s] === undefined && mayHavePrepared(s));
+export function awaitingAck(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'decision' | 'releases'>): string[] {
+  const mayHold = (s: string): boolean => {
+    const vote = tx.votes[s]?.vote;
+    return vote === 'YES' || vote === 'READ_ONLY' || (tx.decision === 'ABORT' && vote === undefined && !mutated('noAbortToSilent'));
+  };
+  return tx.services.filter((s) => tx.acks[s] === undefined && tx.releases?.[s] === undefined && mayHold(s));
 }
 
 export interface PhaseTwoResult {
@@ -358,7 +384,7 @@ export function phaseTwoResult(status: 'COMMITTING' | 'ABORTING', nowMs: number,
 }
 
 /** A decided record nobody owes an acknowledgement any more: it may finish. */
-export function readyToFinish(tx: Pick<TxRecord, 'status' | 'services' | 'votes' | 'acks' | 'decision'>): boolean {
+export function readyToFinish(tx: Pick<TxRecord, 'status' | 'services' | 'votes' | 'acks' | 'decision' | 'releases'>): boolean {
   return (tx.status === 'COMMITTING' || tx.status === 'ABORTING') && awaitingAck(tx).length === 0;
 }
 
@@ -388,6 +414,8 @@ export interface TxView {
   inDoubt?: string[];
   /** The participant whose outage parked this transaction's phase two. */
   parkedWith?: string;
+  /** Participants an operator released from phase two's wait, with who, why and when. */
+  releases?: { participant: string; operator: string; reason: string; at: string }[];
 }
 
 /**
@@ -397,7 +425,7 @@ export interface TxView {
 export const IN_DOUBT_AFTER_COMMIT_TIMEOUTS = 3;
 
 /** Participants still owing their acknowledgement once the transaction was marked in doubt. */
-export function inDoubt(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'decision' | 'inDoubtSince'>): string[] {
+export function inDoubt(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'decision' | 'inDoubtSince' | 'releases'>): string[] {
   return tx.inDoubtSince === undefined ? [] : awaitingAck(tx);
 }
 
@@ -431,5 +459,6 @@ export function toView(tx: TxRecord): TxView {
     ...(tx.decidedAt ? { decidedAt: tx.decidedAt } : {}),
     ...(tx.finishedAt ? { finishedAt: tx.finishedAt } : {}),
     ...(tx.parkedWith ? { parkedWith: tx.parkedWith } : {}),
+    ...(tx.releases ? { releases: Object.entries(tx.releases).map(([participant, r]) => ({ participant, ...r })).sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0)) } : {}),
   };
 }

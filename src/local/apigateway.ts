@@ -20,6 +20,17 @@ export interface Route {
   invoke(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult>;
 }
 
+/**
+ * A subtree of paths served by a plain Node handler (the console, the events stream): local
+ * additions beside the app's routes, not Lambda proxy integrations, so neither signature-checked
+ * nor metered (a console left open must not change what a benchmark counts).
+ */
+export interface LocalHandler {
+  /** `/console` serves `/console` and every path under it. */
+  prefix: string;
+  serve(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): Promise<void>;
+}
+
 /** Signature checking for AWS_IAM routes: the one set of credentials the local stack knows. */
 export interface LocalAuth {
   credentials: Credentials;
@@ -48,6 +59,7 @@ export interface LocalApiGatewayOptions {
 
 export class LocalApiGateway {
   private readonly routes: Route[] = [];
+  private readonly handlers: LocalHandler[] = [];
   private server?: http.Server;
   private stage = 'local';
   readonly auth: LocalAuth | undefined;
@@ -62,6 +74,11 @@ export class LocalApiGateway {
     const clash = this.routes.find((r) => r.method === route.method && r.resource === route.resource);
     if (clash) throw new Error(`two routes for ${route.method} ${route.resource}`);
     this.routes.push(route);
+  }
+
+  addHandler(handler: LocalHandler): void {
+    if (this.handlers.some((h) => h.prefix === handler.prefix)) throw new Error(`two handlers for ${handler.prefix}`);
+    this.handlers.push(handler);
   }
 
   setStage(stage: string): void {
@@ -98,6 +115,11 @@ export class LocalApiGateway {
     let pathname = url.pathname.replace(/\/+$/, '') || '/';
     if (pathname.startsWith(`/${this.stage}/`)) pathname = pathname.slice(this.stage.length + 1);
     const method = req.method ?? 'GET';
+    const local = this.handlers.find((h) => pathname === h.prefix || pathname.startsWith(`${h.prefix}/`));
+    if (local) {
+      await local.serve(req, res, pathname);
+      return;
+    }
     const matched = this.match(method, pathname);
     if (!matched) {
       const anyMethod = this.routes.some((r) => matchPath(r.resource, pathname));

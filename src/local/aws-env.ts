@@ -8,6 +8,8 @@ export interface LocalEndpoints {
   dynamodb: string;
   sqs: string;
   stepfunctions: string;
+  /** EventBridge PutEvents (src/local/events.ts). */
+  events?: string;
 }
 
 /** Point the AWS SDK v3 at local endpoints with dummy credentials (before any client is created). */
@@ -20,6 +22,7 @@ export function useLocalAws(endpoints: LocalEndpoints): void {
   process.env.AWS_ENDPOINT_URL_DYNAMODB = endpoints.dynamodb;
   process.env.AWS_ENDPOINT_URL_SQS = endpoints.sqs;
   process.env.AWS_ENDPOINT_URL_SFN = endpoints.stepfunctions;
+  if (endpoints.events) process.env.AWS_ENDPOINT_URL_EVENTBRIDGE = endpoints.events;
   // Nothing collects embedded metric format here: keep the handlers' stdout quiet (set it to
   // "false" to see the EMF lines). Tracing needs no switch: it only runs inside Lambda.
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';

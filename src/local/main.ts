@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startLocalStack } from './stack';
-import { addDashboard } from './dashboard';
+import { addConsole } from '../console/local';
 import { startDemo } from './demo-routes';
 import { installFaultsFromEnv } from './faults';
 
@@ -75,7 +75,7 @@ const demo = await startDemo(stack, {
   ...(faults ? { wrapParticipant: faults.wrapParticipant } : {}),
   ...(lockPauseMs > 0 ? { locks: { pauseBetweenLocksMs: lockPauseMs } } : {}),
 });
-await addDashboard(stack);
+addConsole(stack);
 const outputsFile = path.join(home, 'outputs.json');
 await writeFile(outputsFile, `${JSON.stringify({ ...stack.outputs, demo: demo.tables }, null, 2)}\n`);
 
@@ -85,7 +85,8 @@ console.log(`[dtc] DynamoDB       ${stack.outputs.endpoints.dynamodb}`);
 console.log(`[dtc] SQS            ${stack.outputs.endpoints.sqs}`);
 console.log(`[dtc] Step Functions ${stack.outputs.endpoints.stepfunctions}`);
 console.log(`[dtc] participants   ${Object.keys(stack.outputs.participantQueues).join(', ')} (demo shop running)`);
-console.log(`[dtc] dashboard      ${stack.outputs.apiUrl}/dashboard`);
+console.log(`[dtc] console        ${stack.outputs.apiUrl}/console`);
+console.log(`[dtc] events         ${stack.outputs.apiUrl}/events (Server-Sent Events)`);
 console.log(`[dtc] outputs        ${outputsFile}`);
 console.log(`[dtc] try: curl -s -X POST ${stack.outputs.apiUrl}/transactions -H 'content-type: application/json' -d @examples/order.json`);
 if (lockPauseMs > 0) console.log(`[dtc] deadlock demo: inventory pauses ${lockPauseMs} ms between SKUs (DTC_DEMO_LOCK_PAUSE_MS)`);

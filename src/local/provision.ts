@@ -1,11 +1,10 @@
 // Provision the synthesized CDK templates onto the embedded emulators, so the local stack runs
 // exactly what `cdk deploy` would create. A resource the emulators cannot run stops the start,
 // naming the resource: nothing is silently skipped that would change behaviour.
-import { DynamoDBClient, ResourceInUseException, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+import { DescribeTimeToLiveCommand, DynamoDBClient, ResourceInUseException, UpdateTimeToLiveCommand, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import { createTableAndWait } from '../aws/tables';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { LocalApiGateway } from './apigateway';
-import { repairIndexes } from './index-repair';
 import type { LocalLambda } from './lambda';
 import { dependencyOrder, referencedIds, Resolver, type CfnResource, type CfnTemplate } from './template';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
@@ -23,6 +22,8 @@ export interface ProvisionTargets {
   lambda: LocalLambda;
   api: LocalApiGateway;
   createStateMachine(name: string, definition: string): string;
+  /** A custom EventBridge bus the app creates (src/local/events.ts); absent: a template with one cannot run. */
+  addEventBus?(name: string): void;
 }
 
 export interface ProvisionResult {
@@ -65,9 +66,15 @@ const ACCEPTED_NOT_EMULATED = new Set([
   'AWS::ApiGateway::RequestValidator',
   'AWS::ApiGateway::Model',
   'AWS::ApiGateway::GatewayResponse',
-  // Observability: nothing here collects metrics.
+  // Observability: nothing here collects metrics or notifies anyone.
   'AWS::CloudWatch::Alarm',
   'AWS::CloudWatch::Dashboard',
+  'AWS::Logs::MetricFilter',
+  'AWS::SNS::Topic',
+  'AWS::SNS::Subscription',
+  'AWS::SNS::TopicPolicy',
+  // Lambda's own retries of asynchronous invocations: schedules here run as timers and never retry.
+  'AWS::Lambda::EventInvokeConfig',
 ]);
 
 const EMULATED = new Set([
@@ -81,6 +88,7 @@ const EMULATED = new Set([
   'AWS::ApiGateway::Method',
   'AWS::ApiGateway::Stage',
   'AWS::Events::Rule',
+  'AWS::Events::EventBus',
 ]);
 
 /** Every resource the embedded stack cannot run, as messages naming it. Empty means runnable. */
@@ -97,9 +105,13 @@ export function unsupportedResources(stacks: StackTemplate[]): string[] {
         if (type !== 'AWS_PROXY' && type !== 'MOCK') {
           problems.push(`${stackName}/${id}: API integration type ${String(type)} is not supported (only Lambda proxy and MOCK)`);
         }
+      } else if (res.Type === 'AWS::Events::Rule' && res.Properties?.EventPattern !== undefined && res.Properties.ScheduleExpression === undefined) {
+        // A rule on the app's events: accepted, not emulated. Nothing on the embedded stack consumes
+        // them but the local API's `GET /events` stream and the console (src/local/events.ts).
+        continue;
       } else if (res.Type === 'AWS::Events::Rule') {
         const p = res.Properties ?? {};
-        if (typeof p.ScheduleExpression !== 'string') problems.push(`${stackName}/${id}: only scheduled EventBridge rules are supported`);
+        if (typeof p.ScheduleExpression !== 'string') problems.push(`${stackName}/${id}: only scheduled EventBridge rules and rules with an EventPattern are supported`);
         // Each target's Arn must name a Lambda function of this template (GetAtt/Ref) or a function ARN.
         const targets = (p.Targets as { Arn?: unknown }[] | undefined) ?? [];
         const isFunction = (arn: unknown): boolean =>
@@ -210,8 +222,20 @@ export async function provision(stacks: StackTemplate[], t: ProvisionTargets): P
           r.set(id, { ref: smArn, attributes: { Arn: smArn, Name: name } });
           break;
         }
+        case 'AWS::Events::EventBus': {
+          const p = props(res);
+          const name = physicalName(id, p.Name);
+          if (!t.addEventBus) throw new Error(`${stackName}/${id}: this embedded stack has no events endpoint for bus ${name}`);
+          t.addEventBus(name);
+          r.set(id, { ref: name, attributes: { Arn: arn('events', `event-bus/${name}`), Name: name } });
+          break;
+        }
         case 'AWS::Events::Rule': {
           const p = props(res);
+          if (p.ScheduleExpression === undefined && p.EventPattern !== undefined) {
+            r.set(id, { ref: id, attributes: { Arn: arn('events', `rule/${id}`) } });
+            break;
+          }
           const periodSeconds = localPeriodSeconds(res);
           const enabled = p.State === undefined || p.State === 'ENABLED';
           const targets = (p.Targets as { Arn: string; Input?: string }[] | undefined) ?? [];
@@ -312,10 +336,13 @@ async function createTable(dynamodb: DynamoDBClient, name: string, p: Record<str
   } catch (err) {
     // A restart with the same data directory finds its tables: keep them and their data.
     if (!(err instanceof ResourceInUseException)) throw err;
-    // ... and mend the indexes a kill -9 may have left inconsistent (see index-repair.ts).
-    const repaired = await repairIndexes(dynamodb, name);
-    if (repaired.staleRemoved + repaired.missingRestored > 0) {
-      console.error(`[local] ${name}: repaired its indexes after an unclean stop (${repaired.staleRemoved} stale entries removed, ${repaired.missingRestored} restored)`);
+  }
+  // The template's TTL, so retention is visible locally (the embedded reaper deletes within seconds).
+  const ttl = p.TimeToLiveSpecification as { AttributeName?: string; Enabled?: boolean } | undefined;
+  if (ttl?.Enabled && ttl.AttributeName) {
+    const now = (await dynamodb.send(new DescribeTimeToLiveCommand({ TableName: name }))).TimeToLiveDescription;
+    if (now?.TimeToLiveStatus !== 'ENABLED') {
+      await dynamodb.send(new UpdateTimeToLiveCommand({ TableName: name, TimeToLiveSpecification: { AttributeName: ttl.AttributeName, Enabled: true } }));
     }
   }
 }

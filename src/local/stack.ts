@@ -10,6 +10,7 @@ import { buildApp, loadCdkContext } from '../../cdk/build';
 import { LocalApiGateway } from './apigateway';
 import { LOCAL_ACCOUNT, LOCAL_REGION, useLocalAws } from './aws-env';
 import { startDynamo, type LocalDynamo } from './dynamodb';
+import { LocalEvents, streamEvents } from './events';
 import { LocalLambda } from './lambda';
 import { Meter } from './meter';
 import { provision, type StackTemplate } from './provision';
@@ -32,7 +33,7 @@ export interface LocalStackOptions {
 
 export interface LocalStackOutputs {
   apiUrl: string;
-  endpoints: { dynamodb: string; sqs: string; stepfunctions: string };
+  endpoints: { dynamodb: string; sqs: string; stepfunctions: string; events?: string };
   stacks: Record<string, Record<string, string>>;
   tables: string[];
   queues: Record<string, string>;
@@ -53,6 +54,8 @@ export interface LocalStack {
   lambda: LocalLambda;
   dynamodb: DynamoDBClient;
   sqs: SQSClient;
+  /** EventBridge PutEvents on loopback: the events the app published, kept and streamed. */
+  events: LocalEvents;
   /**
    * What the stack serves, as AWS bills it: requests by service, operation and resource; DynamoDB
    * request units by table, index and key; Lambda invocations, durations and logs; API requests.
@@ -104,7 +107,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     const { endpoint: sfnEndpoint } = await stepFunctions.listen({});
     stoppers.push(() => stepFunctions.close());
-    const endpoints = { dynamodb: dynamo.endpoint, sqs: sqsServer.endpoint, stepfunctions: sfnEndpoint };
+    const events = new LocalEvents({ region: LOCAL_REGION, accountId: LOCAL_ACCOUNT, meter });
+    const eventsEndpoint = await events.listen();
+    stoppers.push(() => events.stop());
+    const endpoints = { dynamodb: dynamo.endpoint, sqs: sqsServer.endpoint, stepfunctions: sfnEndpoint, events: eventsEndpoint };
     useLocalAws(endpoints);
 
     const api = new LocalApiGateway({ meter });
@@ -116,10 +122,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       lambda,
       api,
       createStateMachine: (name, definition) => stepFunctions.createStateMachine(name, definition),
+      addEventBus: (name) => events.addBus(name),
     });
     await lambda.load();
     result.startMappings();
     stoppers.push(() => lambda.stop());
+    // The events the app published, as Server-Sent Events (a local addition: not a route of the app).
+    api.addHandler({
+      prefix: '/events',
+      serve: async (req, res, pathname) => {
+        if (req.method === 'GET' && pathname === '/events') return streamEvents(req, res, events);
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'Not found' }));
+      },
+    });
     const apiUrl = await api.listen(options.port ?? 0);
     stoppers.push(() => api.stop());
 
@@ -136,7 +151,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       lockTable: env.LOCK_TABLE ?? '',
       stateMachineArn: env.STATE_MACHINE_ARN ?? result.stateMachines[0] ?? '',
     };
-    return { outputs, api, stepFunctions, lambda, dynamodb, sqs, meter, watchItems: dynamo.watch, stop };
+    return { outputs, api, stepFunctions, lambda, dynamodb, sqs, events, meter, watchItems: dynamo.watch, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -6,7 +6,8 @@
 // access to the log table or to Step Functions.
 import type { AbortOutcome } from '../coordinator';
 import type { TxLogPort } from '../core/ports';
-import { TX_STATUSES, type TxRecord, type TxStatus } from '../core/transaction';
+import type { TxRecord } from '../core/transaction';
+import { DEFAULT_DECISION_TIMEOUT_MS, type DecisionRouteOptions, decisionFacts, decisionRoute } from '../participant/decision-route';
 
 export type TxFacts = Pick<TxRecord, 'txId' | 'status' | 'createdAt'>;
 
@@ -40,35 +41,15 @@ export class Transactions implements TransactionPort {
   }
 }
 
-export interface ApiTransactionsOptions {
-  /** The coordinator API's base URL. */
-  baseUrl: string;
-  /** The API signs with IAM on AWS: pass a fetch that signs (SigV4). Default: global fetch. */
-  fetch?: typeof fetch;
-  /** Per request; default 5 s. */
-  timeoutMs?: number;
-}
-
-const isStatus = (value: unknown): value is TxStatus => typeof value === 'string' && (TX_STATUSES as readonly string[]).includes(value);
+export type ApiTransactionsOptions = DecisionRouteOptions;
 
 /** A participant's view: the facts through `GET /transactions/{id}/decision`, the abort through `POST /transactions/{id}/abort`. */
 export function apiTransactions(options: ApiTransactionsOptions): TransactionPort {
   const doFetch = options.fetch ?? fetch;
   const base = options.baseUrl.replace(/\/+$/, '');
-  const timeoutMs = options.timeoutMs ?? 5_000;
-  const facts = (body: unknown): TxFacts | undefined => {
-    const b = body as { txId?: unknown; status?: unknown; createdAt?: unknown } | undefined;
-    return b && typeof b.txId === 'string' && isStatus(b.status) && typeof b.createdAt === 'string' ? { txId: b.txId, status: b.status, createdAt: b.createdAt } : undefined;
-  };
+  const timeoutMs = options.timeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS;
   return {
-    async get(txId) {
-      const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}/decision`, { signal: AbortSignal.timeout(timeoutMs) });
-      const body = (await res.json().catch(() => undefined)) as unknown;
-      if (res.status === 404) return undefined;
-      const found = facts(body);
-      if (res.status !== 200 || !found) throw new Error(`GET /transactions/${txId}/decision answered ${res.status}: ${JSON.stringify(body)}`);
-      return found;
-    },
+    get: decisionRoute(options),
     async abort(txId, reason) {
       const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}/abort`, {
         method: 'POST',
@@ -78,7 +59,7 @@ export function apiTransactions(options: ApiTransactionsOptions): TransactionPor
       });
       const body = (await res.json().catch(() => undefined)) as { decidedNow?: unknown; transaction?: unknown } | undefined;
       if (res.status === 404) return { applied: false, record: undefined };
-      const record = facts(body?.transaction);
+      const record = decisionFacts(body?.transaction);
       if ((res.status !== 202 && res.status !== 409) || !record) throw new Error(`POST /transactions/${txId}/abort answered ${res.status}: ${JSON.stringify(body)}`);
       return { applied: res.status === 202 && body?.decidedNow === true, record };
     },

@@ -6,7 +6,7 @@
 // it passed or got back never changes the store. Deterministic: no clock, no randomness, no timers.
 import { apply, evaluate, withoutUndefined } from '../core/log-dsl';
 import { type ListKey, TableTxLog } from '../core/log';
-import { type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
+import { type ItemUpdate, type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
 import type { GroupsPage, MembersPage, WriteResult } from '../core/ports';
 import type { TxRecord, TxStatus } from '../core/transaction';
 
@@ -91,6 +91,18 @@ export class MemoryTxLog extends TableTxLog {
     if (!evaluate(write.condition, this.items.get(pk))) return false;
     this.items.set(pk, withoutUndefined(write.item));
     return true;
+  }
+
+  protected async updateItem(u: ItemUpdate): Promise<boolean> {
+    const current = this.items.get(u.pk);
+    if (!evaluate(u.write.condition, current)) return false;
+    this.items.set(u.pk, apply(u.write.update, current ?? { pk: u.pk }));
+    return true;
+  }
+
+  /** Delete an item, as DynamoDB's TTL does once it has expired (tests of what follows a forgotten record). */
+  forget(pk: string): void {
+    this.items.delete(pk);
   }
 
   protected async update(txId: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): Promise<WriteResult> {

@@ -39,9 +39,9 @@ export class InDoubtWatch {
     return this.entries.has(txId);
   }
 
-  /** Called with every delivery's outcome: a YES vote starts the watch; an ACK or a NO ends it. */
+  /** Called with every delivery's outcome: a YES or READ_ONLY vote (both hold until the decision) starts the watch; an ACK or a NO ends it. */
   note(message: Pick<ParticipantMessage, 'type' | 'txId' | 'deadlineAt'>, outcome: Outcome, nowMs: number): void {
-    if (message.type === 'PREPARE' && outcome.kind === 'vote' && outcome.vote === 'YES') {
+    if (message.type === 'PREPARE' && outcome.kind === 'vote' && (outcome.vote === 'YES' || outcome.vote === 'READ_ONLY')) {
       this.watch(message.txId, Math.max(message.deadlineAt, nowMs) + this.inquireAfterMs);
     } else if (outcome.kind === 'ack' || (outcome.kind === 'vote' && outcome.vote === 'NO')) {
       this.entries.delete(message.txId);

@@ -173,8 +173,13 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
     // concurrent ABORT's releaseAll can forget a resource just before a waiting acquire here is
     // granted it; releasing what this run acquired, too, closes that window.
     const acquired = new Set<string>();
+    let locksReleased = false;
+    // A PREPARE delivery's cleanup (the user's abort after a NO, or after a READ_ONLY: see below)
+    // releases the locks only once the outcome is known.
+    let releaseAfterPrepare = false;
     const releaseLocks = async () => {
       if (!locks) return;
+      locksReleased = true;
       const released = new Set(await locks.releaseAll(owner, scope));
       for (const resource of acquired) if (!released.has(resource)) await locks.release(resource, owner, scope);
     };
@@ -209,7 +214,8 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
       },
       abort: async (operation) => {
         await participant.abort({ txId, operation });
-        await releaseLocks();
+        if (message.type === 'PREPARE') releaseAfterPrepare = true;
+        else await releaseLocks();
       },
     };
     const heartbeat = message.type === 'PREPARE' ? startHeartbeat(sleep, store, txId, runId, leaseMs, nowMs, options.logger) : undefined;
@@ -221,7 +227,13 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
       await heartbeat?.stop();
       await lockHeartbeat?.stop();
     }
-    if (locks && outcome.kind === 'vote' && outcome.vote === 'YES') {
+    // A READ_ONLY voter keeps its read locks until phase two reaches it (the coordinator sends it
+    // COMMIT or ABORT and waits for its ACK): releasing them at the vote would break two-phase
+    // locking (docs/consistency.md). Its COMMIT runs no user code, so the locks go with the ACK, as
+    // they do on a repeat after a crash between the barrier's write and the release.
+    const keepsReadLocks = outcome.kind === 'vote' && outcome.vote === 'READ_ONLY';
+    if ((releaseAfterPrepare && !keepsReadLocks) || (outcome.kind === 'ack' && !locksReleased)) await releaseLocks();
+    if (locks && outcome.kind === 'vote' && (outcome.vote === 'YES' || outcome.vote === 'READ_ONLY')) {
       // Nothing runs for this transaction here until the decision arrives: cover the undecided window.
       const coverMs = Math.min(LOCK_LIMITS.maxLeaseMs, Math.max(lockLeaseMs, message.deadlineAt - nowMs() + LOCK_DEADLINE_GRACE_MS));
       const lost = await locks.renewAll(owner, scope, coverMs);
@@ -258,6 +270,7 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
             let watched = 0;
             let cleaned = 0;
             for (const b of found) {
+              if (b.state === 'PREPARED' && b.vote === 'READ_ONLY') watch.watch(b.txId, b.updatedAtMs + inquireAfterMs); // and its cleanup below
               if (b.state === 'PREPARING' || (b.state === 'PREPARED' && b.vote === 'YES')) {
                 watch.watch(b.txId, b.updatedAtMs + inquireAfterMs);
                 watched++;

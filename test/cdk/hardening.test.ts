@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BAD_REQUEST_BODY_TEMPLATE, startTransactionModelSchema } from '../../cdk/api';
 import { buildApp, loadCdkContext, readConfig } from '../../cdk/build';
-import { ALARMS } from '../../cdk/observability';
+import { ALARMS, API_THROTTLED_METRIC } from '../../cdk/observability';
 import { startRequestSchema } from '../../src/core/transaction';
 import { METRIC, METRICS_NAMESPACE } from '../../src/metrics';
 
@@ -223,18 +223,18 @@ describe('least privilege', () => {
     // Starts (the idempotency claim, the operations, the record; its group's supervisor and generation
     // record), GET and waits, aborts and their phase two, the listing (its index, then one batch),
     // and the declared resources' locks (with on-demand detection on long waits).
-    'lambdas/api.ts': ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage', ...supervisors],
+    'lambdas/api.ts': ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'events:PutEvents', 'sqs:SendMessage', ...supervisors],
     // A group's members (the open index, then one batch), decisions, phase two, in-doubt copies,
     // parking, and the next generation's claim.
-    'lambdas/supervise.ts': ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage', ...supervisors],
+    'lambdas/supervise.ts': ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'events:PutEvents', 'sqs:SendMessage', ...supervisors],
     // Votes and acknowledgements from the reply queues (the event source mappings), decisions, phase
     // two, finishing (and its lock release), refused replies to the reply DLQ.
     'lambdas/reply.ts': [
-      'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl',
+      'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'events:PutEvents', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl',
       'sqs:ReceiveMessage', 'sqs:SendMessage', ...supervisors,
     ],
     'lambdas/sweeper.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', ...supervisors],
-    'lambdas/detector.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'sqs:SendMessage'],
+    'lambdas/detector.ts': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'events:PutEvents', 'sqs:SendMessage'],
     // GET /transactions/{id} and its waits: one record read.
     'lambdas/waiter.ts': ['dynamodb:GetItem'],
   };
@@ -407,14 +407,87 @@ describe('alarms and dashboard', () => {
     expect(named('api-5xx')).toMatchObject({ MetricName: '5XXError', Namespace: 'AWS/ApiGateway', Threshold: ALARMS.api5xxPer5Minutes });
   });
 
-  it('notifies the configured topic, and only then', () => {
-    for (const a of alarms()) expect(a.AlarmActions).toBeUndefined();
+  it('notifies a topic of its own when none is configured (with an email subscription from context), on ALARM and OK', () => {
+    const [[topicId, topic]] = resources(coordinator, 'AWS::SNS::Topic') as [[string, Json]];
+    expect(topic.Properties.TopicName).toBe('dtc-alarms');
+    for (const a of alarms()) {
+      expect({ alarm: a.AlarmName, actions: a.AlarmActions }).toEqual({ alarm: a.AlarmName, actions: [{ Ref: topicId }] });
+      expect({ alarm: a.AlarmName, ok: a.OKActions }).toEqual({ alarm: a.AlarmName, ok: [{ Ref: topicId }] });
+    }
+    // Publishing only over TLS.
+    const policy = resources(coordinator, 'AWS::SNS::TopicPolicy').flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Json[]);
+    expect(policy).toContainEqual(expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }));
+    expect(resources(coordinator, 'AWS::SNS::Subscription')).toEqual([]);
+    const subscribed = Template.fromStack(buildApp({ bundle: false, context: loadCdkContext({ alarmEmail: 'oncall@example.com' }) }).coordinator);
+    subscribed.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
+  });
+
+  it('notifies the configured topic instead, and creates none', () => {
+    expect(resources(variant, 'AWS::SNS::Topic')).toEqual([]);
     const withTopic = resources(variant, 'AWS::CloudWatch::Alarm');
     expect(withTopic.length).toBe(alarms().length);
     for (const [, a] of withTopic) {
       expect(a.Properties.AlarmActions).toEqual([TOPIC_ARN]);
       expect(a.Properties.OKActions).toEqual([TOPIC_ARN]);
     }
+  });
+
+  it('fires on throttling: every function, the state machine, every table and index, the API (4XX rate, 429s)', () => {
+    const functions = resources(coordinator, 'AWS::Lambda::Function').map(([id]) => id);
+    const throttles = alarms().filter((a) => a.MetricName === 'Throttles' && a.Namespace === 'AWS/Lambda');
+    expect(throttles.map((a) => a.Dimensions[0].Value.Ref as string).sort()).toEqual(functions.sort());
+    for (const a of throttles) expect(a).toMatchObject({ Threshold: 1, Period: 300, Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+    expect(named('executions-throttled')).toMatchObject({ Namespace: 'AWS/States', MetricName: 'ExecutionThrottled', Threshold: 1 });
+
+    const tables = resources(data, 'AWS::DynamoDB::Table');
+    const throttledDimensions = alarms()
+      .filter((a) => /-throttled$/.test(a.AlarmName) && a.Metrics)
+      .map((a) => ({
+        name: a.AlarmName as string,
+        expression: a.Metrics.find((m: Json) => m.Expression)?.Expression,
+        metrics: a.Metrics.filter((m: Json) => m.MetricStat).map((m: Json) => m.MetricStat.Metric.MetricName).sort(),
+        dimensions: a.Metrics.find((m: Json) => m.MetricStat).MetricStat.Metric.Dimensions.map((d: Json) => d.Name),
+      }));
+    const indexes = tables.flatMap(([, t]) => (t.Properties.GlobalSecondaryIndexes as Json[]).map((i) => i.IndexName as string));
+    expect(indexes.sort()).toEqual(['byCreated', 'deadlocks', 'open', 'waiting']);
+    expect(throttledDimensions.map((a) => a.name).sort()).toEqual(
+      ['dtc-log-table-throttled', 'dtc-log-byCreated-index-throttled', 'dtc-log-open-index-throttled', 'dtc-locks-table-throttled', 'dtc-locks-waiting-index-throttled', 'dtc-locks-deadlocks-index-throttled'].sort(),
+    );
+    for (const a of throttledDimensions) {
+      expect(a).toMatchObject({ expression: 'r + w', metrics: ['ReadThrottleEvents', 'WriteThrottleEvents'] });
+      expect(a.dimensions).toEqual(a.name.endsWith('-index-throttled') ? ['GlobalSecondaryIndexName', 'TableName'] : ['TableName']);
+    }
+
+    const rate = named('api-4xx-rate');
+    expect(rate.Metrics.find((m: Json) => m.Expression).Expression).toBe(`IF(n >= ${ALARMS.api4xxMinRequests}, 100 * e / n, 0)`);
+    expect(rate.Threshold).toBe(ALARMS.api4xxPercent);
+    expect(named('api-429')).toMatchObject({ Namespace: METRICS_NAMESPACE, MetricName: API_THROTTLED_METRIC, Threshold: ALARMS.api429Per5Minutes, Dimensions: [{ Name: 'apiId', Value: { Ref: expect.stringMatching(/^ApiRestApi/) } }] });
+    // The metric comes from the access log, which carries the status and the API's id.
+    const [[, filter]] = resources(coordinator, 'AWS::Logs::MetricFilter') as [[string, Json]];
+    expect(filter.Properties).toMatchObject({
+      FilterPattern: '{ $.status = "429" }',
+      MetricTransformations: [{ MetricNamespace: METRICS_NAMESPACE, MetricName: API_THROTTLED_METRIC, MetricValue: '1', Dimensions: [{ Key: 'apiId', Value: '$.apiId' }] }],
+    });
+    expect(filter.Properties.LogGroupName.Ref).toMatch(/^ApiAccessLogs/);
+    const stage = resources(coordinator, 'AWS::ApiGateway::Stage')[0]![1];
+    expect(JSON.parse(stage.Properties.AccessLogSetting.Format)).toMatchObject({ status: '$context.status', apiId: '$context.apiId' });
+  });
+
+  it('fires when the sweeper stops reporting (missing data breaches), on participants in doubt and on unpublished decision events', () => {
+    expect(named('sweeper-not-running')).toMatchObject({
+      Namespace: METRICS_NAMESPACE,
+      MetricName: METRIC.TransactionsInDoubt,
+      Statistic: 'SampleCount',
+      Period: 300,
+      Threshold: 1,
+      ComparisonOperator: 'LessThanThreshold',
+      EvaluationPeriods: ALARMS.sweeperSilentPeriods,
+      TreatMissingData: 'breaching',
+    });
+    // Every other alarm: an idle coordinator is a healthy one.
+    for (const a of alarms().filter((x) => x.AlarmName !== 'dtc-sweeper-not-running')) expect({ alarm: a.AlarmName, missing: a.TreatMissingData }).toEqual({ alarm: a.AlarmName, missing: 'notBreaching' });
+    expect(named('participants-in-doubt')).toMatchObject({ MetricName: METRIC.ParticipantsInDoubt, Statistic: 'Sum', Threshold: 1, Period: 300 });
+    expect(named('decision-events-failed')).toMatchObject({ MetricName: METRIC.DecisionEventsFailed, Statistic: 'Sum', Threshold: 1 });
   });
 
   it('has a dashboard that shows every alarm and the coordinator metrics', () => {
@@ -447,3 +520,119 @@ describe('context from the CLI', () => {
   });
 });
 
+
+describe('protection and limits', () => {
+  const functionsByEntry = (t: Template) => Object.fromEntries(resources(t, 'AWS::Lambda::Function').map(([id, fn]) => [fn.Metadata['dtc:entry'] as string, { id, fn }]));
+
+  it('protects every table from deletion, besides RETAIN', () => {
+    for (const [, t] of resources(data, 'AWS::DynamoDB::Table')) expect(t.Properties.DeletionProtectionEnabled).toBe(true);
+  });
+
+  it('reserves concurrency: 1 for the scheduled functions, a budget for reply, supervise and waits; none for api', () => {
+    const fns = functionsByEntry(coordinator);
+    const reserved = Object.fromEntries(Object.entries(fns).map(([entry, { fn }]) => [entry, fn.Properties.ReservedConcurrentExecutions]));
+    expect(reserved).toEqual({
+      'lambdas/api.ts': undefined,
+      'lambdas/reply.ts': 200,
+      'lambdas/supervise.ts': 20,
+      'lambdas/waiter.ts': context.waitConcurrency,
+      'lambdas/sweeper.ts': 1,
+      'lambdas/detector.ts': 1,
+    });
+    const none = functionsByEntry(Template.fromStack(buildApp({ bundle: false, context: loadCdkContext({ reservedConcurrency: 'false' }) }).coordinator));
+    for (const { fn } of Object.values(none)) expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+  });
+
+  it('caps every event source mapping so that together they fit in the reply function\'s reserved concurrency', () => {
+    const mappings = resources(coordinator, 'AWS::Lambda::EventSourceMapping');
+    expect(mappings).toHaveLength(participants.length);
+    const caps = mappings.map(([, m]) => m.Properties.ScalingConfig?.MaximumConcurrency as number);
+    for (const cap of caps) expect(cap).toBe(Math.floor(200 / participants.length));
+    expect(caps.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(functionsByEntry(coordinator)['lambdas/reply.ts']!.fn.Properties.ReservedConcurrentExecutions);
+    expect(() => buildApp({ bundle: false, context: loadCdkContext({ replyConcurrency: 7 }) })).toThrow(/'replyConcurrency' must be at least 2 per participant \(8\), got 7/);
+  });
+
+  it('gives the scheduled functions no asynchronous retries (a failed run is covered by the next), and only them', () => {
+    const fns = functionsByEntry(coordinator);
+    const configs = resources(coordinator, 'AWS::Lambda::EventInvokeConfig').map(([, c]) => c.Properties);
+    expect(configs.map((c) => [Object.keys(fns).find((e) => fns[e]!.id === c.FunctionName.Ref), c.MaximumRetryAttempts]).sort()).toEqual([
+      ['lambdas/detector.ts', 0],
+      ['lambdas/sweeper.ts', 0],
+    ]);
+  });
+
+  it('logs the state machine under /aws/vendedlogs/states/ with the context\'s retention, and traces it as the context says', () => {
+    const [[, machine]] = resources(coordinator, 'AWS::StepFunctions::StateMachine') as [[string, Json]];
+    const groupId = machine.Properties.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0] as string;
+    expect(coordinator.toJSON().Resources[groupId].Properties).toMatchObject({ LogGroupName: '/aws/vendedlogs/states/dtc-supervisor', RetentionInDays: context.logRetentionDays });
+    expect(machine.Properties.TracingConfiguration).toEqual({ Enabled: true });
+    const [[, off]] = resources(variant, 'AWS::StepFunctions::StateMachine') as [[string, Json]];
+    expect(off.Properties.TracingConfiguration).toEqual({ Enabled: false });
+    const longer = Template.fromStack(buildApp({ bundle: false, context: loadCdkContext({ logRetentionDays: 365 }) }).coordinator);
+    for (const [, g] of resources(longer, 'AWS::Logs::LogGroup')) expect(g.Properties.RetentionInDays).toBe(365);
+  });
+
+  it('fits two environments in one account-region: another prefix renames the stacks and every named resource', () => {
+    const physicalNames = (app: ReturnType<typeof buildApp>) => {
+      const names = [app.data.stackName, app.coordinator.stackName];
+      for (const stack of [app.data, app.coordinator]) {
+        const template = Template.fromStack(stack).toJSON().Resources as Json;
+        for (const r of Object.values(template)) {
+          const p = (r as Json).Properties ?? {};
+          for (const key of ['QueueName', 'TableName', 'FunctionName', 'StateMachineName', 'Name', 'AlarmName', 'DashboardName', 'TopicName', 'LogGroupName', 'RoleName']) {
+            // A model's or a validator's name is its API's own, not the account-region's.
+            if (typeof p[key] === 'string' && !['AWS::ApiGateway::Model', 'AWS::ApiGateway::RequestValidator'].includes((r as Json).Type)) names.push(`${(r as Json).Type}:${p[key] as string}`);
+          }
+        }
+      }
+      return names;
+    };
+    const dtc = physicalNames(buildApp({ bundle: false }));
+    const staging = physicalNames(buildApp({ bundle: false, context: loadCdkContext({ prefix: 'dtc-staging' }) }));
+    expect(dtc).toEqual(expect.arrayContaining(['DtcData', 'DtcCoordinator', 'AWS::ApiGateway::RestApi:dtc-api', 'AWS::Events::EventBus:dtc-events']));
+    expect(staging).toEqual(expect.arrayContaining(['DtcStagingData', 'DtcStagingCoordinator', 'AWS::ApiGateway::RestApi:dtc-staging-api', 'AWS::Events::EventBus:dtc-staging-events']));
+    // Names the templates choose (not those CloudFormation generates) must all differ between them.
+    expect(dtc.filter((n) => staging.includes(n))).toEqual([]);
+    expect(dtc.length).toBeGreaterThan(30);
+  });
+});
+
+describe('decision events', () => {
+  const deciders = ['lambdas/api.ts', 'lambdas/detector.ts', 'lambdas/reply.ts', 'lambdas/supervise.ts'];
+  const putEventsGrants = (t: Template) =>
+    resources(t, 'AWS::Lambda::Function').flatMap(([, fn]) => {
+      const role = fn.Properties.Role['Fn::GetAtt'][0] as string;
+      const statements = resources(t, 'AWS::IAM::Policy')
+        .filter(([, p]) => (p.Properties.Roles as Json[]).some((r) => r.Ref === role))
+        .flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Json[])
+        .filter((s) => [s.Action].flat().includes('events:PutEvents'));
+      return statements.map((s) => ({ entry: fn.Metadata['dtc:entry'] as string, resource: JSON.stringify(s.Resource) }));
+    });
+
+  it('go to a bus of the environment\'s own in the data stack, retained; exactly the functions that decide may put events on it', () => {
+    const [[busId, bus]] = resources(data, 'AWS::Events::EventBus') as [[string, Json]];
+    expect(bus).toMatchObject({ Properties: { Name: 'dtc-events' }, DeletionPolicy: 'Retain' });
+    const grants = putEventsGrants(coordinator);
+    expect(grants.map((g) => g.entry).sort()).toEqual(deciders);
+    for (const g of grants) expect(g.resource).toContain(`ExportsOutputFnGetAtt${busId}Arn`);
+    for (const [, fn] of resources(coordinator, 'AWS::Lambda::Function')) expect(JSON.stringify(fn.Properties.Environment.Variables.DECISION_EVENT_BUS)).toContain(`ExportsOutputRef${busId}`);
+    expect((coordinator.toJSON().Outputs as Json).EventBusName).toBeDefined();
+  });
+
+  it('go to the account\'s default bus with eventBus=default; none with decisionEvents=false', () => {
+    const onDefault = buildApp({ bundle: false, context: loadCdkContext({ eventBus: 'default' }) });
+    expect(resources(Template.fromStack(onDefault.data), 'AWS::Events::EventBus')).toEqual([]);
+    const grants = putEventsGrants(Template.fromStack(onDefault.coordinator));
+    expect(grants.map((g) => g.entry).sort()).toEqual(deciders);
+    for (const g of grants) expect(g.resource).toContain(':event-bus/default');
+    for (const [, fn] of resources(Template.fromStack(onDefault.coordinator), 'AWS::Lambda::Function')) expect(fn.Properties.Environment.Variables.DECISION_EVENT_BUS).toBe('default');
+
+    const off = buildApp({ bundle: false, context: loadCdkContext({ decisionEvents: 'false' }) });
+    const offCoordinator = Template.fromStack(off.coordinator);
+    expect(resources(Template.fromStack(off.data), 'AWS::Events::EventBus')).toEqual([]);
+    expect(putEventsGrants(offCoordinator)).toEqual([]);
+    for (const [, fn] of resources(offCoordinator, 'AWS::Lambda::Function')) expect(fn.Properties.Environment.Variables.DECISION_EVENT_BUS).toBeUndefined();
+    expect(resources(offCoordinator, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties.AlarmName)).not.toContain('dtc-decision-events-failed');
+    expect(() => buildApp({ bundle: false, context: loadCdkContext({ eventBus: 'aws.partner/x' }) })).toThrow(/'eventBus' must be "default" or an event bus name/);
+  });
+});

@@ -20,6 +20,7 @@ import {
   newTransaction,
 } from '../../src/core/transaction';
 import { MemoryTxLog } from '../../src/memory/log';
+import { GROUP_KEPT_DAYS } from '../../src/core/log-transitions';
 import { startLocalAws } from '../support/aws';
 
 interface Adapter {
@@ -373,15 +374,31 @@ describe.each(ADAPTERS)('the transaction log on $name', (adapter) => {
     expect(await log.claimGroup(group, 0, iso(T0 + 10))).toBeUndefined();
     expect(await log.claimGroup(group, 2, iso(T0 + 10))).toBeUndefined();
     const second = await log.claimGroup(group, 1, iso(T0 + 11));
-    expect(second).toEqual({ pk: `grp#${group}`, group, gen: 2, execution: `${group}-g2`, at: iso(T0 + 11) });
+    expect(second).toEqual({ pk: `grp#${group}`, group, gen: 2, execution: `${group}-g2`, at: iso(T0 + 11), expiresAt: Math.floor((T0 + 11) / 1000) + GROUP_KEPT_DAYS * 86_400 });
     expect(await log.readGroup(group)).toEqual(second);
   });
 
   it('answers the first claim of an idempotency key to every later claim', async () => {
-    const first = await log.claimIdempotencyKey('key-1', 'tx-a', 'hash-a', iso(T0));
-    expect(first).toEqual({ pk: 'idem#key-1', txId: 'tx-a', requestHash: 'hash-a', createdAt: iso(T0) });
-    expect(await log.claimIdempotencyKey('key-1', 'tx-b', 'hash-b', iso(T0 + 1))).toEqual(first);
-    expect((await log.claimIdempotencyKey('key-2', 'tx-b', 'hash-b', iso(T0 + 1))).txId).toBe('tx-b');
+    const first = await log.claimIdempotencyKey('key-1', 'tx-a', 'hash-a', iso(T0), 1_900_000_000);
+    expect(first).toEqual({ pk: 'idem#key-1', txId: 'tx-a', requestHash: 'hash-a', createdAt: iso(T0), expiresAt: 1_900_000_000 });
+    expect(await log.claimIdempotencyKey('key-1', 'tx-b', 'hash-b', iso(T0 + 1), 1_900_000_001)).toEqual(first);
+    expect((await log.claimIdempotencyKey('key-2', 'tx-b', 'hash-b', iso(T0 + 1), 1_900_000_001)).txId).toBe('tx-b');
+  });
+
+  it("finishes an idempotency key only for its own transaction, never creating one, and keeps items only longer", async () => {
+    await log.claimIdempotencyKey('key-3', 'tx-c', 'hash-c', iso(T0), 1_900_000_000);
+    expect(await log.finishIdempotencyKey('key-3', 'tx-other', 1_950_000_000, iso(T0 + 1))).toBe(false);
+    expect(await log.finishIdempotencyKey('key-none', 'tx-c', 1_950_000_000, iso(T0 + 1))).toBe(false);
+    expect(await log.finishIdempotencyKey('key-3', 'tx-c', 1_950_000_000, iso(T0 + 2))).toBe(true);
+    expect(await log.claimIdempotencyKey('key-3', 'tx-d', 'hash-d', iso(T0 + 3), 1)).toEqual({
+      pk: 'idem#key-3', txId: 'tx-c', requestHash: 'hash-c', createdAt: iso(T0), expiresAt: 1_950_000_000, finishedAt: iso(T0 + 2),
+    });
+    // keepItems: never shortens, never creates (no operations item for tx-c here).
+    await log.keepItems({ txId: 'tx-c', idempotencyKey: 'key-3' }, 1_920_000_000);
+    expect((await log.claimIdempotencyKey('key-3', 'tx-d', 'hash-d', iso(T0 + 3), 1)).expiresAt).toBe(1_950_000_000);
+    await log.keepItems({ txId: 'tx-c', idempotencyKey: 'key-3' }, 1_960_000_000);
+    expect((await log.claimIdempotencyKey('key-3', 'tx-d', 'hash-d', iso(T0 + 3), 1)).expiresAt).toBe(1_960_000_000);
+    expect(await log.getOps('tx-c')).toBeUndefined();
   });
 
   describe('listing across the shards', () => {
@@ -522,7 +539,7 @@ function perform(log: TxLogPort, run: number, o: Op, step: number): Promise<Writ
     case 'readGroup':
       return log.readGroup(`g-${run}-10-${o.group}`);
     case 'idem':
-      return log.claimIdempotencyKey(`prop-${run}-key-${o.key}`, id(o.tx), `hash-${o.tx}`, at);
+      return log.claimIdempotencyKey(`prop-${run}-key-${o.key}`, id(o.tx), `hash-${o.tx}`, at, 1_900_000_000);
     case 'get':
       return Promise.all([log.get(id(o.tx)), log.getOps(id(o.tx))]);
   }

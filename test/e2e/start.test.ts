@@ -41,16 +41,15 @@ it('npm start serves the demo shop and stops cleanly on SIGINT', async () => {
       .toBe('COMMITTED');
     expect(await (await fetch(`${outputs.apiUrl}/demo/orders/o-1`)).json()).toEqual({ orderId: 'o-1', status: 'CONFIRMED' });
 
-    const dashboard = await fetch(`${outputs.apiUrl}/dashboard`);
-    expect(dashboard.headers.get('content-type')).toContain('text/html');
-    const html = await dashboard.text();
-    expect(html).toContain('<h1>dtc</h1>');
-    // Its script at least compiles (a browser would otherwise show a dead page).
-    const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1];
-    expect(script).toBeDefined();
-    expect(() => new vm.Script(script!)).not.toThrow();
-    const stats = (await (await fetch(`${outputs.apiUrl}/local/stats`)).json()) as { stepFunctions: { executionsStarted: number } };
-    expect(stats.stepFunctions.executionsStarted).toBe(1);
+    // The console (the old /dashboard redirects there): its page, a script that at least compiles,
+    // and what it reads of the stack.
+    const dashboard = await fetch(`${outputs.apiUrl}/dashboard`, { redirect: 'manual' });
+    expect([dashboard.status, dashboard.headers.get('location')]).toEqual([301, '/console']);
+    expect(await (await fetch(`${outputs.apiUrl}/console`)).text()).toContain('<h1>dtc console</h1>');
+    const script = await (await fetch(`${outputs.apiUrl}/console/assets/console.js`)).text();
+    expect(() => new vm.Script(script)).not.toThrow();
+    const overview = (await (await fetch(`${outputs.apiUrl}/console/api/overview`)).json()) as { counts: Record<string, number> };
+    expect(overview.counts.COMMITTED).toBe(1);
 
     // A second start on the same data directory refuses at once, naming the one that holds it.
     const second = spawnSync(process.execPath, ['--import', 'tsx', 'src/local/main.ts'], {

@@ -130,7 +130,7 @@ describe('start', () => {
 });
 
 describe('phase one: the last vote decides', () => {
-  it('counts YES and READ_ONLY; the last one decides COMMIT and sends COMMIT to the YES voters at once, with no workflow call', async () => {
+  it('counts YES and READ_ONLY; the last one decides COMMIT and sends COMMIT to the YES and READ_ONLY voters at once, with no workflow call', async () => {
     const txId = await begin();
     sent = [];
     events = [];
@@ -142,6 +142,7 @@ describe('phase one: the last vote decides', () => {
     expect(await log.get(txId)).toMatchObject({ status: 'COMMITTING', decision: 'COMMIT', decisionReason: 'every participant voted YES', ok: 3, req: 3, pending: {} });
     expect(sentAs()).toEqual([
       ['COMMIT', 'inventory'],
+      ['COMMIT', 'payment'],
       ['COMMIT', 'shipping'],
     ]);
     expect(events.filter((e) => e.startsWith('workflow'))).toEqual([]);
@@ -265,6 +266,9 @@ describe('phase two', () => {
     expect((await log.get(txId))?.status).toBe('COMMITTING');
     clock += 2_000;
     await ack(txId, 'shipping', 'COMMIT');
+    // The READ_ONLY voter holds its read locks until it acknowledges.
+    expect((await log.get(txId))?.status).toBe('COMMITTING');
+    await ack(txId, 'payment', 'COMMIT');
     const record = await log.get(txId);
     expect(record).toMatchObject({ status: 'COMMITTED', expiresAt: Math.floor(clock / 1000) + 30 * 86_400, finishedAt: new Date(clock).toISOString() });
     expect(record?.og).toBeUndefined();

@@ -9,6 +9,8 @@ describe('unsupportedResources', () => {
         stackName: 'S',
         template: {
           Resources: {
+            Stream: { Type: 'AWS::Kinesis::Stream' },
+            // Accepted, not emulated: alarm notifications.
             Topic: { Type: 'AWS::SNS::Topic' },
             Fn: { Type: 'AWS::Lambda::Function', Properties: {} },
             Method: { Type: 'AWS::ApiGateway::Method', Properties: { Integration: { Type: 'HTTP_PROXY' } } },
@@ -19,9 +21,25 @@ describe('unsupportedResources', () => {
       },
     ]);
     expect(problems).toHaveLength(3);
-    expect(problems[0]).toMatch(/^S\/Topic: resource type AWS::SNS::Topic is not supported/);
+    expect(problems[0]).toMatch(/^S\/Stream: resource type AWS::Kinesis::Stream is not supported/);
     expect(problems[1]).toMatch(/^S\/Fn: .*dtc:entry/);
     expect(problems[2]).toMatch(/^S\/Method: API integration type HTTP_PROXY/);
+  });
+
+  it('accepts an event bus and rules on its events (with an EventPattern), not a rule with neither pattern nor schedule', () => {
+    const problems = unsupportedResources([
+      {
+        stackName: 'S',
+        template: {
+          Resources: {
+            Bus: { Type: 'AWS::Events::EventBus', Properties: { Name: 'dtc-events' } },
+            OnDecided: { Type: 'AWS::Events::Rule', Properties: { EventBusName: { Ref: 'Bus' }, EventPattern: { source: ['dtc'] }, Targets: [{ Arn: 'arn:aws:sqs:us-east-1:0:q', Id: 'q' }] } },
+            Odd: { Type: 'AWS::Events::Rule', Properties: { Targets: [] } },
+          },
+        },
+      },
+    ]);
+    expect(problems).toEqual(['S/Odd: only scheduled EventBridge rules and rules with an EventPattern are supported', 'S/Odd: only Lambda targets are supported']);
   });
 });
 

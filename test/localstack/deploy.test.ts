@@ -37,8 +37,11 @@ describe('docker-compose.yml', () => {
     expect(service.ports).toContain('127.0.0.1:4566:4566');
   });
 
-  it('takes the auth token from the environment, and refuses to start without one', () => {
-    expect(service.environment.LOCALSTACK_AUTH_TOKEN).toMatch(/^\$\{LOCALSTACK_AUTH_TOKEN:\?.+\}$/);
+  it('passes an auth token on from the environment, and needs none for the pinned 4.x community image', () => {
+    expect(service.environment.LOCALSTACK_AUTH_TOKEN).toBe('${LOCALSTACK_AUTH_TOKEN:-}');
+    // Images from 2026.03.0 on (calendar versions) need a token: the default must not be one of them.
+    const image = /^\$\{LOCALSTACK_IMAGE:-(.+)\}$/.exec(service.image)?.[1] ?? service.image;
+    expect(image).toMatch(/^localstack\/localstack:4\.\d+\.\d+$/);
   });
 
   it('mounts the init hooks and the Docker socket Lambda needs, on a network Lambda containers join', () => {
@@ -62,7 +65,7 @@ describe('the init hook', () => {
     const needed = new Set([...listed.matchAll(/"([a-z0-9]+)"/g)].map((m) => m[1]));
     const serviceOf: Record<string, string> = {
       DynamoDB: 'dynamodb', SQS: 'sqs', Lambda: 'lambda', StepFunctions: 'stepfunctions', ApiGateway: 'apigateway',
-      Events: 'events', Logs: 'logs', CloudWatch: 'cloudwatch', IAM: 'iam',
+      Events: 'events', Logs: 'logs', CloudWatch: 'cloudwatch', IAM: 'iam', SNS: 'sns',
     };
     for (const type of resourceTypes(TRACING_OFF_WITH_SILENT)) {
       const namespace = type.split('::')[1]!;

@@ -122,8 +122,9 @@ describe('a participant in doubt', () => {
     const respond = (status: number, body: unknown) => async () => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
     const read = (fetchImpl: () => Promise<Response>) => apiDecisions({ baseUrl: 'http://coordinator.test/v1/', fetch: fetchImpl as typeof fetch }).read('tx-00000042');
     expect(await read(respond(404, { error: { code: 'NotFound', message: 'no transaction tx-00000042' } }))).toBe('ABORT');
-    expect(await read(respond(200, { txId: 'tx-00000042', status: 'COMMITTING' }))).toBe('COMMIT');
-    expect(await read(respond(200, { txId: 'tx-00000042', status: 'PREPARING' }))).toBe('PENDING');
+    const createdAt = '2026-11-30T00:00:00.000Z';
+    expect(await read(respond(200, { txId: 'tx-00000042', status: 'COMMITTING', createdAt }))).toBe('COMMIT');
+    expect(await read(respond(200, { txId: 'tx-00000042', status: 'PREPARING', createdAt }))).toBe('PENDING');
     await expect(read(respond(404, { message: 'Not Found' }))).rejects.toThrow(/not the coordinator's/);
     await expect(read(respond(500, { error: { code: 'InternalError' } }))).rejects.toThrow(/answered 500/);
     await expect(read(respond(200, { status: 'WHATEVER' }))).rejects.toThrow(/answered 200/);

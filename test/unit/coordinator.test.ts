@@ -4,7 +4,8 @@
 // is absolute, abort() answers by what the log says, and the reply batch knows a participant by the
 // queue its message came on. test/unit/supervisor.test.ts runs the supervisors.
 import { describe, expect, it } from 'vitest';
-import { type ReplyRecord, replyBatch } from '../../src/coordinator';
+import { type ReplyRecord, START_RESERVE_MS, replyBatch } from '../../src/coordinator';
+import { type LockService, LockWaitTimeoutError } from '../../src/locks/service';
 import type { VoteEntry } from '../../src/core/transaction';
 import { MemoryTxLog } from '../../src/memory/log';
 import { memoryLogger } from '../support/fixtures';
@@ -60,8 +61,13 @@ describe('the last vote decides', () => {
     await s.timers.advanceTo(T0 + 200);
     await s.vote(txId, ORDER, 'YES');
     expect(s.record(txId)).toMatchObject({ status: 'COMMITTING', decision: 'COMMIT', decidedAt: iso(T0 + 200), ok: 4 });
-    // READ_ONLY holds nothing: no COMMIT for payment.
-    expect(s.takeAll()).toEqual({ ...none, inventory: [`COMMIT:${txId}`], shipping: [`COMMIT:${txId}`], order: [`COMMIT:${txId}`] });
+    // READ_ONLY keeps its read locks until it hears the decision: it is sent COMMIT too.
+    expect(s.takeAll()).toEqual({ ...none, inventory: [`COMMIT:${txId}`], payment: [`COMMIT:${txId}`], shipping: [`COMMIT:${txId}`], order: [`COMMIT:${txId}`] });
+    for (const p of [INVENTORY, SHIPPING, ORDER]) await s.ack(txId, p, 'COMMIT');
+    // Not finished before the READ_ONLY voter acknowledged: until then it may still hold its locks.
+    expect(s.record(txId).status).toBe('COMMITTING');
+    await s.ack(txId, PAYMENT, 'COMMIT');
+    expect(s.record(txId).status).toBe('COMMITTED');
   });
 
   it('aborts on the first NO and sends ABORT at once to everyone who may have prepared', async () => {
@@ -202,15 +208,26 @@ describe('abort()', () => {
     expect(s.record(txId)).toMatchObject({ status: 'COMMITTED', decision: 'COMMIT' });
   });
 
-  it('finishes an abort at once when nobody may have prepared', async () => {
+  it('finishes an abort at once when nobody may hold anything (the only member voted NO)', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([PAYMENT]));
+    s.takeAll();
+    await s.vote(txId, PAYMENT, 'NO', 'no');
+    expect(s.record(txId).status).toBe('ABORTED');
+    expect(await s.coordinator.abort(txId, 'late')).toMatchObject({ kind: 'aborted', decidedNow: false, record: { status: 'ABORTED' } });
+    expect(s.takeAll()).toEqual(none);
+  });
+
+  it('sends ABORT to a READ_ONLY voter and waits for its acknowledgement (it holds read locks until then)', async () => {
     const s = memoryStack({ supervise: false });
     const txId = await s.start(s.body([INVENTORY, PAYMENT]));
     s.takeAll();
     await s.vote(txId, INVENTORY, 'READ_ONLY');
     await s.vote(txId, PAYMENT, 'NO', 'no');
+    expect(s.record(txId).status).toBe('ABORTING');
+    expect(s.takeAll()).toEqual({ ...none, inventory: [`ABORT:${txId}`] });
+    await s.ack(txId, INVENTORY, 'ABORT');
     expect(s.record(txId).status).toBe('ABORTED');
-    expect(await s.coordinator.abort(txId, 'late')).toMatchObject({ kind: 'aborted', decidedNow: false, record: { status: 'ABORTED' } });
-    expect(s.takeAll()).toEqual(none);
   });
 });
 
@@ -294,5 +311,124 @@ describe('replyBatch', () => {
     expect(s.record(failing).status).toBe('PREPARING');
     expect(logger.lines).toContainEqual(expect.objectContaining({ level: 'error', message: 'reply failed' }));
     expect(s.takeRefused()).toEqual([]);
+  });
+});
+
+describe('the idempotency window', () => {
+  it('keeps the key past the record when the transaction finishes, and answers a replay after the record is forgotten with 410 (gone), writing nothing', async () => {
+    const s = memoryStack({ supervise: false });
+    const started = await s.coordinator.start(s.body([INVENTORY]), 'key-w');
+    if (started.kind !== 'started') throw new Error(JSON.stringify(started));
+    const { txId } = started;
+    const claimed = await s.log.claimIdempotencyKey('key-w', 'tx-other', 'x', iso(T0), 1);
+    // Claimed with retention (30 days here) + 30 days from the start.
+    expect(claimed).toMatchObject({ txId, expiresAt: Math.floor(T0 / 1000) + 60 * 86_400 });
+    expect(claimed.finishedAt).toBeUndefined();
+    await s.timers.advanceTo(T0 + 1_000);
+    await s.vote(txId, INVENTORY, 'YES');
+    await s.timers.advanceTo(T0 + 2_000);
+    await s.ack(txId, INVENTORY, 'COMMIT');
+    const record = s.record(txId);
+    expect(record.status).toBe('COMMITTED');
+    const key = await s.log.claimIdempotencyKey('key-w', 'tx-other', 'x', iso(T0), 1);
+    expect(key).toMatchObject({ txId, finishedAt: iso(T0 + 2_000), expiresAt: record.expiresAt! + 30 * 86_400 });
+    expect(key.expiresAt!).toBeGreaterThan(record.expiresAt!);
+    s.takeAll();
+    // While the record is kept, a replay is the same transaction.
+    expect(await s.coordinator.start(s.body([INVENTORY]), 'key-w')).toEqual({ kind: 'started', txId, status: 'COMMITTED', replayed: true });
+    // TTL removes the record and its operations (the key, kept longer, stays): gone, and nothing is written.
+    s.log.forget(txId);
+    s.log.forget(`${txId}#ops`);
+    expect(await s.coordinator.start(s.body([INVENTORY]), 'key-w')).toEqual({ kind: 'gone', txId });
+    expect(s.log.peek(txId)).toBeUndefined();
+    expect(await s.log.getOps(txId)).toBeUndefined();
+    expect(s.takeAll()).toEqual(none);
+    // Another body under the same key is still a conflict.
+    expect(await s.coordinator.start(s.body([PAYMENT]), 'key-w')).toEqual({ kind: 'idempotency-conflict', txId });
+  });
+
+  it('creates the record of a key claimed by a start that crashed before writing it (never finished: not gone)', async () => {
+    const s = memoryStack({ supervise: false });
+    const first = await s.coordinator.start(s.body([INVENTORY]), 'key-c');
+    if (first.kind !== 'started') throw new Error(JSON.stringify(first));
+    // As if the start had crashed right after its claim.
+    s.log.forget(first.txId);
+    s.log.forget(`${first.txId}#ops`);
+    s.takeAll();
+    expect(await s.coordinator.start(s.body([INVENTORY]), 'key-c')).toEqual({ kind: 'started', txId: first.txId, status: 'PREPARING', replayed: true });
+    expect(s.takeAll()).toEqual({ ...none, inventory: [`PREPARE:${first.txId}`] });
+  });
+});
+
+describe('release()', () => {
+  const decidedWithSilent = async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT, SHIPPING]));
+    await s.vote(txId, INVENTORY, 'YES');
+    await s.vote(txId, PAYMENT, 'NO', 'no');
+    s.takeAll();
+    return { s, txId };
+  };
+
+  it('records who released a participant from the wait, why and when, and finishes once nobody else is owed', async () => {
+    const { s, txId } = await decidedWithSilent();
+    await s.ack(txId, INVENTORY, 'ABORT');
+    expect(s.record(txId).status).toBe('ABORTING'); // shipping never voted: it may have prepared
+    await s.timers.advanceTo(T0 + 5_000);
+    const out = await s.coordinator.release(txId, SHIPPING, 'ops-anna', 'shipping-v1 retired for good');
+    expect(out).toMatchObject({ kind: 'released', record: { status: 'ABORTED', releases: { shipping: { operator: 'ops-anna', reason: 'shipping-v1 retired for good', at: iso(T0 + 5_000) } } } });
+    expect(s.takeAll()).toEqual(none);
+  });
+
+  it('keeps waiting for the others after a release', async () => {
+    const { s, txId } = await decidedWithSilent();
+    expect(await s.coordinator.release(txId, SHIPPING, 'ops', 'retired')).toMatchObject({ kind: 'released', record: { status: 'ABORTING' } });
+    // Re-driving phase two now skips the released participant.
+    await s.vote(txId, INVENTORY, 'YES');
+    expect(s.takeAll()).toEqual({ ...none, inventory: [`ABORT:${txId}`] });
+  });
+
+  it('refuses an unknown transaction, a stranger, an undecided transaction, and a participant owed nothing', async () => {
+    const { s, txId } = await decidedWithSilent();
+    expect(await s.coordinator.release('tx-nobody-1', SHIPPING, 'ops', 'r')).toEqual({ kind: 'unknown' });
+    expect(await s.coordinator.release(txId, ORDER, 'ops', 'r')).toEqual({ kind: 'not-member' });
+    expect(await s.coordinator.release(txId, PAYMENT, 'ops', 'r')).toMatchObject({ kind: 'refused', why: 'payment is owed no acknowledgement (it voted NO)' });
+    await s.ack(txId, INVENTORY, 'ABORT');
+    expect(await s.coordinator.release(txId, INVENTORY, 'ops', 'r')).toMatchObject({ kind: 'refused', why: 'inventory acknowledged ABORT' });
+    await s.coordinator.release(txId, SHIPPING, 'ops', 'r');
+    expect(await s.coordinator.release(txId, SHIPPING, 'ops', 'r')).toMatchObject({ kind: 'refused', why: `transaction ${txId} has finished` });
+    const open = await s.start();
+    expect(await s.coordinator.release(open, SHIPPING, 'ops', 'r')).toMatchObject({ kind: 'refused', why: `transaction ${open} is not decided yet` });
+  });
+});
+
+describe('declared-resource lock waits', () => {
+  /** A lock service whose every wait runs out at once, recording how long each was allowed. */
+  const timingOut = (waits: number[]) =>
+    ({
+      async acquire(input: { resource: string; waitMs: number }) {
+        waits.push(input.waitMs);
+        throw new LockWaitTimeoutError(input.resource, ['tx-other'], input.waitMs);
+      },
+      async releaseAll() {
+        return [];
+      },
+    }) as unknown as LockService;
+  const declaring = (s: ReturnType<typeof memoryStack>) => ({
+    participants: [{ service: INVENTORY, operation: {}, resources: ['sku-1', 'sku-2', 'sku-3'] }],
+    timeouts: { prepareSeconds: 60, commitSeconds: 30 },
+  });
+
+  it("end within the invocation's remaining time, less what the abort after them needs", async () => {
+    const waits: number[] = [];
+    const s = memoryStack({ supervise: false, locks: timingOut(waits) });
+    const out = await s.coordinator.start(declaring(s), undefined, () => 4_000);
+    expect(waits).toEqual([4_000 - START_RESERVE_MS]);
+    expect(out).toMatchObject({ kind: 'started', status: 'ABORTING' });
+    expect(s.record((out as { txId: string }).txId)).toMatchObject({ decision: 'ABORT', decisionReason: 'could not lock sku-1 in time' });
+    const none: number[] = [];
+    const t = memoryStack({ supervise: false, locks: timingOut(none) });
+    await t.coordinator.start(declaring(t), undefined, () => 1_000);
+    expect(none).toEqual([0]);
   });
 });

@@ -9,8 +9,11 @@ import {
   LOG_TRANSITIONS,
   STATUS_GRAPH,
   assertTransition,
+  GROUP_KEPT_DAYS,
   claimGroupWrite,
+  finishIdempotencyKeyWrite,
   groupPk,
+  keepItemWrite,
   supervisorName,
   type TransitionName,
   TransitionError,
@@ -163,7 +166,7 @@ describe('the table of state changes', () => {
     }
     expect(STATUS_GRAPH.COMMITTED).toEqual([]);
     expect(STATUS_GRAPH.ABORTED).toEqual([]);
-    expect(Object.keys(LOG_TRANSITIONS).sort()).toEqual(['create', 'decideAbort', 'decideCommit', 'finalize', 'markInDoubt', 'park', 'recordAck', 'recordNo', 'recordYes'].sort());
+    expect(Object.keys(LOG_TRANSITIONS).sort()).toEqual(['create', 'decideAbort', 'decideCommit', 'finalize', 'markInDoubt', 'park', 'recordAck', 'recordNo', 'recordYes', 'release'].sort());
   });
 
   it('guards every update with the record existing', () => {
@@ -177,6 +180,11 @@ describe('the table of state changes', () => {
       T.finalize.write({ from: 'COMMITTING', final: 'COMMITTED', expiresAt: 1 }, at),
       T.markInDoubt.write('COMMIT', at),
       T.park.write('COMMIT', 'a'),
+      T.release.write('COMMIT', 'a', { operator: 'o', reason: 'r', at }, false),
+      T.release.write('ABORT', 'a', { operator: 'o', reason: 'r', at }, true),
+      finishIdempotencyKeyWrite('k', 'tx', 1, at).write,
+      keepItemWrite('tx#ops', 1).write,
+      keepItemWrite('idem#k', 1, 'tx').write,
     ];
     for (const u of updates) expect(toDynamo(u.condition, u.update).ConditionExpression).toMatch(/^attribute_exists\(#pk\) AND /);
   });
@@ -240,6 +248,48 @@ describe('the table of state changes', () => {
   });
 });
 
+describe("an operator's release", () => {
+  const entry = { operator: 'ops-anna', reason: 'payment-v1 retired', at };
+  it('records one release per member that has not acknowledged, only while decided and open', () => {
+    let r: Doc = step({ ...record() }, T.recordNo.write('payment', { vote: 'NO', at }, 'no'))!;
+    expect(step({ ...record() }, T.release.write('ABORT', 'inventory', entry, false))).toBeUndefined(); // PREPARING
+    expect(step(r, T.release.write('COMMIT', 'inventory', entry, false))).toBeUndefined(); // another phase
+    expect(step(r, T.release.write('ABORT', 'stranger', entry, false))).toBeUndefined();
+    expect(step(r, T.release.write('ABORT', 'inventory', entry, true))).toBeUndefined(); // the map is not there yet
+    r = step(r, T.release.write('ABORT', 'inventory', entry, false))!;
+    expect(r).toMatchObject({ status: 'ABORTING', releases: { inventory: entry } });
+    expect(step(r, T.release.write('ABORT', 'inventory', entry, true))).toBeUndefined(); // once
+    expect(step(r, T.release.write('ABORT', 'payment', entry, false))).toBeUndefined(); // the map is there now
+    expect(step(r, T.release.write('ABORT', 'payment', entry, true))).toMatchObject({ releases: { inventory: entry, payment: entry } });
+  });
+
+  it('refuses a release of a member that acknowledged, and after the finish', () => {
+    let r: Doc = step({ ...record() }, T.recordNo.write('payment', { vote: 'NO', at }, 'no'))!;
+    r = step(r, T.recordAck.write('inventory', { phase: 'ABORT', at }))!;
+    expect(step(r, T.release.write('ABORT', 'inventory', entry, false))).toBeUndefined();
+    r = step(r, T.finalize.write({ from: 'ABORTING', final: 'ABORTED', expiresAt: 9 }, at))!;
+    expect(step(r, T.release.write('ABORT', 'payment', entry, false))).toBeUndefined();
+  });
+});
+
+describe('items beside the record', () => {
+  it("marks an idempotency key finished only for its own transaction and never creates one", () => {
+    const { write } = finishIdempotencyKeyWrite('k', 'tx-1', 500, at);
+    expect(evaluate(write.condition, undefined)).toBe(false);
+    expect(evaluate(write.condition, { pk: 'idem#k', txId: 'tx-2', expiresAt: 100 })).toBe(false);
+    expect(apply(write.update, { pk: 'idem#k', txId: 'tx-1', expiresAt: 100 })).toEqual({ pk: 'idem#k', txId: 'tx-1', expiresAt: 500, finishedAt: at });
+  });
+
+  it('keeps an item longer, never shorter, never creating it', () => {
+    const { write } = keepItemWrite('idem#k', 500, 'tx-1');
+    expect(evaluate(write.condition, undefined)).toBe(false);
+    expect(evaluate(write.condition, { pk: 'idem#k', txId: 'tx-1', expiresAt: 600 })).toBe(false);
+    expect(evaluate(write.condition, { pk: 'idem#k', txId: 'tx-2', expiresAt: 100 })).toBe(false);
+    expect(evaluate(write.condition, { pk: 'idem#k', txId: 'tx-1', expiresAt: 100 })).toBe(true);
+    expect(evaluate(keepItemWrite('tx-1#ops', 500).write.condition, { pk: 'tx-1#ops', expiresAt: 100 })).toBe(true);
+  });
+});
+
 describe('supervisor generations', () => {
   it('names generation 0 after the group and later ones <group>-g<n>, within 80 characters', () => {
     expect(supervisorName('g-1700000000-10-3', 0)).toBe('g-1700000000-10-3');
@@ -251,7 +301,7 @@ describe('supervisor generations', () => {
 
   it('claims generation n + 1 only over generation n (the first over nothing or 0): one claimant per generation', () => {
     const first = claimGroupWrite('g-1-10-0', 0, at);
-    expect(first.item).toEqual({ pk: groupPk('g-1-10-0'), group: 'g-1-10-0', gen: 1, execution: 'g-1-10-0-g1', at });
+    expect(first.item).toEqual({ pk: groupPk('g-1-10-0'), group: 'g-1-10-0', gen: 1, execution: 'g-1-10-0-g1', at, expiresAt: Math.floor(Date.parse(at) / 1000) + GROUP_KEPT_DAYS * 86_400 });
     expect(evaluate(first.condition, undefined)).toBe(true);
     expect(evaluate(first.condition, { pk: 'grp#g-1-10-0', gen: 0 })).toBe(true);
     expect(evaluate(first.condition, first.item)).toBe(false);

@@ -10,12 +10,14 @@ import type { TxLogPort, WorkflowPort } from '../../src/core/ports';
 import { DEFAULT_SUPERVISION, type SupervisionSettings, type TxRecord } from '../../src/core/transaction';
 import { executionArn } from '../../src/aws/workflow';
 import { WORKFLOW_SUPERVISE_ARN, workflowDefinition } from '../../src/memory/definition';
+import { MemoryDecisionEvents } from '../../src/memory/events';
 import { MemoryTxLog } from '../../src/memory/log';
 import { MemoryParticipantQueues, MemoryQueue } from '../../src/memory/sqs';
 import { MemoryStepFunctions } from '../../src/memory/stepfunctions';
 import { VirtualTimers } from '../../src/memory/timers';
 import { type SupervisorRun, superviseRun, supervisorState } from '../../src/supervisor';
 import { coordinatorConfig } from '../support/fixtures';
+import type { LockService } from '../../src/locks/service';
 
 export const SERVICES = ['inventory', 'payment', 'shipping', 'order'];
 /** A time at the start of a 10-second bucket. */
@@ -48,6 +50,8 @@ export interface StackOptions {
   log?: MemoryTxLog;
   /** Transaction ids (default `tx-00000001`, `tx-00000002`, ...). */
   newId?: () => string;
+  /** The lock service for declared resources (none by default). */
+  locks?: LockService;
 }
 
 export interface StartBody {
@@ -65,6 +69,7 @@ export function memoryStack(options: StackOptions = {}) {
   const replyDeadLetters = new MemoryQueue('replies-dlq', { clock: now });
   const queues = new MemoryParticipantQueues(requests, deadLetters, replyDeadLetters);
   const runs: SupervisorRun[] = [];
+  const events = new MemoryDecisionEvents();
   const deps = { log: log as TxLogPort, now };
   let coordinator: Coordinator | undefined;
   const sfn = new MemoryStepFunctions({
@@ -93,8 +98,10 @@ export function memoryStack(options: StackOptions = {}) {
     log,
     queues,
     workflow,
+    events,
     now,
     newId: options.newId ?? (() => `tx-${String(++ids).padStart(8, '0')}`),
+    ...(options.locks ? { locks: options.locks } : {}),
   });
 
   /** Every message a queue holds now, oldest first, taken off it (received and deleted). */
@@ -122,6 +129,8 @@ export function memoryStack(options: StackOptions = {}) {
     sfn,
     stateMachineArn,
     recording,
+    /** The decision events the coordinator took (`pending`) and flushed (`published`). */
+    events,
     coordinator: coordinator,
     /** Every run of every supervisor, in order. */
     runs,

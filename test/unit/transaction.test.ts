@@ -213,14 +213,18 @@ describe('vote tally', () => {
 });
 
 describe('phase two', () => {
-  it('waits for YES voters on COMMIT, and on ABORT also for those whose vote was never recorded', () => {
+  it('waits for YES and READ_ONLY voters on COMMIT, and on ABORT also for those whose vote was never recorded; never for a NO voter or a released one', () => {
     const r = tx(4);
     r.votes = { inventory: { vote: 'YES', at: 't' }, payment: { vote: 'READ_ONLY', at: 't' }, shipping: { vote: 'NO', at: 't' } };
-    expect(awaitingAck(r)).toEqual(['inventory']);
+    // READ_ONLY keeps its read locks until it hears the decision (docs/consistency.md).
+    expect(awaitingAck(r)).toEqual(['inventory', 'payment']);
     // On ABORT, a participant whose vote was never recorded may have prepared all the same: it is
     // sent ABORT until it acknowledges.
     r.decision = 'ABORT';
-    expect(awaitingAck(r)).toEqual(['inventory', 'order']);
+    expect(awaitingAck(r)).toEqual(['inventory', 'payment', 'order']);
+    r.releases = { order: { operator: 'ops', reason: 'retired', at: 't' } };
+    r.acks = { payment: { phase: 'ABORT', at: 't' } };
+    expect(awaitingAck(r)).toEqual(['inventory']);
   });
 
   it('property: exactly one acknowledgement completes the phase, and finishing sets a TTL after the retention', () => {
@@ -277,7 +281,7 @@ describe('toView', () => {
     r.votes = { inventory: { vote: 'YES', at: 'a' }, payment: { vote: 'YES', at: 'b' }, shipping: { vote: 'READ_ONLY', at: 'c' } };
     expect(inDoubt(r)).toEqual([]);
     r.inDoubtSince = 'd';
-    r.acks = { inventory: { phase: 'COMMIT', at: 'e' } };
+    r.acks = { inventory: { phase: 'COMMIT', at: 'e' }, shipping: { phase: 'COMMIT', at: 'e' } };
     r.parkedWith = 'payment';
     const v = toView(r);
     expect(v.inDoubt).toEqual(['payment']);
@@ -285,5 +289,17 @@ describe('toView', () => {
     expect(v.participants[0]).toMatchObject({ service: 'inventory', ack: 'COMMIT' });
     expect(v.participants[0]).not.toHaveProperty('inDoubtSince');
     expect(v.participants[1]).toMatchObject({ service: 'payment', inDoubtSince: 'd' });
+    expect(v).not.toHaveProperty('releases');
+  });
+
+  it('shows each release with who, why and when, oldest first', () => {
+    const r = tx(2);
+    r.status = 'ABORTING';
+    r.decision = 'ABORT';
+    r.releases = { payment: { operator: 'bo', reason: 'retired', at: '2026-01-02' }, inventory: { operator: 'al', reason: 'gone', at: '2026-01-01' } };
+    expect(toView(r).releases).toEqual([
+      { participant: 'inventory', operator: 'al', reason: 'gone', at: '2026-01-01' },
+      { participant: 'payment', operator: 'bo', reason: 'retired', at: '2026-01-02' },
+    ]);
   });
 });

@@ -11,7 +11,7 @@ import urllib.request
 NEEDED = [
     "cloudformation", "iam", "sts", "s3", "ssm",            # cdk bootstrap and deploy
     "lambda", "dynamodb", "sqs", "stepfunctions", "apigateway",
-    "events", "logs", "cloudwatch",
+    "events", "logs", "cloudwatch", "sns",
 ]
 with urllib.request.urlopen("http://localhost:4566/_localstack/health", timeout=10) as res:
     health = json.load(res)

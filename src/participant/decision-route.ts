@@ -1,0 +1,48 @@
+// The one client of `GET /transactions/{id}/decision`, which shows a participant a transaction's
+// status and nothing else: the in-doubt inquiry (./decisions.ts) and a participant's lock service
+// (src/locks/transactions.ts, `apiTransactions`) both read it here, with one timeout and one rule
+// for a 404.
+import { TX_STATUSES, type TxRecord, type TxStatus } from '../core/transaction';
+
+export type DecisionFacts = Pick<TxRecord, 'txId' | 'status' | 'createdAt'>;
+
+export interface DecisionRouteOptions {
+  /** The API's base URL, e.g. `https://abc.execute-api.eu-west-1.amazonaws.com/v1` or the local `http://127.0.0.1:4000`. */
+  baseUrl: string;
+  /** The API signs with IAM on AWS: pass a fetch that signs (SigV4). Default: global fetch. */
+  fetch?: typeof fetch;
+  /** Per request; default 5 s. */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_DECISION_TIMEOUT_MS = 5_000;
+
+const isStatus = (value: unknown): value is TxStatus => typeof value === 'string' && (TX_STATUSES as readonly string[]).includes(value);
+
+/** The facts of a body the route (or the abort route's `transaction`) answered; undefined if it is not one. */
+export function decisionFacts(body: unknown): DecisionFacts | undefined {
+  const b = body as { txId?: unknown; status?: unknown; createdAt?: unknown } | undefined;
+  return b && typeof b.txId === 'string' && isStatus(b.status) && typeof b.createdAt === 'string' ? { txId: b.txId, status: b.status, createdAt: b.createdAt } : undefined;
+}
+
+/**
+ * Reads the route: the transaction's facts, or undefined when the coordinator itself answers that it
+ * has no such transaction. Any other answer throws (ask again later): a 404 from a wrong URL or a
+ * missing route must never pass for "no record", which means presumed abort.
+ */
+export function decisionRoute(options: DecisionRouteOptions): (txId: string) => Promise<DecisionFacts | undefined> {
+  const doFetch = options.fetch ?? fetch;
+  const base = options.baseUrl.replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS;
+  return async (txId) => {
+    const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}/decision`, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json().catch(() => undefined)) as { error?: { code?: unknown; message?: unknown } } | undefined;
+    if (res.status === 404) {
+      if (body?.error?.code === 'NotFound' && body.error.message === `no transaction ${txId}`) return undefined;
+      throw new Error(`GET /transactions/${txId}/decision: 404 that is not the coordinator's (${JSON.stringify(body)}); check baseUrl`);
+    }
+    const facts = decisionFacts(body);
+    if (res.status !== 200 || !facts) throw new Error(`GET /transactions/${txId}/decision answered ${res.status}: ${JSON.stringify(body)}`);
+    return facts;
+  };
+}
