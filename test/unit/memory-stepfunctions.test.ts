@@ -67,7 +67,7 @@ async function ended(execution: string): Promise<void> {
 
 describe("the synthesized supervisor's state machine in memory", () => {
   it('is Sleep -> Supervise -> Route -> Sleep ... -> Done: no run at the start, three transitions a run, no callbacks', async () => {
-    expect(Object.keys(definition.States as object).sort()).toEqual(['Backoff', 'Done', 'Route', 'Sleep', 'Supervise']);
+    expect(Object.keys(definition.States as object).sort()).toEqual(['Backoff', 'Done', 'Malformed', 'Route', 'Sleep', 'Supervise']);
     expect(definition.StartAt).toBe('Sleep');
     script = [sleepUntil(START_MS + 65_000)];
     // Started with its first look (the bucket's close, say): it sleeps until then before its first run.
