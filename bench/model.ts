@@ -64,6 +64,25 @@ export interface FunctionUse {
   billedMs: number;
 }
 
+/**
+ * How transactions are grouped for supervision (the `supervisionShards` and
+ * `supervisionBucketSeconds` context settings) and what supervision measured: what is per group,
+ * not per transaction, so it does not scale with the rate.
+ */
+export interface SupervisionUse {
+  /** Z: groups per bucket. */
+  shards: number;
+  /** B: a bucket's length. */
+  bucketSeconds: number;
+  /** State transitions of one group's supervisor over its whole life (measured). */
+  transitionsPerGroup: number;
+  /**
+   * Seconds of api function execution per transaction (measured): R times it is the number of
+   * api instances a rate R keeps busy, and each instance starts each group it sees once.
+   */
+  apiSecondsPerTransaction: number;
+}
+
 export interface ModelInput {
   perTransaction: PerTransaction;
   functions: FunctionUse[];
@@ -74,6 +93,10 @@ export interface ModelInput {
   taskHeartbeats: number;
   busiestTable: { name: string; writeUnitsPerTransaction: number };
   hottestKey: { table: string; index: string | null; key: string; writeUnitsPerTransaction: number };
+  /** Absent: every use is taken as measured per transaction. */
+  supervision?: SupervisionUse;
+  /** The hottest key that is not a supervision group's (a group key's share falls as 1/Z; this one does not). */
+  hottestOtherKeyWriteUnits?: number;
 }
 
 // ---- cost ---------------------------------------------------------------------------------------
@@ -168,27 +191,43 @@ export const DEFAULT_QUOTAS: Record<QuotaId, Quota> = {
 };
 
 /**
- * Raises an account can ask for through Service Quotas. Assumptions, not documented maxima: each
- * is a request AWS grants case by case. The per-partition ceiling cannot be raised.
+ * Raises an account can ask for through Service Quotas, sized for the issue's 20,000 tx/s target.
+ * Assumptions, not documented maxima: each is a request AWS grants case by case (Lambda
+ * concurrency "up to tens of thousands"; DynamoDB's table-level throughput is adjustable). The
+ * per-partition ceiling cannot be raised.
  */
 export const RAISES: Partial<Record<QuotaId, { limit: number; note: string }>> = {
-  lambdaConcurrency: { limit: 10_000, note: 'Lambda concurrent executions 1,000 -> 10,000' },
-  dynamodbTableWrites: { limit: 80_000, note: 'DynamoDB table-level write throughput 40,000 -> 80,000 WRU/s' },
+  lambdaConcurrency: { limit: 30_000, note: 'Lambda concurrent executions 1,000 -> 30,000' },
+  dynamodbTableWrites: { limit: 300_000, note: 'DynamoDB table-level write throughput 40,000 -> 300,000 WRU/s' },
   startExecution: { limit: 1_500, note: 'Step Functions StartExecution refill 300 -> 1,500/s' },
   stateTransitions: { limit: 25_000, note: 'Step Functions state transitions refill 5,000 -> 25,000/s' },
   sendTaskResult: { limit: 2_500, note: 'Step Functions SendTaskSuccess/Failure refill 500 -> 2,500/s' },
   sendTaskHeartbeat: { limit: 2_500, note: 'Step Functions SendTaskHeartbeat refill 500 -> 2,500/s' },
-  apiRequests: { limit: 20_000, note: 'API Gateway account throttle 10,000 -> 20,000 requests/s' },
+  apiRequests: { limit: 30_000, note: 'API Gateway account throttle 10,000 -> 30,000 requests/s' },
   putEvents: { limit: 20_000, note: 'EventBridge PutEvents 10,000 -> 20,000/s' },
 };
 
-/** How much of each quota one transaction uses. */
-export function usePerTransaction(input: ModelInput): Record<QuotaId, number> {
+/** A supervision group's key of the `open` index: `g-<bucket start>-<bucket length>-<shard>`. */
+const GROUP_KEY = /^g-\d+-\d+-\d+$/;
+
+/**
+ * How much of each quota one transaction uses; with `shards`, as if supervision had that many
+ * shards: a group key takes 2 write units per transaction of its group (created and finished), so
+ * its share of the rate is 2/Z; each api instance starts each group it sees once, so StartExecution
+ * per transaction is (Z / B) x the api's seconds per transaction, whatever the rate.
+ */
+export function usePerTransaction(input: ModelInput, shards = input.supervision?.shards): Record<QuotaId, number> {
   const p = input.perTransaction;
+  const s = input.supervision;
+  const groupKeyHottest = GROUP_KEY.test(input.hottestKey.key);
+  const partition =
+    s && shards !== undefined && groupKeyHottest
+      ? Math.max(input.hottestOtherKeyWriteUnits ?? 0, (input.hottestKey.writeUnitsPerTransaction * s.shards) / shards)
+      : input.hottestKey.writeUnitsPerTransaction;
   return {
     dynamodbTableWrites: input.busiestTable.writeUnitsPerTransaction,
-    dynamodbPartitionWrites: input.hottestKey.writeUnitsPerTransaction,
-    startExecution: p.startExecutions,
+    dynamodbPartitionWrites: partition,
+    startExecution: s && shards !== undefined ? (shards / s.bucketSeconds) * s.apiSecondsPerTransaction : p.startExecutions,
     stateTransitions: p.stateTransitions,
     sendTaskResult: input.taskResults,
     sendTaskHeartbeat: input.taskHeartbeats,
@@ -211,12 +250,20 @@ export interface CapacityRow {
   source: string;
 }
 
-export function capacityRows(input: ModelInput, quotas: Record<QuotaId, Quota> = DEFAULT_QUOTAS): CapacityRow[] {
-  const use = usePerTransaction(input);
+/**
+ * Transactions per second each quota allows. State transitions are per group with `supervision`:
+ * (Z / B) groups a second, each spending its transitions whatever its size, so they bind at no rate
+ * (null) unless they exceed the quota at any rate (0).
+ */
+export function capacityRows(input: ModelInput, quotas: Record<QuotaId, Quota> = DEFAULT_QUOTAS, shards = input.supervision?.shards): CapacityRow[] {
+  const use = usePerTransaction(input, shards);
+  const s = input.supervision;
   return (Object.keys(quotas) as QuotaId[]).map((id) => {
     const q = quotas[id];
     const u = use[id];
-    return { id, name: q.name, limit: q.limit, unit: q.unit, usePerTransaction: u, txPerSecond: u > 0 && Number.isFinite(q.limit) ? q.limit / u : null, source: q.source };
+    let txPerSecond = u > 0 && Number.isFinite(q.limit) ? q.limit / u : null;
+    if (id === 'stateTransitions' && s && shards !== undefined) txPerSecond = (shards / s.bucketSeconds) * s.transitionsPerGroup <= q.limit ? null : 0;
+    return { id, name: q.name, limit: q.limit, unit: q.unit, usePerTransaction: u, txPerSecond, source: q.source };
   });
 }
 
@@ -232,8 +279,16 @@ export function binding(rows: CapacityRow[]): Capacity {
   return best ? { txPerSecond: best.txPerSecond, bindingQuota: best.name } : { txPerSecond: null, bindingQuota: null };
 }
 
-/** The default quotas with every raise applied that changes a quota this transaction uses. */
-export function raisedQuotas(input: ModelInput): { quotas: Record<QuotaId, Quota>; raises: string[] } {
+/** Shard counts the raised case may choose from (the `supervisionShards` context setting). */
+export const SHARD_CHOICES = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128];
+
+/**
+ * The default quotas with every raise applied that changes a quota this transaction uses, and the
+ * `supervisionShards` the raised quotas serve best: more shards cool the `open` index's group keys
+ * (a per-partition limit no raise lifts), fewer make fewer StartExecution calls (each api instance
+ * starts each group it sees).
+ */
+export function raisedQuotas(input: ModelInput): { quotas: Record<QuotaId, Quota>; raises: string[]; shards?: number } {
   const use = usePerTransaction(input);
   const quotas = { ...DEFAULT_QUOTAS };
   const raises: string[] = [];
@@ -242,7 +297,14 @@ export function raisedQuotas(input: ModelInput): { quotas: Record<QuotaId, Quota
     quotas[id] = { ...quotas[id], limit: raise.limit };
     raises.push(raise.note);
   }
-  return { quotas, raises };
+  const s = input.supervision;
+  if (!s) return { quotas, raises };
+  let best = s.shards;
+  for (const z of SHARD_CHOICES) {
+    if ((binding(capacityRows(input, quotas, z)).txPerSecond ?? 0) > (binding(capacityRows(input, quotas, best)).txPerSecond ?? 0)) best = z;
+  }
+  if (best !== s.shards) raises.push(`context supervisionShards ${s.shards} -> ${best} (a setting, not a quota: the open index's group keys, 2 write units per transaction on one of Z keys)`);
+  return { quotas, raises, shards: best };
 }
 
 export interface CapacityReport {
@@ -254,7 +316,7 @@ export function capacity(input: ModelInput): CapacityReport {
   const raised = raisedQuotas(input);
   return {
     defaultQuotas: binding(capacityRows(input)),
-    raisedQuotas: { ...binding(capacityRows(input, raised.quotas)), raises: raised.raises },
+    raisedQuotas: { ...binding(capacityRows(input, raised.quotas, raised.shards)), raises: raised.raises },
   };
 }
 

@@ -9,6 +9,7 @@
 // list prices and divides each default quota by it. `--json FILE` writes the result as JSON.
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { DEFAULT_SUPERVISION, supervisionGroup, type SupervisionSettings } from '../src/core/transaction';
 import { startDemo } from '../src/local/demo-routes';
 import type { MeterReading } from '../src/local/meter';
 import { startLocalStack, synthesize } from '../src/local/stack';
@@ -26,6 +27,7 @@ import {
   type ModelInput,
   type PerTransaction,
   type Templates,
+  usePerTransaction,
 } from './model';
 
 const { values } = parseArgs({
@@ -45,6 +47,12 @@ if (![clients, seconds, warmup].every((v) => Number.isFinite(v) && v >= 0) || cl
 const PROGRESS_EVERY_MS = 5_000;
 /** A transaction that has not ended after this long means a broken stack: fail instead of hanging. */
 const END_TIMEOUT_MS = 120_000;
+/**
+ * After the window, how long the bench waits for the supervisors of the window's groups to end, so
+ * their state transitions are counted over their whole life (a group's supervisor ends about
+ * `supervisionBucketSeconds` + 30 s after its bucket opened on the happy path).
+ */
+const SUPERVISORS_TIMEOUT_MS = 180_000;
 /** The log record's attribute and final values the bench watches (src/core/transaction.ts). */
 const STATUS_ATTRIBUTE = 'status';
 const FINAL_STATUSES = ['COMMITTED', 'ABORTED'];
@@ -64,6 +72,8 @@ const demo = await startDemo(stack);
 const api = stack.outputs.apiUrl;
 
 interface Sample {
+  txId: string;
+  createdMs: number;
   decisionMs: number;
   endMs: number;
   status: string;
@@ -75,7 +85,7 @@ const waiting = new Map<string, (s: Sample) => void>();
 stack.watchItems(stack.outputs.txTable, STATUS_ATTRIBUTE, FINAL_STATUSES, (item) => {
   const txId = String(item.txId ?? item.pk);
   const created = Date.parse(String(item.createdAt));
-  const sample = { decisionMs: Date.parse(String(item.decidedAt)) - created, endMs: Date.parse(String(item.finishedAt)) - created, status: String(item.status) };
+  const sample = { txId, createdMs: created, decisionMs: Date.parse(String(item.decidedAt)) - created, endMs: Date.parse(String(item.finishedAt)) - created, status: String(item.status) };
   const resolve = waiting.get(txId);
   if (resolve) {
     waiting.delete(txId);
@@ -93,6 +103,20 @@ function deployedSchedules(stack: Templates): Templates {
   );
   return { ...stack, template: { ...stack.template, Resources: resources } };
 }
+
+/** How the coordinator groups transactions for supervision, as its functions are configured in the template. */
+function supervisionSettings(stacks: Templates[]): SupervisionSettings {
+  for (const { template } of stacks) {
+    for (const r of Object.values(template.Resources ?? {})) {
+      const env = (r.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables;
+      if (r.Type === 'AWS::Lambda::Function' && env?.SUPERVISION_SHARDS !== undefined) {
+        return { shards: Number(env.SUPERVISION_SHARDS), bucketSeconds: Number(env.SUPERVISION_BUCKET_SECONDS ?? DEFAULT_SUPERVISION.bucketSeconds) };
+      }
+    }
+  }
+  return DEFAULT_SUPERVISION;
+}
+const supervision = supervisionSettings(templates);
 
 async function waitForEnd(txId: string): Promise<Sample> {
   const early = ended.get(txId);
@@ -135,12 +159,16 @@ let next = 0;
 /** Every transaction the bench started: keys that name one carry that transaction's writes alone. */
 const started = new Set<string>();
 let samples: Sample[] = [];
+/** Every transaction that ended, warm-up included: the groups' sizes (a group's transitions are shared by all its members). */
+const allSamples: Sample[] = [];
 let stopAt = 0;
 async function client(): Promise<void> {
   while (Date.now() < stopAt) {
     const txId = await order(next++);
     started.add(txId);
-    samples.push(await waitForEnd(txId));
+    const sample = await waitForEnd(txId);
+    samples.push(sample);
+    allSamples.push(sample);
   }
 }
 
@@ -176,10 +204,54 @@ console.log(`warming up ${warmup} s with ${clients} clients ...`);
 await phase('warm-up', warmup);
 const before = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading(), cpu: process.cpuUsage() };
 console.log(`measuring ${seconds} s ...`);
+const windowStartMs = Date.now();
 const measured = await phase('measuring', seconds);
+const windowEndMs = stopAt;
 const after = { sfn: stack.stepFunctions.stats(), meter: stack.meter.reading(), cpu: process.cpuUsage(before.cpu) };
+const supervisorsOfWindow = await groupSupervision(measured.samples);
 await demo.stop();
 await stack.stop();
+
+/**
+ * A group's supervisor spends its state transitions over its whole life, most of them after the
+ * window for the groups of the window's last buckets. So wait (no new transactions) until every
+ * supervisor of a group with a measured transaction has ended, and share each group's transitions
+ * among its members: the measured ones' share is what they cost. `complete` is false when some
+ * were still running at the timeout (their transitions so far are counted: a lower bound).
+ */
+async function groupSupervision(measuredSamples: Sample[]): Promise<{ transitions: number; wholeTransitions: number; groups: number; complete: boolean }> {
+  const groupOf = (s: Sample) => supervisionGroup(s.txId, s.createdMs, supervision);
+  const members = new Map<string, { all: number; measured: number }>();
+  for (const s of allSamples) {
+    const g = members.get(groupOf(s)) ?? { all: 0, measured: 0 };
+    g.all++;
+    members.set(groupOf(s), g);
+  }
+  for (const s of measuredSamples) members.get(groupOf(s))!.measured++;
+  const groups = [...members].filter(([, m]) => m.measured > 0).map(([g]) => g);
+  // An execution's name is its group's, with `-g<generation>` for a later generation.
+  const groupOfExecution = (name: string) => name.replace(/-g\d+$/, '');
+  const wanted = new Set(groups);
+  const running = () => stack.stepFunctions.executionStats().filter((e) => e.status === 'RUNNING' && wanted.has(groupOfExecution(e.name))).length;
+  const t0 = Date.now();
+  let lastReport = t0;
+  while (running() > 0 && Date.now() - t0 < SUPERVISORS_TIMEOUT_MS) {
+    if (Date.now() - lastReport >= PROGRESS_EVERY_MS) {
+      lastReport = Date.now();
+      console.log(`[bench] waiting for ${running()} supervisors of the window's ${groups.length} groups to end (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  let transitions = 0;
+  let wholeTransitions = 0;
+  for (const e of stack.stepFunctions.executionStats()) {
+    const m = members.get(groupOfExecution(e.name));
+    if (!m || m.measured === 0) continue;
+    transitions += (e.stateTransitions * m.measured) / m.all;
+    wholeTransitions += e.stateTransitions;
+  }
+  return { transitions, wholeTransitions, groups: groups.length, complete: running() === 0 };
+}
 
 // ---- per transaction --------------------------------------------------------------------------
 
@@ -206,9 +278,29 @@ const byEntity = writes.filter((d) => d.row.key === '' && coordinatorTables.has(
 // share per transaction shrinks as the run grows and it never binds; it is left out.
 const TX_ID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 const namesOneTransaction = (key: string) => (key.match(TX_ID) ?? []).some((id) => started.has(id));
+// A key's share of the transaction rate while it takes writes. Most keys take writes all the time
+// (a listing shard, a SKU's lock): their writes over the window's transactions. A supervision
+// group's key (`g-<bucket start>-<length>-<shard>` of the `open` index) takes writes only while its
+// bucket is current, from the transactions created in it: its writes over the transactions created
+// in its bucket (every shard), for buckets wholly inside the window. Spread over the whole window,
+// it would look several times cooler than it is while hot.
+const BUCKET_KEY = /^g-(\d+)-(\d+)-\d+$/;
+const keyShare = (key: string, writeUnits: number): number | undefined => {
+  const bucket = BUCKET_KEY.exec(key);
+  if (!bucket) return per(writeUnits);
+  const fromMs = Number(bucket[1]) * 1000;
+  const toMs = fromMs + Number(bucket[2]) * 1000;
+  if (fromMs < windowStartMs || toMs > windowEndMs) return undefined;
+  const created = measured.samples.filter((s) => s.createdMs >= fromMs && s.createdMs < toMs).length;
+  return created > 0 ? writeUnits / created : undefined;
+};
 const byKey = writes
   .filter((d) => d.row.key !== '' && coordinatorTables.has(d.row.table) && !namesOneTransaction(d.row.key))
-  .sort((a, b) => b.delta - a.delta);
+  .flatMap((d) => {
+    const share = keyShare(d.row.key, d.delta);
+    return share === undefined ? [] : [{ ...d, share }];
+  })
+  .sort((a, b) => b.share - a.share);
 const busiest = byEntity[0];
 const hottest = byKey[0];
 
@@ -254,7 +346,8 @@ const platformLogBytes = lambdaDeltas.reduce((a, l) => a + l.platformLogBytes, 0
 
 const sfn = (k: keyof LocalStepFunctionsStats) => after.sfn[k] - before.sfn[k];
 const perTransaction: PerTransaction = {
-  stateTransitions: per(sfn('stateTransitions')),
+  // Each group's transitions over its whole life, shared among its members (groupSupervision).
+  stateTransitions: per(supervisorsOfWindow.transitions),
   startExecutions: per(sfn('executionsStarted')),
   taskCallbacks: per(sfn('callbacks') + sfn('heartbeats')),
   lambdaInvocations: per(lambdaDeltas.reduce((a, l) => a + l.invocations, 0)),
@@ -266,6 +359,10 @@ const perTransaction: PerTransaction = {
   logBytes: per(handlerLogBytes + platformLogBytes),
 };
 const kind = readApiKind(templates);
+// The api function (logical id `Functionsapi<hash>` in the coordinator's stack): its seconds per
+// transaction say how many api instances a rate keeps busy, each starting every group it sees once.
+const apiSeconds = functions.filter((f) => /Functionsapi[0-9A-F]{8}$/.test(f.name)).reduce((sum, f) => sum + f.billedMs / 1000, 0);
+const hottestOther = byKey.find((d) => !BUCKET_KEY.test(d.row.key));
 const model: ModelInput = {
   perTransaction,
   functions,
@@ -277,8 +374,14 @@ const model: ModelInput = {
     table: hottest?.row.table ?? '',
     index: hottest?.row.index || null,
     key: hottest?.row.key ?? '',
-    writeUnitsPerTransaction: per(hottest?.delta ?? 0),
+    writeUnitsPerTransaction: hottest?.share ?? 0,
   },
+  supervision: {
+    ...supervision,
+    transitionsPerGroup: supervisorsOfWindow.groups > 0 ? supervisorsOfWindow.wholeTransitions / supervisorsOfWindow.groups : 0,
+    apiSecondsPerTransaction: apiSeconds,
+  },
+  hottestOtherKeyWriteUnits: hottestOther?.share ?? 0,
 };
 
 // ---- report -----------------------------------------------------------------------------------
@@ -313,11 +416,23 @@ console.log(`${n} transactions in ${fmt(measured.elapsedS, 1)} s with ${clients}
 // The process's CPU time (every thread: the stack, its emulators' workers, the demo, the bench):
 // what a transaction costs the embedded stack, steadier than wall-clock time on a busy machine.
 console.log(`CPU time ${fmt(per((after.cpu.user + after.cpu.system) / 1000), 0)} ms per transaction (all threads of this process)`);
+// Every request one of the emulators served, either side: each is an SDK call (or the bench's own
+// POST) that this one process makes and serves, so they are what a transaction costs the embedded stack.
+const byService = new Map<string, number>();
+for (const { row, delta: d } of requests) byService.set(row.service, (byService.get(row.service) ?? 0) + d);
+const byOperation = new Map<string, number>();
+for (const { row, delta: d } of requests) byOperation.set(`${row.service} ${row.operation}`, (byOperation.get(`${row.service} ${row.operation}`) ?? 0) + d);
+console.log(`requests served per transaction, both sides: ${[...byService].sort((a, b) => b[1] - a[1]).map(([service, c]) => `${service} ${fmt(per(c), 1)}`).join(', ')}`);
+console.log(`  by operation: ${[...byOperation].sort((a, b) => b[1] - a[1]).map(([op, c]) => `${op} ${fmt(per(c), 1)}`).join(', ')}`);
+console.log(
+  `supervision (${supervision.shards} shards x ${supervision.bucketSeconds} s buckets): ${supervisorsOfWindow.groups} groups held the window's transactions, ${fmt(supervisorsOfWindow.groups > 0 ? supervisorsOfWindow.wholeTransitions / supervisorsOfWindow.groups : NaN, 1)} state transitions each; their supervisors ${supervisorsOfWindow.complete ? 'all ended' : `had NOT all ended after ${SUPERVISORS_TIMEOUT_MS / 1000} s (their transitions so far are counted: a lower bound)`}`,
+);
 console.log(`time to decision p50 ${pct(decisions, 50)} ms, p99 ${pct(decisions, 99)} ms; to end p50 ${pct(measured.samples.map((s) => s.endMs), 50)} ms, p99 ${pct(measured.samples.map((s) => s.endMs), 99)} ms`);
 console.log('');
 console.log('Per transaction, coordinator side (measured at the emulators):');
 table([
-  ['state transitions', fmt(perTransaction.stateTransitions)],
+  ['state transitions (their groups\' whole life, shared by members)', fmt(perTransaction.stateTransitions)],
+  ['  counted inside the window only', fmt(per(sfn('stateTransitions')))],
   ['StartExecution', fmt(perTransaction.startExecutions)],
   ['task callbacks', fmt(perTransaction.taskCallbacks)],
   ['Lambda invocations', fmt(perTransaction.lambdaInvocations)],
@@ -344,7 +459,7 @@ table([['item', 'per tx', 'unit', 'USD/M'], ...costLines(model).map((l) => [l.it
 console.log('');
 console.log('Capacity: transactions per second each quota allows (quota / use per transaction):');
 const raised = raisedQuotas(model);
-const raisedRows = capacityRows(model, raised.quotas);
+const raisedRows = capacityRows(model, raised.quotas, raised.shards);
 table([
   ['quota', 'limit', 'per tx', 'tx/s', 'raised tx/s'],
   ...capacityRows(model).map((r, i) => [
@@ -355,6 +470,10 @@ table([
     raisedRows[i]!.txPerSecond === null ? '-' : fmt(raisedRows[i]!.txPerSecond!, 0),
   ]),
 ]);
+console.log(
+  `  StartExecution per transaction: ${fmt(perTransaction.startExecutions, 3)} measured in this one process (one api instance); modelled ${fmt(usePerTransaction(model).startExecution, 3)} = (${supervision.shards} shards / ${supervision.bucketSeconds} s) x ${fmt(apiSeconds, 3)} api seconds per transaction, as many api instances each start every group they see`,
+);
+console.log(`  state transitions: ${fmt(model.supervision!.transitionsPerGroup, 1)} per group x ${fmt(supervision.shards / supervision.bucketSeconds, 2)} groups/s, whatever the rate`);
 console.log(`  default quotas: ${fmt(cap.defaultQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.defaultQuotas.bindingQuota}`);
 console.log(`  raised quotas:  ${fmt(cap.raisedQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.raisedQuotas.bindingQuota} (raises: ${cap.raisedQuotas.raises.join('; ') || 'none'})`);
 console.log('');

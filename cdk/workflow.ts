@@ -17,10 +17,13 @@ const LAMBDA_ERRORS = ['Lambda.ServiceException', 'Lambda.AWSLambdaException', '
 
 /**
  * A group's supervisor: one Standard execution per group of transactions (src/supervisor.ts), named
- * after the group. Supervise -> Route -> Sleep (until an absolute time) -> Supervise ... -> Done.
+ * after the group. Sleep (until an absolute time) -> Supervise -> Route -> Sleep ... -> Done.
  * Three state transitions per run, whatever the group's size, and no callbacks: the hot path
- * (start, votes, decision, phase two) never touches Step Functions. State names are a contract:
- * tests and the embedded local stack refer to them. JSONPath only (the local interpreter ignores JSONata).
+ * (start, votes, decision, phase two) never touches Step Functions. It starts with Sleep: a new
+ * group's supervisor is started with the first time anything of its group can be due (`wakeAt`, see
+ * ensureSupervisor), so it makes no run at its start, when nothing can be due yet; a replacement is
+ * started with a time in the past and runs at once. State names are a contract: tests and the
+ * embedded local stack refer to them. JSONPath only (the local interpreter ignores JSONata).
  */
 export class Workflow extends Construct {
   readonly stateMachine: sfn.StateMachine;
@@ -52,7 +55,7 @@ export class Workflow extends Construct {
 
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromChainable(supervise),
+      definitionBody: sfn.DefinitionBody.fromChainable(sleep),
       tracingEnabled: props.tracing ?? true,
       logs: {
         destination: new logs.LogGroup(this, 'Logs', {

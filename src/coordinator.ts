@@ -146,7 +146,7 @@ export class Coordinator {
     if (!current) throw new Error(`transaction ${txId} is neither creatable nor readable`);
     if (current.requestHash !== requestHash) throw new Error(`transaction id ${txId} collides with another request`);
     if (current.status === 'PREPARING' && current.og) {
-      await this.superviseGroup(current.og);
+      await this.superviseGroup(current.og, current);
       if (await this.lockDeclared(current, remainingMs)) {
         // Only to members still pending: a replay re-sends PREPARE to those that have not answered.
         const operations = new Map(valid.value.participants.map((p) => [p.service, p.operation]));
@@ -176,12 +176,12 @@ export class Coordinator {
    * name and input: idempotent while it runs). A start that fails is not the request's failure: the
    * record is in the open index, and the sweeper gives every group with open members a supervisor.
    */
-  private async superviseGroup(group: string): Promise<void> {
+  private async superviseGroup(group: string, starter: TxRecord): Promise<void> {
     if (this.startedGroups.has(group)) return;
     const arn = this.deps.config.stateMachineArn;
     if (!arn) throw new Error('STATE_MACHINE_ARN is not set for this function');
     try {
-      await ensureSupervisor({ log: this.deps.log, workflow: this.deps.workflow, now: this.now }, arn, group);
+      await ensureSupervisor({ log: this.deps.log, workflow: this.deps.workflow, now: this.now }, arn, group, starter);
       this.startedGroups.add(group);
       if (this.startedGroups.size > STARTED_GROUPS_KEPT) this.startedGroups.delete(this.startedGroups.values().next().value!);
     } catch (err) {

@@ -57,15 +57,40 @@ export interface SupervisorRun extends SupervisorState {
   report: { members: number; committed: number; aborted: number; finished: number; resent: number; inDoubt: number; parked: number };
 }
 
+/** A Wait on a time in the past ends at once: the first run of a supervisor started with it comes at once. */
+const AT_ONCE = new Date(0).toISOString();
+
+/**
+ * When a new group's supervisor first looks at its group (the state machine starts with Sleep): when
+ * something of the transaction that starts it can first be due (its prepare deadline, or its first
+ * phase-two re-send: a decision comes after its creation, the re-send a commit timeout after that),
+ * but no later than the bucket's close, when every member but a late one has been created. So no run
+ * is made at the supervisor's start, when nothing can be due yet. Every starter whose timeouts reach
+ * past the close (the defaults' case) passes the same time, so their starts stay one idempotent
+ * input. Without a starter (the sweeper), for a parking group and for a bucket already closed: at once.
+ */
+export function firstLook(group: string, starter?: Pick<TxRecord, 'prepareDeadlineAt' | 'createdAt' | 'timeouts'>): string {
+  const info = groupInfo(group);
+  if (starter === undefined || info.kind !== 'bucket') return AT_ONCE;
+  const firstDue = Math.min(starter.prepareDeadlineAt, Date.parse(starter.createdAt) + starter.timeouts.commitSeconds * 1000);
+  return new Date(Math.min(firstDue, info.closesAt)).toISOString();
+}
+
 /**
  * Make sure `group` has a running supervisor. Generation 0 is the execution named after the group,
- * started with the same input by every caller, so a repeated or duplicated start is a no-op while it
- * runs. If that name is taken by a closed execution, the group's record names the current
+ * started with the same input by every caller with the same first look (`firstLook`), so a
+ * repeated or duplicated start is a no-op while it runs. If that name is taken by a closed execution
+ * (or by a running one started with another first look), the group's record names the current
  * generation; a dead one is replaced by claiming the next generation (one claimant wins) and
- * starting it. Answers the execution that supervises the group now.
+ * starting it, to run at once. Answers the execution that supervises the group now.
  */
-export async function ensureSupervisor(deps: SupervisorDeps, stateMachineArn: string, group: string): Promise<string> {
-  const started = await deps.workflow.start(stateMachineArn, group, { group, gen: 0 });
+export async function ensureSupervisor(
+  deps: SupervisorDeps,
+  stateMachineArn: string,
+  group: string,
+  starter?: Pick<TxRecord, 'prepareDeadlineAt' | 'createdAt' | 'timeouts'>,
+): Promise<string> {
+  const started = await deps.workflow.start(stateMachineArn, group, { group, gen: 0, wakeAt: firstLook(group, starter) });
   if (started === 'started') return group;
   const record = await deps.log.readGroup(group);
   const current: Pick<GroupRecord, 'gen' | 'execution'> = record ?? { gen: 0, execution: supervisorName(group, 0) };
@@ -73,7 +98,7 @@ export async function ensureSupervisor(deps: SupervisorDeps, stateMachineArn: st
   if (state === 'RUNNING') return current.execution;
   if (state === 'MISSING' && current.gen > 0) {
     // Claimed but never started (a crash between claim and start): start it now.
-    await deps.workflow.start(stateMachineArn, current.execution, { group, gen: current.gen });
+    await deps.workflow.start(stateMachineArn, current.execution, { group, gen: current.gen, wakeAt: AT_ONCE });
     return current.execution;
   }
   const now = deps.now ?? systemClock;
@@ -82,7 +107,7 @@ export async function ensureSupervisor(deps: SupervisorDeps, stateMachineArn: st
     const winner = await deps.log.readGroup(group);
     return winner?.execution ?? current.execution;
   }
-  await deps.workflow.start(stateMachineArn, claimed.execution, { group, gen: claimed.gen });
+  await deps.workflow.start(stateMachineArn, claimed.execution, { group, gen: claimed.gen, wakeAt: AT_ONCE });
   return claimed.execution;
 }
 
@@ -195,7 +220,7 @@ export async function superviseRun(
   if (!done && runs >= RUNS_PER_EXECUTION) {
     // Continue as a new execution, well before the history limit: claim the next generation and start it.
     const claimed = await deps.log.claimGroup(input.group, input.gen, new Date(nowMs).toISOString());
-    if (claimed) await deps.workflow.start(deps.stateMachineArn, claimed.execution, { group: input.group, gen: claimed.gen });
+    if (claimed) await deps.workflow.start(deps.stateMachineArn, claimed.execution, { group: input.group, gen: claimed.gen, wakeAt: AT_ONCE });
     return { ...base, done: true, wakeAt: new Date(nowMs).toISOString() };
   }
   const wakeAt = Math.max(nowMs + MIN_WAKE_MS, Math.min(wake, nowMs + MAX_WAKE_MS));

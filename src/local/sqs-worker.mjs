@@ -19,9 +19,43 @@ async function stores() {
   const dist = candidates.map((d) => path.join(d, 'fauxqs', 'dist')).find((d) => existsSync(path.join(d, 'sqs', 'sqsStore.js')));
   if (!dist) throw new Error('fauxqs is not installed (run npm ci)');
   const load = async (file, name) => (await import(pathToFileURL(path.join(dist, file)).href))[name];
+  wakeOneWaiter(await load('sqs/sqsStore.js', 'SqsQueue'));
   const sqsStore = new (await load('sqs/sqsStore.js', 'SqsStore'))();
   sqsStore.host = '';
   return { sqsStore, snsStore: new (await load('sns/snsStore.js', 'SnsStore'))(), s3Store: new (await load('s3/s3Store.js', 'S3Store'))() };
+}
+
+/**
+ * A message that arrives wakes one long poll, as on SQS, where the other receivers go on waiting
+ * until their wait time runs out. fauxqs wakes every waiting ReceiveMessage of the queue, and all
+ * but the one that takes the message answer at once with nothing: four pollers on a queue made
+ * three empty receives (billable requests, and work in this process) per message. So: one waiter
+ * per arrival, and none from inside a receive's own dequeue (which first moves due messages, and
+ * would wake another waiter for the message it is about to take). Messages left ready (a woken
+ * waiter whose request went away, visibility timeouts running out) wake the next waiter at the
+ * queue's 20 ms timer, which runs while anyone waits.
+ */
+function wakeOneWaiter(SqsQueue) {
+  const proto = SqsQueue?.prototype;
+  if (typeof proto?.notifyWaiters !== 'function' || typeof proto.dequeue !== 'function') {
+    throw new Error('fauxqs changed: SqsQueue.notifyWaiters or dequeue is gone (src/local/sqs-worker.mjs)');
+  }
+  const dequeue = proto.dequeue;
+  proto.dequeue = function dequeueWithoutWaking(...args) {
+    this.dequeuing = true;
+    try {
+      return dequeue.apply(this, args);
+    } finally {
+      this.dequeuing = false;
+    }
+  };
+  proto.notifyWaiters = function notifyOneWaiter() {
+    if (this.dequeuing) return;
+    const waiter = this.pollWaiters.shift();
+    if (!waiter) return;
+    clearTimeout(waiter.timer);
+    waiter.resolve();
+  };
 }
 
 const PAYLOAD_CHUNK_BYTES = 64 * 1024;

@@ -143,6 +143,8 @@ interface ExecutionRecord extends ExecutionDescription {
   tokenPlaceholder: string;
   abort?: () => void;
   cancelTimeout?: () => void;
+  /** This execution's share of `stats().stateTransitions`. */
+  stateTransitions: number;
 }
 
 interface StateContext {
@@ -401,6 +403,7 @@ export class LocalStepFunctions {
       machine,
       attempts: new Set(),
       tokenPlaceholder: `__sfn_local_task_token_${randomUUID()}__`,
+      stateTransitions: 0,
     };
     this.executions.set(executionArn, execution);
     this.counters.executionsStarted++;
@@ -415,7 +418,7 @@ export class LocalStepFunctions {
   }
 
   describeExecution(executionArn: string): ExecutionDescription {
-    const { machine: _m, attempts: _a, tokenPlaceholder: _t, abort: _ab, cancelTimeout: _c, ...description } = this.execution(executionArn);
+    const { machine: _m, attempts: _a, tokenPlaceholder: _t, abort: _ab, cancelTimeout: _c, stateTransitions: _s, ...description } = this.execution(executionArn);
     return description;
   }
 
@@ -488,6 +491,7 @@ export class LocalStepFunctions {
     installEntryHooks(definition, (name) => {
       if (execution.status !== 'RUNNING') return;
       this.counters.stateTransitions++;
+      execution.stateTransitions++;
       states.get(name)?.enter();
     });
     const handlers: Record<string, (input: Json) => Promise<Json>> = {};
@@ -501,7 +505,11 @@ export class LocalStepFunctions {
     // Retries are billed as transitions. The library reports them only as events (Map iterations'
     // retries included), which arrive a few microtasks late: fine for counters.
     void (async () => {
-      for await (const event of running.eventLogs) if (event.type === 'StateRetried') this.counters.stateTransitions++;
+      for await (const event of running.eventLogs) {
+        if (event.type !== 'StateRetried') continue;
+        this.counters.stateTransitions++;
+        execution.stateTransitions++;
+      }
     })().catch(() => undefined);
     try {
       const output = await running.result;
@@ -771,6 +779,11 @@ export class LocalStepFunctions {
 
   stats(): LocalStepFunctionsStats {
     return { ...this.counters };
+  }
+
+  /** Each execution's name, status and state transitions so far (a benchmark attributes them to what they supervised). */
+  executionStats(): { name: string; status: ExecutionStatus; stateTransitions: number }[] {
+    return [...this.executions.values()].map((e) => ({ name: e.name, status: e.status, stateTransitions: e.stateTransitions }));
   }
 
   /** Serve the Step Functions JSON API on 127.0.0.1 for @aws-sdk/client-sfn. */

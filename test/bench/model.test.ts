@@ -108,7 +108,44 @@ describe('capacity', () => {
     const { defaultQuotas, raisedQuotas } = capacity(i);
     expect(defaultQuotas).toEqual({ txPerSecond: 50, bindingQuota: 'DynamoDB write units per partition key value' });
     expect(raisedQuotas.txPerSecond).toBe(50);
-    expect(raisedQuotas.raises).toEqual(['DynamoDB table-level write throughput 40,000 -> 80,000 WRU/s', 'API Gateway account throttle 10,000 -> 20,000 requests/s']);
+    expect(raisedQuotas.raises).toEqual(['DynamoDB table-level write throughput 40,000 -> 300,000 WRU/s', 'API Gateway account throttle 10,000 -> 30,000 requests/s']);
+  });
+
+  describe('with supervision by groups', () => {
+    // 8 shards x 10 s buckets; a group key measured at 2/8 WRU per transaction while current.
+    const supervised = (hottestOther = 0.03) =>
+      input({
+        busiestTable: { name: 'log', writeUnitsPerTransaction: 12 },
+        hottestKey: { table: 'log', index: 'open', key: 'g-1796029950-10-7', writeUnitsPerTransaction: 0.25 },
+        hottestOtherKeyWriteUnits: hottestOther,
+        supervision: { shards: 8, bucketSeconds: 10, transitionsPerGroup: 7, apiSecondsPerTransaction: 0.05 },
+        perTransaction: { apiRequests: 1, startExecutions: 0.1, stateTransitions: 0.8 },
+      });
+
+    it('models StartExecution per api instance and group, and state transitions per group whatever the rate', () => {
+      const rows = Object.fromEntries(capacityRows(supervised()).map((r) => [r.id, r]));
+      // (8 / 10 s) x 0.05 s: 0.04 starts per transaction, not the one-process measurement.
+      expect(rows.startExecution!.usePerTransaction).toBeCloseTo(0.04, 9);
+      expect(rows.startExecution!.txPerSecond).toBeCloseTo(300 / 0.04, 6);
+      // 0.8 groups/s x 7 transitions: far under 5,000/s at any rate.
+      expect(rows.stateTransitions!.txPerSecond).toBeNull();
+      expect(rows.dynamodbPartitionWrites!.txPerSecond).toBeCloseTo(4_000, 6);
+      // A group key cools as 1/Z; the hottest other key does not.
+      const wide = Object.fromEntries(capacityRows(supervised(), undefined, 64).map((r) => [r.id, r]));
+      expect(wide.dynamodbPartitionWrites!.usePerTransaction).toBeCloseTo(0.25 / 8, 9);
+      expect(Object.fromEntries(capacityRows(supervised(0.05), undefined, 64).map((r) => [r.id, r.usePerTransaction])).dynamodbPartitionWrites).toBe(0.05);
+      expect(wide.startExecution!.usePerTransaction).toBeCloseTo(6.4 * 0.05, 9);
+      // Transitions bind only if the groups alone exceed the quota.
+      const busy = input({ ...supervised(), supervision: { shards: 8, bucketSeconds: 1, transitionsPerGroup: 1_000, apiSecondsPerTransaction: 0.05 } });
+      expect(Object.fromEntries(capacityRows(busy).map((r) => [r.id, r.txPerSecond])).stateTransitions).toBe(0);
+    });
+
+    it('picks the shard count the raised quotas serve best, and names it among the raises', () => {
+      const { raisedQuotas } = capacity(supervised());
+      // Group keys: 500 x Z tx/s; StartExecution: 1,500 / (Z / 10 x 0.05): Z = 24 gives 12,000 both ways.
+      expect(raisedQuotas).toMatchObject({ txPerSecond: 12_000, bindingQuota: expect.stringMatching(/partition key|StartExecution/) });
+      expect(raisedQuotas.raises).toContain('context supervisionShards 8 -> 24 (a setting, not a quota: the open index\'s group keys, 2 write units per transaction on one of Z keys)');
+    });
   });
 });
 

@@ -280,10 +280,10 @@ describe("the groups' supervisor state machine", () => {
     coordinator.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineType: 'STANDARD', StateMachineName: 'dtc-supervisor' });
   });
 
-  it('is Supervise -> Route -> Sleep (until $.wakeAt) -> Supervise, Backoff on errors, Done when the group is', () => {
+  it('is Sleep (until $.wakeAt) -> Supervise -> Route -> Sleep, Backoff on errors, Done when the group is', () => {
     const states = asl.States as Record<string, Json>;
     expect(Object.keys(states).sort()).toEqual([...STATE_NAMES].sort());
-    expect(asl.StartAt).toBe('Supervise');
+    expect(asl.StartAt).toBe('Sleep');
     const supervise = states.Supervise!;
     expect(supervise).toMatchObject({ Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', OutputPath: '$.Payload', TimeoutSeconds: 60, Next: 'Route' });
     expect(supervise.Parameters['Payload.$']).toBe('$');
