@@ -5,7 +5,6 @@
 // with the items, ReturnValuesOnConditionCheckFailure, and transactional billing (2x).
 import {
   ConditionalCheckFailedException,
-  CreateTableCommand,
   DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
@@ -23,6 +22,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DynamoDBDocumentClient, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createTableAndWait } from '../../src/aws/tables';
 import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
 import { installFaults } from '../../src/local/faults';
 import { Meter, type DynamoUnitsRow } from '../../src/local/meter';
@@ -40,15 +40,13 @@ const N = (n: number): AttributeValue => ({ N: String(n) });
 const key = (pk: string) => ({ pk: S(pk) });
 
 async function createTable(TableName: string, withIndex: boolean) {
-  await client.send(
-    new CreateTableCommand({
-      TableName,
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }, ...(withIndex ? [{ AttributeName: 'owner', AttributeType: 'S' as const }] : [])],
-      ...(withIndex ? { GlobalSecondaryIndexes: [{ IndexName: INDEX, KeySchema: [{ AttributeName: 'owner', KeyType: 'HASH' as const }], Projection: { ProjectionType: 'ALL' as const } }] } : {}),
-    }),
-  );
+  await createTableAndWait(client, {
+    TableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }, ...(withIndex ? [{ AttributeName: 'owner', AttributeType: 'S' as const }] : [])],
+    ...(withIndex ? { GlobalSecondaryIndexes: [{ IndexName: INDEX, KeySchema: [{ AttributeName: 'owner', KeyType: 'HASH' as const }], Projection: { ProjectionType: 'ALL' as const } }] } : {}),
+  });
 }
 
 async function get(pk: string, TableName = ACCOUNTS) {
@@ -245,7 +243,7 @@ describe('TransactWriteItems', () => {
       };
       try {
         let { d, c } = await start();
-        await c.send(new CreateTableCommand({ TableName: ACCOUNTS, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }));
+        await createTableAndWait(c, { TableName: ACCOUNTS, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] });
         const request = { ClientRequestToken: 'token-disk', TransactItems: [{ Update: { TableName: ACCOUNTS, Key: key('counter'), UpdateExpression: 'ADD n :one', ExpressionAttributeValues: { ':one': N(1) } } }] };
         await c.send(new TransactWriteItemsCommand(request));
         c.destroy();
@@ -313,7 +311,7 @@ describe('TransactWriteItems', () => {
     const disk = await startDynamo({ path: dir });
     const c = new DynamoDBClient({ endpoint: disk.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
     try {
-      await c.send(new CreateTableCommand({ TableName: ACCOUNTS, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }));
+      await createTableAndWait(c, { TableName: ACCOUNTS, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] });
       const accounts = Array.from({ length: 6 }, (_, i) => `iso-${i}`);
       await c.send(new TransactWriteItemsCommand({ TransactItems: accounts.map((pk) => ({ Put: { TableName: ACCOUNTS, Item: { pk: S(pk), balance: N(100) } } })) }));
       const total = accounts.length * 100;
@@ -440,10 +438,18 @@ describe('billing', () => {
     return diff();
   }
 
+  /** Wait until the charges of the writes that set up a test have arrived (they travel apart from the responses). */
+  async function settled(...items: [table: string, key: string][]) {
+    await vi.waitFor(() => {
+      for (const [table, key] of items) expect(meter.reading().dynamodb.find((r) => r.table === table && r.index === '' && r.key === key)?.writeUnits).toBeGreaterThan(0);
+    });
+  }
+
   it('charges twice the write units of each item a transaction writes or checks, index writes once', async () => {
     await put('b1', { balance: N(10) });
     await put('b2', { balance: N(10), owner: S('bea') });
     await put('b3', { ok: { BOOL: true } }, OTHER);
+    await settled([ACCOUNTS, 'b1'], [ACCOUNTS, 'b2'], [OTHER, 'b3']);
     const before = meter.reading().dynamodb;
     await client.send(
       new TransactWriteItemsCommand({
@@ -466,6 +472,7 @@ describe('billing', () => {
   it('charges twice the consistent read units of each item TransactGetItems reads', async () => {
     await put('rb1', { v: N(1) });
     await put('rb2', { v: S('y'.repeat(5000)) });
+    await settled([ACCOUNTS, 'rb1'], [ACCOUNTS, 'rb2']);
     const before = meter.reading().dynamodb;
     await client.send(new TransactGetItemsCommand({ TransactItems: [{ Get: { TableName: ACCOUNTS, Key: key('rb1') } }, { Get: { TableName: ACCOUNTS, Key: key('rb2') } }] }));
     const charged = await chargedSince(before, 2);
