@@ -12,7 +12,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CreateTableCommand, DynamoDBClient, PutItemCommand, TransactWriteItemsCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, PutItemCommand, TransactWriteItemsCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { createTableAndWait } from '../src/aws/tables';
 import { startDynamo } from '../src/local/dynamodb';
 
 const { values } = parseArgs({
@@ -41,9 +42,7 @@ const dir = values.memory ? undefined : await mkdtemp(path.join(tmpdir(), 'dtc-b
 const dynamo = await startDynamo(dir ? { path: dir } : {});
 const client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });
 
-await client.send(
-  new CreateTableCommand({ TableName: TABLE, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }),
-);
+await createTableAndWait(client, { TableName: TABLE, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] });
 for (let i = 0; i < accounts; i += SEED_BATCH) {
   const ids = Array.from({ length: Math.min(SEED_BATCH, accounts - i) }, (_, k) => i + k);
   await client.send(new TransactWriteItemsCommand({ TransactItems: ids.map((id) => ({ Put: { TableName: TABLE, Item: { pk: { S: `acct-${id}` }, balance: { N: String(BALANCE) } } } })) }));

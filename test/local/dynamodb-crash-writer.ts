@@ -5,7 +5,8 @@
 // transfer also moves both accounts to a new index key), and 4 writers rewriting `marker` items
 // with PutItem so that they move between index keys and in and out of the index. Prints
 // `writing <n>` once the flood runs. Not a test file itself.
-import { CreateTableCommand, DynamoDBClient, ResourceInUseException, TransactWriteItemsCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, ResourceInUseException, TransactWriteItemsCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { createTableAndWait } from '../../src/aws/tables';
 import { startDynamo } from '../../src/local/dynamodb';
 
 export const TABLE = 'crash-accounts';
@@ -18,18 +19,16 @@ const dynamo = await startDynamo({ path: dir });
 const client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });
 
 try {
-  await client.send(
-    new CreateTableCommand({
-      TableName: TABLE,
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'owner', AttributeType: 'S' },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-      GlobalSecondaryIndexes: [{ IndexName: INDEX, KeySchema: [{ AttributeName: 'owner', KeyType: 'HASH' }], Projection: { ProjectionType: 'ALL' } }],
-    }),
-  );
+  await createTableAndWait(client, {
+    TableName: TABLE,
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    AttributeDefinitions: [
+      { AttributeName: 'pk', AttributeType: 'S' },
+      { AttributeName: 'owner', AttributeType: 'S' },
+    ],
+    BillingMode: 'PAY_PER_REQUEST',
+    GlobalSecondaryIndexes: [{ IndexName: INDEX, KeySchema: [{ AttributeName: 'owner', KeyType: 'HASH' }], Projection: { ProjectionType: 'ALL' } }],
+  });
   // Funded all at once, or (killed before this lands) not at all: the test finds no accounts then.
   await client.send(
     new TransactWriteItemsCommand({

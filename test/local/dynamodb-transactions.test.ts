@@ -5,7 +5,6 @@
 // with the items, ReturnValuesOnConditionCheckFailure, and transactional billing (2x).
 import {
   ConditionalCheckFailedException,
-  CreateTableCommand,
   DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
@@ -23,6 +22,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DynamoDBDocumentClient, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createTableAndWait } from '../../src/aws/tables';
 import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
 import { installFaults } from '../../src/local/faults';
 import { Meter, type DynamoUnitsRow } from '../../src/local/meter';
@@ -40,15 +40,13 @@ const N = (n: number): AttributeValue => ({ N: String(n) });
 const key = (pk: string) => ({ pk: S(pk) });
 
 async function createTable(TableName: string, withIndex: boolean) {
-  await client.send(
-    new CreateTableCommand({
-      TableName,
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }, ...(withIndex ? [{ AttributeName: 'owner', AttributeType: 'S' as const }] : [])],
-      ...(withIndex ? { GlobalSecondaryIndexes: [{ IndexName: INDEX, KeySchema: [{ AttributeName: 'owner', KeyType: 'HASH' as const }], Projection: { ProjectionType: 'ALL' as const } }] } : {}),
-    }),
-  );
+  await createTableAndWait(client, {
+    TableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }, ...(withIndex ? [{ AttributeName: 'owner', AttributeType: 'S' as const }] : [])],
+    ...(withIndex ? { GlobalSecondaryIndexes: [{ IndexName: INDEX, KeySchema: [{ AttributeName: 'owner', KeyType: 'HASH' as const }], Projection: { ProjectionType: 'ALL' as const } }] } : {}),
+  });
 }
 
 async function get(pk: string, TableName = ACCOUNTS) {
@@ -237,6 +235,34 @@ describe('TransactWriteItems', () => {
       expect(await get('p2')).toEqual({ pk: S('p2'), balance: N(10) });
     });
 
+    it('keeps the token on disk: after a restart the same request still applies nothing', async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'dtc-ddb-token-'));
+      const start = async () => {
+        const d = await startDynamo({ path: dir });
+        return { d, c: new DynamoDBClient({ endpoint: d.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }) };
+      };
+      try {
+        let { d, c } = await start();
+        await createTableAndWait(c, { TableName: ACCOUNTS, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] });
+        const request = { ClientRequestToken: 'token-disk', TransactItems: [{ Update: { TableName: ACCOUNTS, Key: key('counter'), UpdateExpression: 'ADD n :one', ExpressionAttributeValues: { ':one': N(1) } } }] };
+        await c.send(new TransactWriteItemsCommand(request));
+        c.destroy();
+        await d.stop();
+        ({ d, c } = await start());
+        try {
+          await c.send(new TransactWriteItemsCommand(request));
+          expect((await c.send(new GetItemCommand({ TableName: ACCOUNTS, Key: key('counter'), ConsistentRead: true }))).Item).toEqual({ pk: S('counter'), n: N(1) });
+          const mismatch = await rejection(c.send(new TransactWriteItemsCommand({ ...request, TransactItems: [{ Put: { TableName: ACCOUNTS, Item: { pk: S('other') } } }] })));
+          expect(mismatch.name).toBe('IdempotentParameterMismatchException');
+        } finally {
+          c.destroy();
+          await d.stop();
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
     it('keeps no token for a canceled transaction: the same request runs again once it can', async () => {
       await put('r1', { balance: N(5) });
       await put('r2', { balance: N(0) });
@@ -285,15 +311,18 @@ describe('TransactWriteItems', () => {
     const disk = await startDynamo({ path: dir });
     const c = new DynamoDBClient({ endpoint: disk.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
     try {
-      await c.send(new CreateTableCommand({ TableName: ACCOUNTS, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }));
+      await createTableAndWait(c, { TableName: ACCOUNTS, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] });
       const accounts = Array.from({ length: 6 }, (_, i) => `iso-${i}`);
       await c.send(new TransactWriteItemsCommand({ TransactItems: accounts.map((pk) => ({ Put: { TableName: ACCOUNTS, Item: { pk: S(pk), balance: N(100) } } })) }));
       const total = accounts.length * 100;
-      const deadline = Date.now() + 3000;
+      // Until the readers have seen 30 whole views while transfers ran (bounded by 30 s).
+      const READS = 30;
+      const deadline = Date.now() + 30_000;
       let transfers = 0;
       let reads = 0;
+      const running = () => reads < READS && Date.now() < deadline;
       const reader = async () => {
-        while (Date.now() < deadline) {
+        while (running()) {
           const out = await c
             .send(new TransactGetItemsCommand({ TransactItems: accounts.map((pk) => ({ Get: { TableName: ACCOUNTS, Key: key(pk) } })) }))
             .catch((err: Error) => {
@@ -307,7 +336,7 @@ describe('TransactWriteItems', () => {
         }
       };
       const writer = async (w: number) => {
-        for (let k = 0; Date.now() < deadline; k++) {
+        for (let k = 0; running(); k++) {
           const from = accounts[(w + k) % accounts.length]!;
           const to = accounts[(w + 2 * k + 1) % accounts.length]!;
           if (from === to) continue;
@@ -320,8 +349,8 @@ describe('TransactWriteItems', () => {
         }
       };
       await Promise.all([...Array.from({ length: 8 }, (_, w) => writer(w)), reader(), reader()]);
+      expect(reads).toBeGreaterThanOrEqual(READS);
       expect(transfers).toBeGreaterThan(10);
-      expect(reads).toBeGreaterThan(10);
       const final = await c.send(new TransactGetItemsCommand({ TransactItems: accounts.map((pk) => ({ Get: { TableName: ACCOUNTS, Key: key(pk) } })) }));
       expect(final.Responses!.reduce((sum, r) => sum + Number(r.Item!.balance!.N), 0)).toBe(total);
     } finally {
@@ -409,10 +438,18 @@ describe('billing', () => {
     return diff();
   }
 
+  /** Wait until the charges of the writes that set up a test have arrived (they travel apart from the responses). */
+  async function settled(...items: [table: string, key: string][]) {
+    await vi.waitFor(() => {
+      for (const [table, key] of items) expect(meter.reading().dynamodb.find((r) => r.table === table && r.index === '' && r.key === key)?.writeUnits).toBeGreaterThan(0);
+    });
+  }
+
   it('charges twice the write units of each item a transaction writes or checks, index writes once', async () => {
     await put('b1', { balance: N(10) });
     await put('b2', { balance: N(10), owner: S('bea') });
     await put('b3', { ok: { BOOL: true } }, OTHER);
+    await settled([ACCOUNTS, 'b1'], [ACCOUNTS, 'b2'], [OTHER, 'b3']);
     const before = meter.reading().dynamodb;
     await client.send(
       new TransactWriteItemsCommand({
@@ -435,6 +472,7 @@ describe('billing', () => {
   it('charges twice the consistent read units of each item TransactGetItems reads', async () => {
     await put('rb1', { v: N(1) });
     await put('rb2', { v: S('y'.repeat(5000)) });
+    await settled([ACCOUNTS, 'rb1'], [ACCOUNTS, 'rb2']);
     const before = meter.reading().dynamodb;
     await client.send(new TransactGetItemsCommand({ TransactItems: [{ Get: { TableName: ACCOUNTS, Key: key('rb1') } }, { Get: { TableName: ACCOUNTS, Key: key('rb2') } }] }));
     const charged = await chargedSince(before, 2);

@@ -3,7 +3,6 @@
 // with their index entries and leaves everything else, and the provisioner enabling the TTL the
 // CDK template declares.
 import {
-  CreateTableCommand,
   DeleteTableCommand,
   DescribeTimeToLiveCommand,
   DynamoDBClient,
@@ -17,6 +16,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createTableAndWait } from '../../src/aws/tables';
 import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
 import { Meter } from '../../src/local/meter';
 import { startLocalAws } from '../support/aws';
@@ -32,18 +32,16 @@ const S = (s: string): AttributeValue => ({ S: s });
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 async function createTable() {
-  await client.send(
-    new CreateTableCommand({
-      TableName: TABLE,
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'grp', AttributeType: 'S' },
-      ],
-      GlobalSecondaryIndexes: [{ IndexName: INDEX, KeySchema: [{ AttributeName: 'grp', KeyType: 'HASH' }], Projection: { ProjectionType: 'KEYS_ONLY' } }],
-    }),
-  );
+  await createTableAndWait(client, {
+    TableName: TABLE,
+    BillingMode: 'PAY_PER_REQUEST',
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    AttributeDefinitions: [
+      { AttributeName: 'pk', AttributeType: 'S' },
+      { AttributeName: 'grp', AttributeType: 'S' },
+    ],
+    GlobalSecondaryIndexes: [{ IndexName: INDEX, KeySchema: [{ AttributeName: 'grp', KeyType: 'HASH' }], Projection: { ProjectionType: 'KEYS_ONLY' } }],
+  });
 }
 
 const describeTtl = async (TableName = TABLE) => (await client.send(new DescribeTimeToLiveCommand({ TableName }))).TimeToLiveDescription;
@@ -80,7 +78,7 @@ describe('UpdateTimeToLive and DescribeTimeToLive', () => {
 
   it('forgets the setting when the table is deleted and created again', async () => {
     const name = 'ttl-recreated';
-    const create = () => client.send(new CreateTableCommand({ TableName: name, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }));
+    const create = () => createTableAndWait(client, { TableName: name, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] });
     await create();
     await client.send(new UpdateTimeToLiveCommand({ TableName: name, TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true } }));
     expect(await describeTtl(name)).toEqual({ TimeToLiveStatus: 'ENABLED', AttributeName: 'ttl' });
@@ -128,7 +126,7 @@ describe('the reaper', () => {
     await put('kept', { expiresAt: { N: String(nowSeconds() - 10) } });
     // A sibling table with TTL on shows the reaper has run since (several passes).
     const sibling = 'ttl-sibling';
-    await client.send(new CreateTableCommand({ TableName: sibling, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }));
+    await createTableAndWait(client, { TableName: sibling, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] });
     await client.send(new UpdateTimeToLiveCommand({ TableName: sibling, TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true } }));
     for (let i = 0; i < 3; i++) {
       await client.send(new PutItemCommand({ TableName: sibling, Item: { pk: S(`s-${i}`), expiresAt: { N: String(nowSeconds() - 10) } } }));
@@ -148,7 +146,7 @@ it('reaps items stored before TTL was enabled, and items stored before a restart
   };
   try {
     let s = await start();
-    await s.c.send(new CreateTableCommand({ TableName: 'ttl-disk', BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }));
+    await createTableAndWait(s.c, { TableName: 'ttl-disk', BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] });
     await s.c.send(new PutItemCommand({ TableName: 'ttl-disk', Item: { pk: S('before-enabled'), ttl: { N: String(nowSeconds() - 10) } } }));
     await s.c.send(new UpdateTimeToLiveCommand({ TableName: 'ttl-disk', TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true } }));
     await vi.waitFor(async () => expect(await s.present('before-enabled')).toBe(false), { timeout: 5000 });
