@@ -104,9 +104,12 @@ describe('memberAction', () => {
 
   it('finishes a decided transaction that nobody owes an acknowledgement', () => {
     expect(memberAction(committing(T0, { acks: { inventory: { phase: 'COMMIT', at: 'a' }, payment: { phase: 'COMMIT', at: 'b' } } }), T0, undefined, false)).toEqual({ kind: 'finish' });
-    // NO and READ_ONLY voters hold nothing: an ABORT that only they got needs no acknowledgement.
-    const aborted = record({ status: 'ABORTING', decision: 'ABORT', decidedAt: new Date(T0).toISOString(), votes: { inventory: { vote: 'NO', at: 'v' }, payment: { vote: 'READ_ONLY', at: 'v' } } });
+    // NO voters hold nothing: an ABORT that only they got needs no acknowledgement.
+    const aborted = record({ status: 'ABORTING', decision: 'ABORT', decidedAt: new Date(T0).toISOString(), votes: { inventory: { vote: 'NO', at: 'v' }, payment: { vote: 'NO', at: 'v' } } });
     expect(memberAction(aborted, T0, undefined, false)).toEqual({ kind: 'finish' });
+    // A READ_ONLY voter keeps its locks until the decision reaches it (docs/consistency.md): it is owed the outcome.
+    const readOnly = record({ status: 'ABORTING', decision: 'ABORT', decidedAt: new Date(T0).toISOString(), votes: { inventory: { vote: 'NO', at: 'v' }, payment: { vote: 'READ_ONLY', at: 'v' } } });
+    expect(memberAction(readOnly, T0, undefined, false)).toMatchObject({ kind: 'phase-two', to: ['payment'] });
   });
 
   it('re-sends phase two to the unacknowledged on the schedule, with the attempt number, and looks again at the next point', () => {
