@@ -57,7 +57,8 @@ export class CoordinatorStack extends Stack {
     const execArn = Stack.of(this).formatArn({ service: 'states', resource: 'execution', resourceName: `${smName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     this.supervisorName = smName;
     this.supervisors = new iam.Policy(this, 'Supervisors', {
-      roles: [api.role, supervise.role, reply.role].filter((r): r is iam.IRole => r !== undefined),
+      // Not reply: votes and acknowledgements never start a supervisor (test/cdk/permissions.test.ts).
+      roles: [api.role, supervise.role].filter((r): r is iam.IRole => r !== undefined),
       statements: [
         new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [smArn] }),
         new iam.PolicyStatement({ actions: ['states:DescribeExecution'], resources: [execArn] }),

@@ -1,6 +1,7 @@
 // Consumes the participants' reply queues (votes and acknowledgements) in batches: one event source
 // mapping per queue, and the queue a message came on (`eventSourceARN`) names its sender. The body
-// is `replyBatch` (src/coordinator.ts), which the simulation runs too.
+// is `replyBatch` (src/coordinator.ts, each message through Powertools' BatchProcessor, failures
+// reported per message: ReportBatchItemFailures), which the simulation runs too.
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { getCoordinator, getQueues, getReplyAuthority, logger } from '../src/aws/runtime';
 import { metricsPort, withTelemetry } from '../src/aws/telemetry';

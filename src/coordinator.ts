@@ -4,7 +4,8 @@
 // Decisions come from src/core (the table of state changes is the commit point); this module only
 // sequences reads, conditional writes and sends.
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import type { SQSRecord } from 'aws-lambda';
 import { systemClock, systemIds } from './aws/system';
 import { type AckMessage, type ParticipantMessage, type ReplyMessage, type VoteMessage, clipReason, parseMessage, replyMessage } from './core/messages';
 import { mutated } from './core/mutations';
@@ -478,15 +479,18 @@ export interface ReplyAuthority {
   senders?: Record<string, readonly string[]>;
 }
 
-const batchFailure = z.object({ itemIdentifier: z.string() });
-export type BatchItemFailure = z.infer<typeof batchFailure>;
+/** One failed message of a batch, as Lambda's ReportBatchItemFailures reads it. */
+export interface BatchItemFailure {
+  itemIdentifier: string;
+}
 
 /**
- * The reply function's body: a batch from the participants' reply queues. A participant is known by
- * the queue its message came on (its policy lets only that participant send), never by the
- * message's own field; a message naming anyone else, from an unknown queue, or from a sender that is
- * not the participant's, is dead-lettered with the reason and changes nothing. Failed items are
- * redelivered.
+ * The reply function's body: a batch from the participants' reply queues, each message on its own
+ * through Powertools' BatchProcessor (in parallel; a failure is reported for that message only, and
+ * a batch where all fail is reported, not thrown, so every message is redelivered alike). A
+ * participant is known by the queue its message came on (its policy lets only that participant
+ * send), never by the message's own field; a message naming anyone else, from an unknown queue, or
+ * from a sender that is not the participant's, is dead-lettered with the reason and changes nothing.
  */
 export async function replyBatch(
   coordinator: Coordinator,
@@ -496,35 +500,37 @@ export async function replyBatch(
   logger: Pick<HandlerLogger, 'error' | 'warn'>,
   metrics: MetricsPort = noMetrics,
 ): Promise<{ batchItemFailures: BatchItemFailure[] }> {
-  const failures: BatchItemFailure[] = [];
-  await Promise.all(
-    records.map(async (record) => {
-      try {
-        const parsed = parseMessage(replyMessage, record.body);
-        const owner = record.eventSourceARN === undefined ? undefined : authority.owners[record.eventSourceARN];
-        const refusal = !parsed.ok
-          ? `malformed reply message: ${parsed.reason}`
-          : owner === undefined
-            ? `the reply came on a queue that belongs to no participant (${record.eventSourceARN ?? 'none'})`
-            : parsed.value.participant !== owner
-              ? `the reply names ${parsed.value.participant} but came on ${owner}'s reply queue`
-              : !senderAllowed(authority, owner, record.attributes?.SenderId)
-                ? `the reply on ${owner}'s queue was sent by ${record.attributes?.SenderId ?? 'an unknown sender'}, not by ${owner}`
-                : undefined;
-        if (refusal !== undefined || !parsed.ok) {
-          logger.warn('reply refused', { messageId: record.messageId, reason: refusal });
-          await queues.deadLetterReply(record.body, clipReason(refusal ?? 'refused'), owner ?? 'unknown');
-          metrics.count(METRIC.RepliesRefused);
-          return;
-        }
-        await coordinator.onReply(parsed.value);
-      } catch (err) {
-        logger.error('reply failed', { messageId: record.messageId, error: err as Error });
-        failures.push({ itemIdentifier: record.messageId });
+  const handle = async (record: ReplyRecord): Promise<void> => {
+    try {
+      const parsed = parseMessage(replyMessage, record.body);
+      const owner = record.eventSourceARN === undefined ? undefined : authority.owners[record.eventSourceARN];
+      const refusal = !parsed.ok
+        ? `malformed reply message: ${parsed.reason}`
+        : owner === undefined
+          ? `the reply came on a queue that belongs to no participant (${record.eventSourceARN ?? 'none'})`
+          : parsed.value.participant !== owner
+            ? `the reply names ${parsed.value.participant} but came on ${owner}'s reply queue`
+            : !senderAllowed(authority, owner, record.attributes?.SenderId)
+              ? `the reply on ${owner}'s queue was sent by ${record.attributes?.SenderId ?? 'an unknown sender'}, not by ${owner}`
+              : undefined;
+      if (refusal !== undefined || !parsed.ok) {
+        logger.warn('reply refused', { messageId: record.messageId, reason: refusal });
+        await queues.deadLetterReply(record.body, clipReason(refusal ?? 'refused'), owner ?? 'unknown');
+        metrics.count(METRIC.RepliesRefused);
+        return;
       }
-    }),
-  );
-  return { batchItemFailures: failures };
+      await coordinator.onReply(parsed.value);
+    } catch (err) {
+      logger.error('reply failed', { messageId: record.messageId, error: err as Error });
+      throw err;
+    }
+  };
+  // A processor keeps the batch it works on: one per call, since invocations may run at once.
+  const processor = new BatchProcessor(EventType.SQS);
+  const response = await processPartialResponse({ Records: records as unknown as SQSRecord[] }, (r: SQSRecord) => handle(r as unknown as ReplyRecord), processor, {
+    throwOnFullBatchFailure: false,
+  });
+  return { batchItemFailures: response.batchItemFailures.map((f) => ({ itemIdentifier: f.itemIdentifier })) };
 }
 
 function senderAllowed(authority: ReplyAuthority, owner: string, senderId: string | undefined): boolean {
