@@ -50,4 +50,6 @@ export function indexWrites(
 ): { kind: 'put' | 'delete' | 'update'; key: string | undefined; writeUnits: number }[];
 export function writeCharges(table: TableDescription, before: Item | undefined | null, after: Item | undefined | null, options?: { transactional?: boolean; key?: Item }): WriteCharge[];
 export function failedWriteCharges(table: TableDescription, existing: Item | undefined | null, attempted: Item | undefined | null, key?: Item): WriteCharge[];
+export function conditionCheckCharges(table: TableDescription, existing: Item | undefined | null, key?: Item): WriteCharge[];
+export function transactionalReadUnits(item: Item | undefined | null): number;
 export function plainItem(item: Item | undefined | null): Record<string, string | boolean>;

@@ -176,6 +176,19 @@ export function failedWriteCharges(table, existing, attempted, key) {
   return [{ index: undefined, key: partitionKeyValue(existing ?? attempted ?? key, table.KeySchema), writeUnits: writeUnits(itemSize(existing), itemSize(attempted)) }];
 }
 
+/**
+ * What a ConditionCheck of a committed TransactWriteItems costs: it writes nothing, and AWS bills it
+ * as a transactional write of the item checked: twice its size in 1 KB steps, at least 2 units.
+ */
+export function conditionCheckCharges(table, existing, key) {
+  return [{ index: undefined, key: partitionKeyValue(existing ?? key, table.KeySchema), writeUnits: 2 * writeUnits(itemSize(existing)) }];
+}
+
+/** Read units for one item read by TransactGetItems: always strongly consistent, and twice that. */
+export function transactionalReadUnits(item) {
+  return 2 * readUnits(itemSize(item), true);
+}
+
 /** The item's top-level scalar attributes as plain values (strings, numbers as text, booleans), for listeners. */
 export function plainItem(item) {
   const plain = {};

@@ -2,6 +2,13 @@
 // second core instead of the thread that runs the Lambdas, Step Functions and the demo shop.
 // Plain JavaScript, so it loads the same under `node --import tsx` and vitest.
 //
+// What the worker adds to dynalite:
+// - TransactWriteItems and TransactGetItems (dynamodb-transactions.mjs), UpdateTimeToLive and
+//   DescribeTimeToLive with a reaper that deletes expired items every `ttlReaperMs`
+//   (dynamodb-ttl.mjs), ReturnValuesOnConditionCheckFailure on single writes;
+// - crash-atomic single writes: an item and its index entries in one LevelDB batch
+//   (atomicSingleWrites in dynamodb-transactions.mjs).
+//
 // Metering (workerData.meter): besides a `count` per request, the worker charges every request in
 // request units as AWS bills them (dynamodb-billing.mjs), from inside dynalite's own db layer,
 // where each write sees the item before and after it under the item's lock:
@@ -10,18 +17,32 @@
 // - db.checkConditional(data, existing) failing: the failed write's base-table units;
 // - db.addConsumedCapacity(data, isRead, item): GetItem (and each BatchGetItem key);
 // - db.queryTable(...): Query and Scan, by the summed size of the items read before any filter, as
-//   dynalite sums them for ReturnConsumedCapacity (its sizes follow AWS's rules for ASCII text).
-// TransactWriteItems would bill twice the base-table units (writeCharges' `transactional`); dynalite
-// does not serve it, so nothing here calls it yet.
+//   dynalite sums them for ReturnConsumedCapacity (its sizes follow AWS's rules for ASCII text);
+// - transactions, through their hooks: twice the base-table units of each item written or checked,
+//   index writes as usual; twice the consistent read units of each item TransactGetItems reads; a
+//   canceled transaction as one failed conditional write per action. Deletions by TTL are free.
 // Charges go to the parent as `{ kind: 'charges', charges: [[table, index, key, wru, rru], ...] }`.
 //
 // Watches: after `{ kind: 'watch', id, table, attribute, values }`, a write that sets `attribute` of
 // an item of `table` to one of `values` (a change) posts `{ kind: 'change', watch: id, item }` with
 // the item's top-level scalars: an observer learns of it without a request of its own.
+import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { failedWriteCharges, itemSize, partitionKeyValue, plainItem, readUnits, sameValue, writeCharges } from './dynamodb-billing.mjs';
+import {
+  conditionCheckCharges,
+  failedWriteCharges,
+  itemSize,
+  partitionKeyValue,
+  plainItem,
+  readUnits,
+  sameValue,
+  transactionalReadUnits,
+  writeCharges,
+} from './dynamodb-billing.mjs';
+import { atomicSingleWrites, createTransactions } from './dynamodb-transactions.mjs';
+import { DEFAULT_REAPER_INTERVAL_MS, createTimeToLive } from './dynamodb-ttl.mjs';
 
 const require = createRequire(import.meta.url);
 const dynalite = require('dynalite');
@@ -29,7 +50,7 @@ const dynalite = require('dynalite');
 // its exports before the first request puts the hooks in their path.
 const db = require(path.join(path.dirname(require.resolve('dynalite')), 'db'));
 
-const { path: dataPath, port, meter } = workerData;
+const { path: dataPath, port, meter, ttlReaperMs = DEFAULT_REAPER_INTERVAL_MS } = workerData;
 
 /** Table name -> its description, as dynalite last read it (key schema and indexes). */
 const tables = new Map();
@@ -71,9 +92,32 @@ function notifyWatchers(table, before, after) {
   }
 }
 
+function chargeWrite(table, before, after, options) {
+  for (const c of writeCharges(table, before, after, options)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
+  if (watches.size) notifyWatchers(table, before, after);
+}
+
+/** The store's transactions, TTL and atomic single writes (dynalite creates one store per server). */
+let transactions;
+let timeToLive;
+let singleWrites;
+
 const create = db.create;
 db.create = function (options) {
   const store = create.call(this, options);
+  singleWrites = atomicSingleWrites(store);
+  transactions = createTransactions(store, {
+    committed: chargeWrite,
+    conditionChecked: (table, existing, key) => {
+      for (const c of conditionCheckCharges(table, existing, key)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
+    },
+    canceledAction: (table, existing, attempted, key) => {
+      for (const c of failedWriteCharges(table, existing, attempted, key)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
+    },
+    read: (table, item, { transactional, key }) =>
+      charge(table.TableName, '', partitionKeyValue(item ?? key, table.KeySchema), 0, transactional ? transactionalReadUnits(item) : readUnits(itemSize(item), true)),
+  });
+  timeToLive = createTimeToLive(store);
   const getTable = store.getTable;
   store.getTable = function (name, checkStatus, cb) {
     const done = typeof checkStatus === 'function' ? checkStatus : cb;
@@ -90,18 +134,23 @@ db.create = function (options) {
 // in the same synchronous callback, update the indexes; a delete of a missing item has no other key.
 let writeKey;
 
-const updateIndexes = db.updateIndexes;
+// Replaced, not wrapped: the index operations are written with the item, in one batch
+// (atomicSingleWrites). A transaction's staged actions (store.staging) write nothing here.
 db.updateIndexes = function (store, table, before, after, cb) {
+  if (store.staging) return cb();
   const key = writeKey;
   writeKey = undefined;
-  for (const c of writeCharges(table, before, after, { key })) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
-  if (watches.size) notifyWatchers(table, before, after);
-  return updateIndexes.call(this, store, table, before, after, cb);
+  chargeWrite(table, before, after, { key });
+  singleWrites.noteIndexes(table, before, after);
+  return cb();
 };
 
 const checkConditional = db.checkConditional;
 db.checkConditional = function (data, existing) {
   const invalid = checkConditional.call(this, data, existing);
+  // A transaction's actions are charged by its hooks.
+  if (data._staged) return invalid;
+  if (invalid && data.ReturnValuesOnConditionCheckFailure === 'ALL_OLD' && existing) invalid.body.Item = existing;
   writeKey = invalid ? undefined : (data.Key ?? data.Item);
   const table = tables.get(data.TableName);
   if (invalid && table && /ConditionalCheckFailed/.test(invalid.body?.__type ?? '')) {
@@ -151,6 +200,65 @@ db.queryTable = function (store, table, data, opts, isLocal, fetchFromItemDb, st
 // Tables become ACTIVE at once: the provisioner waits for nothing.
 const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, ...(dataPath ? { path: dataPath } : {}) });
 
+// The operations served here rather than by dynalite (which answers UnknownOperationException to
+// all but DescribeTimeToLive, and to that always DISABLED).
+const served = {
+  TransactWriteItems: (request) => transactions.transactWriteItems(request),
+  TransactGetItems: (request) => transactions.transactGetItems(request),
+  UpdateTimeToLive: (request) => timeToLive.updateTimeToLive(request),
+  DescribeTimeToLive: (request) => timeToLive.describeTimeToLive(request),
+};
+
+function send(req, res, status, body) {
+  const text = JSON.stringify(body);
+  const contentType = String(req.headers['content-type'] ?? '').split(';')[0].trim();
+  res.statusCode = status;
+  res.setHeader('x-amzn-RequestId', randomBytes(26).toString('hex').toUpperCase());
+  res.setHeader('Content-Type', contentType === 'application/x-amz-json-1.0' ? contentType : 'application/json');
+  res.setHeader('Content-Length', Buffer.byteLength(text, 'utf8'));
+  res.end(text);
+}
+
+async function serve(operation, req, res, body) {
+  if (!String(req.headers.authorization ?? '').startsWith('AWS4-')) {
+    return send(req, res, 400, { __type: 'com.amazon.coral.service#MissingAuthenticationTokenException', message: 'Request is missing Authentication Token' });
+  }
+  let request;
+  try {
+    request = JSON.parse(body);
+  } catch {
+    return send(req, res, 400, { __type: 'com.amazon.coral.service#SerializationException' });
+  }
+  try {
+    send(req, res, 200, await served[operation](request ?? {}));
+  } catch (err) {
+    if (err?.statusCode && err.body) return send(req, res, err.statusCode, err.body);
+    console.error(`[dynamodb] ${operation} failed:`, err);
+    send(req, res, 500, { __type: 'com.amazonaws.dynamodb.v20120810#InternalServerError', message: String(err?.message ?? err) });
+  }
+}
+
+const [dynaliteHandler] = server.listeners('request');
+server.removeAllListeners('request');
+server.on('request', (req, res) => {
+  const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? '';
+  if (req.method !== 'POST' || !Object.hasOwn(served, operation)) return dynaliteHandler(req, res);
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => void serve(operation, req, res, Buffer.concat(chunks).toString('utf8')));
+});
+
+// Expired items and client request tokens go in one periodic pass (never two at once).
+let passing = false;
+const reaper = setInterval(() => {
+  if (passing) return;
+  passing = true;
+  Promise.all([timeToLive.reap(), transactions.purgeTokens()])
+    .catch((err) => console.error('[dynamodb] TTL pass failed:', err))
+    .finally(() => (passing = false));
+}, ttlReaperMs);
+reaper.unref();
+
 if (meter) {
   // dynalite reads bodies with 'data' listeners too, so a second listener sees every chunk.
   server.on('request', (req) => {
@@ -177,6 +285,7 @@ parentPort.on('message', (message) => {
     return;
   }
   if (message?.kind !== 'stop') return;
+  clearInterval(reaper);
   server.closeAllConnections?.();
   server.close(() => parentPort.postMessage({ kind: 'stopped' }));
 });

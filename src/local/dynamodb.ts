@@ -1,5 +1,6 @@
 // DynamoDB on loopback: dynalite (LevelDB) on a worker thread of its own (dynamodb-worker.mjs, see
-// worker.ts). On disk for `npm start`, in memory for tests. With a meter, every request is counted
+// worker.ts), with the transactions, TTL and crash-atomic writes it lacks added there. On disk for
+// `npm start`, in memory for tests. With a meter, every request is counted
 // and charged in request units as AWS bills them (see dynamodb-worker.mjs).
 import type { DynamoCharge, Meter } from './meter';
 import { startEmulatorWorker, type WorkerMessage } from './worker';
@@ -18,13 +19,22 @@ export interface LocalDynamo {
   stop(): Promise<void>;
 }
 
-/** Start dynalite on 127.0.0.1. `path` keeps the data on disk; without it the data lives in memory. */
-export async function startDynamo(options: { port?: number; path?: string; meter?: Meter } = {}): Promise<LocalDynamo> {
+export interface DynamoOptions {
+  port?: number;
+  /** Keep the data on disk here; without it the data lives in memory. */
+  path?: string;
+  meter?: Meter;
+  /** How often the reaper deletes items whose time to live has passed (default 1000 ms). */
+  ttlReaperMs?: number;
+}
+
+/** Start dynalite on 127.0.0.1 (with transactions and TTL: see dynamodb-worker.mjs). */
+export async function startDynamo(options: DynamoOptions = {}): Promise<LocalDynamo> {
   const meter = options.meter;
   const listeners = new Map<string, Set<(item: WatchedItem) => void>>();
   const worker = await startEmulatorWorker(
     new URL('./dynamodb-worker.mjs', import.meta.url),
-    { path: options.path, port: options.port, meter: Boolean(meter) },
+    { path: options.path, port: options.port, meter: Boolean(meter), ...(options.ttlReaperMs ? { ttlReaperMs: options.ttlReaperMs } : {}) },
     (operation, table) => meter?.count('dynamodb', operation, table),
     (message: WorkerMessage) => {
       if (message.kind === 'charges') meter?.chargeDynamo(message.charges as DynamoCharge[]);

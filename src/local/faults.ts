@@ -9,6 +9,9 @@
 //   dynamodb.fail | sqs.fail | sfn.fail          the call fails at once with a 5xx (what an outage
 //                                                 past the SDK's retries looks like to the caller)
 //   dynamodb.throttle | sqs.throttle | sfn.throttle   one attempt is throttled; the SDK retries it
+//   dynamodb.transactionConflict   a TransactWriteItems or TransactGetItems is canceled with
+//                  TransactionConflict on one of its items, as a concurrent transaction on that item
+//                  causes (the SDK does not retry it; nothing is written)
 //   sqs.drop       SendMessage reports success and sends nothing (a lost message)
 //   sqs.duplicate  the message is sent twice
 //   sqs.delay      the message becomes visible 1..sqs.delayMaxSeconds s later (later ones overtake
@@ -17,7 +20,7 @@
 //                  before / after its effect, as a crash there would (the message is redelivered)
 // Killing the coordinator is a process kill: see src/local/process.ts and test/chaos.
 import { createHash } from 'node:crypto';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -31,6 +34,7 @@ export const faultConfigSchema = z.strictObject({
   seed: z.number().int().default(1),
   'dynamodb.fail': rate.default(0),
   'dynamodb.throttle': rate.default(0),
+  'dynamodb.transactionConflict': rate.default(0),
   'sqs.fail': rate.default(0),
   'sqs.throttle': rate.default(0),
   'sqs.drop': rate.default(0),
@@ -168,6 +172,9 @@ function installOn(stack: MiddlewareStackLike, service: Service): void {
     const injector = active as (FaultInjector & { roll(kind: FaultKind): boolean; random: Random }) | undefined;
     if (!injector?.enabled) return next(args);
     if (injector.roll(`${service}.fail`)) throw serviceError(service, 'fail', context.commandName);
+    if (service === 'dynamodb' && TRANSACTIONS.has(context.commandName ?? '') && injector.roll('dynamodb.transactionConflict')) {
+      throw transactionConflict(injector, args);
+    }
     if (service === 'sqs' && context.commandName === 'SendMessageCommand') return sendMessage(injector, next, args);
     if (service === 'sqs' && context.commandName === 'SendMessageBatchCommand') return sendMessageBatch(injector, next, args);
     return next(args);
@@ -194,6 +201,22 @@ function serviceError(service: Service, kind: 'fail' | 'throttle', command: stri
     $fault: throttle ? 'client' : 'server',
     $metadata: { httpStatusCode: throttle ? 400 : 500, requestId: 'injected', attempts: 1, totalRetryDelay: 0 },
     ...(throttle ? { $retryable: { throttling: true } } : {}),
+  });
+}
+
+const TRANSACTIONS = new Set(['TransactWriteItemsCommand', 'TransactGetItemsCommand']);
+
+/** What the embedded DynamoDB answers when a transaction meets an item another one holds. */
+function transactionConflict(injector: Injector, args: Args): TransactionCanceledException {
+  const count = Math.max(1, (args.input.TransactItems as unknown[] | undefined)?.length ?? 1);
+  const conflicting = injector.random.int(0, count - 1);
+  const CancellationReasons = Array.from({ length: count }, (_, i) =>
+    i === conflicting ? { Code: 'TransactionConflict', Message: 'Transaction is ongoing for the item' } : { Code: 'None' },
+  );
+  return new TransactionCanceledException({
+    message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${CancellationReasons.map((r) => r.Code).join(', ')}]`,
+    CancellationReasons,
+    $metadata: { httpStatusCode: 400, requestId: 'injected', attempts: 1, totalRetryDelay: 0 },
   });
 }
 

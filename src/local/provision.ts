@@ -1,11 +1,10 @@
 // Provision the synthesized CDK templates onto the embedded emulators, so the local stack runs
 // exactly what `cdk deploy` would create. A resource the emulators cannot run stops the start,
 // naming the resource: nothing is silently skipped that would change behaviour.
-import { DynamoDBClient, ResourceInUseException, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+import { DescribeTimeToLiveCommand, DynamoDBClient, ResourceInUseException, UpdateTimeToLiveCommand, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import { createTableAndWait } from '../aws/tables';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { LocalApiGateway } from './apigateway';
-import { repairIndexes } from './index-repair';
 import type { LocalLambda } from './lambda';
 import { dependencyOrder, referencedIds, Resolver, type CfnResource, type CfnTemplate } from './template';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
@@ -312,10 +311,13 @@ async function createTable(dynamodb: DynamoDBClient, name: string, p: Record<str
   } catch (err) {
     // A restart with the same data directory finds its tables: keep them and their data.
     if (!(err instanceof ResourceInUseException)) throw err;
-    // ... and mend the indexes a kill -9 may have left inconsistent (see index-repair.ts).
-    const repaired = await repairIndexes(dynamodb, name);
-    if (repaired.staleRemoved + repaired.missingRestored > 0) {
-      console.error(`[local] ${name}: repaired its indexes after an unclean stop (${repaired.staleRemoved} stale entries removed, ${repaired.missingRestored} restored)`);
+  }
+  // The template's TTL, so retention is visible locally (the embedded reaper deletes within seconds).
+  const ttl = p.TimeToLiveSpecification as { AttributeName?: string; Enabled?: boolean } | undefined;
+  if (ttl?.Enabled && ttl.AttributeName) {
+    const now = (await dynamodb.send(new DescribeTimeToLiveCommand({ TableName: name }))).TimeToLiveDescription;
+    if (now?.TimeToLiveStatus !== 'ENABLED') {
+      await dynamodb.send(new UpdateTimeToLiveCommand({ TableName: name, TimeToLiveSpecification: { AttributeName: ttl.AttributeName, Enabled: true } }));
     }
   }
 }
