@@ -97,8 +97,8 @@ describe('participant crashes', () => {
       effects.push(`prepare:${txId}`);
       return { vote: 'YES' };
     },
-    async commit() {},
-    async abort() {},
+    commit: async () => [],
+    abort: async () => [],
   });
 
   it('crash before or after the effect', async () => {
