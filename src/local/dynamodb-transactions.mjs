@@ -258,6 +258,10 @@ export function createTransactions(store, hooks = {}, now = Date.now) {
         if (inFlight !== hash) throw awsError('IdempotentParameterMismatchException', 'The request uses the same client token as a previous, but non-identical request.');
         throw awsError('TransactionInProgressException', 'The transaction with the given request token is already in progress.');
       }
+      // Claimed before the first await: two requests with one token never both pass.
+      tokensInFlight.set(token, hash);
+    }
+    try {
       const kept = await keptToken(token);
       if (kept) {
         if (kept.hash !== hash) throw awsError('IdempotentParameterMismatchException', 'The request uses the same client token as a previous, but non-identical request.');
@@ -265,21 +269,27 @@ export function createTransactions(store, hooks = {}, now = Date.now) {
         for (const t of targets) hooks.read?.(t.table, await getItem(store, t.tableName, t.key), { transactional: false, key: t.data.Key ?? t.data.Item });
         return consumedCapacity(request, targets, false);
       }
+      return await apply(request, targets, token, hash);
+    } finally {
+      if (token) tokensInFlight.delete(token);
     }
+  }
 
+  /** Conflict check, locks, conditions, and one batch. */
+  async function apply(request, targets, token, hash) {
     // Conflict with another in-flight write transaction: canceled, nothing waits.
     if (targets.some((t) => held.has(t.id))) {
       throw canceled(targets.map((t) => (held.has(t.id) ? { Code: 'TransactionConflict', Message: 'Transaction is ongoing for the item' } : { Code: 'None' })));
     }
     const self = {};
     for (const t of targets) held.set(t.id, self);
-    if (token) tokensInFlight.set(token, hash);
     const release = await lockAll(store, targets);
     try {
       const reasons = [];
       const writes = [];
-      for (const t of targets) {
-        const existing = await getItem(store, t.tableName, t.key);
+      const existingItems = await Promise.all(targets.map((t) => getItem(store, t.tableName, t.key)));
+      for (const [i, t] of targets.entries()) {
+        const existing = existingItems[i];
         t.existing = existing;
         if (t.kind === 'ConditionCheck') {
           const failed = db.checkConditional(t.data, existing);
@@ -312,7 +322,6 @@ export function createTransactions(store, hooks = {}, now = Date.now) {
     } finally {
       release();
       for (const t of targets) if (held.get(t.id) === self) held.delete(t.id);
-      if (token) tokensInFlight.delete(token);
     }
   }
 

@@ -4,8 +4,14 @@
 //   items whose attribute is missing, not a Number, or more than five years in the past are kept;
 // - a deletion by TTL removes the item and its index entries (one LevelDB batch, under the item's
 //   lock, after reading it again) and consumes no write units.
-// AWS deletes expired items within a few days; this reaper looks every `intervalMs` (a second by
-// default), so retention is visible locally. No logic may depend on either (DESIGN.md).
+// AWS deletes expired items within a few days; this reaper looks every `ttlReaperMs` (a second by
+// default: see the worker), so retention is visible locally. No logic may depend on either
+// (DESIGN.md).
+//
+// The reaper does not scan tables: every write tells it the item's expiry (`noteWrite`, from the
+// worker's write hooks), and it keeps them in a min-heap by due time, so a pass costs the items due,
+// not the table's size. A table's items are scanned once when TTL is enabled on it, and once at
+// start for tables that have it (`ready`, which the worker awaits before it serves a request).
 // The setting is kept in the same LevelDB (key `dtc-ttl~<table>`) with the table's creation time, so
 // a table deleted and created again starts with TTL disabled, as on AWS.
 import { createRequire } from 'node:module';
@@ -19,19 +25,65 @@ export const TTL_PREFIX = 'dtc-ttl~';
 export const DEFAULT_REAPER_INTERVAL_MS = 1000;
 /** AWS keeps items whose TTL is more than five years in the past. */
 const MAX_PAST_SECONDS = 5 * 365 * 24 * 60 * 60;
-/** Deletions per table per pass: a bound on one pass's work; the next pass continues. */
+/** Deletions per pass: a bound on one pass's work; the next pass continues. */
 const MAX_DELETES_PER_PASS = 1000;
 
 const validationError = (message) => db.validationError(message);
 
+/** The expiry (epoch seconds) of `item` under TTL attribute `attribute`, or undefined. */
+function expiryOf(item, attribute) {
+  const value = item?.[attribute]?.N;
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  return Number.isFinite(seconds) ? seconds : undefined;
+}
+
 /** Is `item` expired at `nowMs` under TTL attribute `attribute`? */
 export function isExpired(item, attribute, nowMs) {
-  const value = item?.[attribute]?.N;
-  if (value === undefined) return false;
-  const seconds = Number(value);
-  if (!Number.isFinite(seconds)) return false;
+  const seconds = expiryOf(item, attribute);
+  if (seconds === undefined) return false;
   const nowSeconds = nowMs / 1000;
   return seconds <= nowSeconds && seconds >= nowSeconds - MAX_PAST_SECONDS;
+}
+
+/** A binary min-heap of { at, id, tableName, key } by `at`. */
+class DueHeap {
+  items = [];
+  get size() {
+    return this.items.length;
+  }
+  peek() {
+    return this.items[0];
+  }
+  push(entry) {
+    const a = this.items;
+    a.push(entry);
+    for (let i = a.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (a[parent].at <= a[i].at) break;
+      [a[parent], a[i]] = [a[i], a[parent]];
+      i = parent;
+    }
+  }
+  pop() {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0) {
+      a[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && a[l].at < a[m].at) m = l;
+        if (r < a.length && a[r].at < a[m].at) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i], a[m]];
+        i = m;
+      }
+    }
+    return top;
+  }
 }
 
 const getTable = (store, name) => new Promise((resolve, reject) => store.getTable(name, false, (err, table) => (err ? reject(err) : resolve(table))));
@@ -41,26 +93,52 @@ const getTable = (store, name) => new Promise((resolve, reject) => store.getTabl
  * `now()` is the clock (ms).
  */
 export function createTimeToLive(store, { onDelete, now = Date.now } = {}) {
-  /** Table name -> { AttributeName, Enabled, tableCreatedAt }; loaded from LevelDB on first use. */
-  let settings;
-
-  async function load() {
-    if (settings) return settings;
-    const loaded = new Map();
-    for await (const [key, value] of store.db.iterator({ gte: TTL_PREFIX, lt: `${TTL_PREFIX}\xff` })) loaded.set(key.slice(TTL_PREFIX.length), value);
-    settings ??= loaded;
-    return settings;
-  }
+  /** Table name -> { AttributeName, Enabled, tableCreatedAt }, as kept in LevelDB. */
+  const settings = new Map();
+  const due = new DueHeap();
+  /** "table\0key" -> the expiry of the item as last written: a heap entry with another is stale. */
+  const latest = new Map();
 
   /** The table's setting, if it is for this incarnation of the table. */
-  async function current(table) {
-    const s = (await load()).get(table.TableName);
+  function current(table) {
+    const s = settings.get(table.TableName);
     return s && s.tableCreatedAt === table.CreationDateTime ? s : undefined;
   }
 
+  /** Tell the reaper what a write left: `after` (null: deleted). Synchronous, for the write hooks. */
+  function noteWrite(table, key, after) {
+    const s = settings.get(table.TableName);
+    if (!s?.Enabled) return;
+    const id = `${table.TableName}\u0000${key}`;
+    const at = expiryOf(after, s.AttributeName);
+    if (at === undefined) {
+      latest.delete(id);
+      return;
+    }
+    if (latest.get(id) === at) return;
+    latest.set(id, at);
+    due.push({ at, id, tableName: table.TableName, key });
+  }
+
+  async function scanTable(table) {
+    const prefix = `item-${table.TableName}~`;
+    for await (const item of store.db.values({ gte: prefix, lt: `${prefix}\xff` })) noteWrite(table, db.createKey(item, table), item);
+  }
+
+  /** Settings from LevelDB and the expiries of the items of every table with TTL on. */
+  const ready = (async () => {
+    for await (const [key, value] of store.db.iterator({ gte: TTL_PREFIX, lt: `${TTL_PREFIX}\xff` })) settings.set(key.slice(TTL_PREFIX.length), value);
+    for (const [tableName, s] of settings) {
+      if (!s.Enabled) continue;
+      const table = await getTable(store, tableName).catch(() => undefined);
+      if (table && current(table)) await scanTable(table);
+      else settings.delete(tableName); // the table is gone, or was created again since
+    }
+  })();
+
   async function describeTimeToLive(request) {
     const table = await getTable(store, request.TableName);
-    const s = await current(table);
+    const s = current(table);
     return { TimeToLiveDescription: s?.Enabled ? { TimeToLiveStatus: 'ENABLED', AttributeName: s.AttributeName } : { TimeToLiveStatus: 'DISABLED' } };
   }
 
@@ -73,7 +151,7 @@ export function createTimeToLive(store, { onDelete, now = Date.now } = {}) {
       throw validationError(`1 validation error detected: Value '${name}' at 'timeToLiveSpecification.attributeName' failed to satisfy constraint: Member must have length between 1 and 255`);
     }
     const table = await getTable(store, request.TableName);
-    const s = await current(table);
+    const s = current(table);
     if (spec.Enabled && s?.Enabled) {
       if (s.AttributeName !== name) throw validationError(`TimeToLive is active on a different AttributeName: current AttributeName is ${s.AttributeName}`);
       throw validationError('TimeToLive is already enabled');
@@ -82,51 +160,42 @@ export function createTimeToLive(store, { onDelete, now = Date.now } = {}) {
     if (!spec.Enabled && s.AttributeName !== name) throw validationError(`TimeToLive is active on a different AttributeName: current AttributeName is ${s.AttributeName}`);
     const setting = { AttributeName: name, Enabled: spec.Enabled, tableCreatedAt: table.CreationDateTime };
     await new Promise((resolve, reject) => store.db.put(TTL_PREFIX + table.TableName, setting, (err) => (err ? reject(err) : resolve())));
-    (await load()).set(table.TableName, setting);
+    // Set before the scan: a write during it is noted by its hook, the rest by the scan.
+    settings.set(table.TableName, setting);
+    if (spec.Enabled) await scanTable(table);
     return { TimeToLiveSpecification: { AttributeName: name, Enabled: spec.Enabled } };
   }
 
-  /** One pass: delete what has expired in every table with TTL enabled. Returns the number deleted. */
+  /** One pass: delete the items that are due (at most MAX_DELETES_PER_PASS). Returns how many. */
   async function reap() {
+    await ready;
     let deleted = 0;
-    for (const [tableName, s] of await load()) {
-      if (!s.Enabled) continue;
-      let table;
-      try {
-        table = await getTable(store, tableName);
-      } catch {
-        continue; // the table is gone
-      }
-      if (table.CreationDateTime !== s.tableCreatedAt) continue;
-      deleted += await reapTable(table, s.AttributeName);
+    const nowSeconds = now() / 1000;
+    while (due.size > 0 && due.peek().at <= nowSeconds && deleted < MAX_DELETES_PER_PASS) {
+      const entry = due.pop();
+      if (latest.get(entry.id) !== entry.at) continue; // rewritten since, with another expiry
+      latest.delete(entry.id);
+      if (await deleteIfExpired(entry)) deleted++;
     }
     return deleted;
   }
 
-  async function reapTable(table, attribute) {
-    const prefix = `item-${table.TableName}~`;
-    const expired = [];
-    const nowMs = now();
-    for await (const item of store.db.values({ gte: prefix, lt: `${prefix}\xff` })) {
-      if (isExpired(item, attribute, nowMs)) expired.push(db.createKey(item, table));
-      if (expired.length >= MAX_DELETES_PER_PASS) break;
+  async function deleteIfExpired({ tableName, key }) {
+    const table = await getTable(store, tableName).catch(() => undefined);
+    const s = table && current(table);
+    if (!s?.Enabled) return false;
+    const release = await lockAll(store, [{ tableName, key }]);
+    try {
+      // Read again under the lock: the entry may be older than the item's last write.
+      const item = await new Promise((resolve, reject) => store.getItemDb(tableName).get(key, (err, v) => (err && err.name !== 'NotFoundError' ? reject(err) : resolve(v))));
+      if (!isExpired(item, s.AttributeName, now())) return false;
+      await new Promise((resolve, reject) => store.db.batch(writeOperations(table, key, item, null), (err) => (err ? reject(err) : resolve())));
+      onDelete?.(table, item);
+      return true;
+    } finally {
+      release();
     }
-    let deleted = 0;
-    for (const key of expired) {
-      const release = await lockAll(store, [{ tableName: table.TableName, key }]);
-      try {
-        // Read again under the lock: a write since the scan may have moved its expiry.
-        const item = await new Promise((resolve, reject) => store.getItemDb(table.TableName).get(key, (err, v) => (err && err.name !== 'NotFoundError' ? reject(err) : resolve(v))));
-        if (!isExpired(item, attribute, now())) continue;
-        await new Promise((resolve, reject) => store.db.batch(writeOperations(table, key, item, null), (err) => (err ? reject(err) : resolve())));
-        deleted++;
-        onDelete?.(table, item);
-      } finally {
-        release();
-      }
-    }
-    return deleted;
   }
 
-  return { describeTimeToLive, updateTimeToLive, reap };
+  return { ready, noteWrite, describeTimeToLive, updateTimeToLive, reap };
 }

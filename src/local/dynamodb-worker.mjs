@@ -92,9 +92,11 @@ function notifyWatchers(table, before, after) {
   }
 }
 
-function chargeWrite(table, before, after, options) {
+/** After every write that passed its condition (single or in a transaction): bill it, tell watchers and the TTL reaper. */
+function written(table, before, after, options) {
   for (const c of writeCharges(table, before, after, options)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
   if (watches.size) notifyWatchers(table, before, after);
+  if (before || after) timeToLive.noteWrite(table, db.createKey(after ?? before, table), after);
 }
 
 /** The store's transactions, TTL and atomic single writes (dynalite creates one store per server). */
@@ -107,7 +109,7 @@ db.create = function (options) {
   const store = create.call(this, options);
   singleWrites = atomicSingleWrites(store);
   transactions = createTransactions(store, {
-    committed: chargeWrite,
+    committed: written,
     conditionChecked: (table, existing, key) => {
       for (const c of conditionCheckCharges(table, existing, key)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
     },
@@ -140,7 +142,7 @@ db.updateIndexes = function (store, table, before, after, cb) {
   if (store.staging) return cb();
   const key = writeKey;
   writeKey = undefined;
-  chargeWrite(table, before, after, { key });
+  written(table, before, after, { key });
   singleWrites.noteIndexes(table, before, after);
   return cb();
 };
@@ -248,12 +250,17 @@ server.on('request', (req, res) => {
   req.on('end', () => void serve(operation, req, res, Buffer.concat(chunks).toString('utf8')));
 });
 
-// Expired items and client request tokens go in one periodic pass (never two at once).
+// Expired items go in a periodic pass (never two at once); client request tokens past their
+// window (which a read already ignores) are forgotten once a minute, since that scans them all.
+const TOKEN_PURGE_MS = 60_000;
 let passing = false;
+let tokensPurgedAtMs = Date.now();
 const reaper = setInterval(() => {
   if (passing) return;
   passing = true;
-  Promise.all([timeToLive.reap(), transactions.purgeTokens()])
+  const purge = Date.now() - tokensPurgedAtMs >= TOKEN_PURGE_MS;
+  if (purge) tokensPurgedAtMs = Date.now();
+  Promise.all([timeToLive.reap(), purge ? transactions.purgeTokens() : 0])
     .catch((err) => console.error('[dynamodb] TTL pass failed:', err))
     .finally(() => (passing = false));
 }, ttlReaperMs);
@@ -291,4 +298,8 @@ parentPort.on('message', (message) => {
 });
 
 server.once('error', (err) => parentPort.postMessage({ kind: 'error', message: err.message }));
-server.listen(port ?? 0, '127.0.0.1', () => parentPort.postMessage({ kind: 'listening', port: server.address().port }));
+// Serve once the TTL reaper knows the expiries of the items already stored (see dynamodb-ttl.mjs).
+timeToLive.ready.then(
+  () => server.listen(port ?? 0, '127.0.0.1', () => parentPort.postMessage({ kind: 'listening', port: server.address().port })),
+  (err) => parentPort.postMessage({ kind: 'error', message: `TTL settings could not be read: ${err.message}` }),
+);

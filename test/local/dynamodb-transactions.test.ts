@@ -228,6 +228,43 @@ describe('TransactWriteItems', () => {
       expect(await get('i1')).toEqual({ pk: S('i1'), balance: N(90) });
     });
 
+    it('applies the same request sent several times at once exactly once (the SDK retries TransactionInProgressException)', async () => {
+      await put('p1', { balance: N(100) });
+      await put('p2', { balance: N(0) });
+      const request = { ClientRequestToken: 'token-parallel', TransactItems: transfer('p1', 'p2', 10) };
+      await Promise.all(Array.from({ length: 6 }, () => client.send(new TransactWriteItemsCommand(request))));
+      expect(await get('p1')).toEqual({ pk: S('p1'), balance: N(90) });
+      expect(await get('p2')).toEqual({ pk: S('p2'), balance: N(10) });
+    });
+
+    it('keeps the token on disk: after a restart the same request still applies nothing', async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'dtc-ddb-token-'));
+      const start = async () => {
+        const d = await startDynamo({ path: dir });
+        return { d, c: new DynamoDBClient({ endpoint: d.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }) };
+      };
+      try {
+        let { d, c } = await start();
+        await c.send(new CreateTableCommand({ TableName: ACCOUNTS, BillingMode: 'PAY_PER_REQUEST', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }] }));
+        const request = { ClientRequestToken: 'token-disk', TransactItems: [{ Update: { TableName: ACCOUNTS, Key: key('counter'), UpdateExpression: 'ADD n :one', ExpressionAttributeValues: { ':one': N(1) } } }] };
+        await c.send(new TransactWriteItemsCommand(request));
+        c.destroy();
+        await d.stop();
+        ({ d, c } = await start());
+        try {
+          await c.send(new TransactWriteItemsCommand(request));
+          expect((await c.send(new GetItemCommand({ TableName: ACCOUNTS, Key: key('counter'), ConsistentRead: true }))).Item).toEqual({ pk: S('counter'), n: N(1) });
+          const mismatch = await rejection(c.send(new TransactWriteItemsCommand({ ...request, TransactItems: [{ Put: { TableName: ACCOUNTS, Item: { pk: S('other') } } }] })));
+          expect(mismatch.name).toBe('IdempotentParameterMismatchException');
+        } finally {
+          c.destroy();
+          await d.stop();
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
     it('keeps no token for a canceled transaction: the same request runs again once it can', async () => {
       await put('r1', { balance: N(5) });
       await put('r2', { balance: N(0) });
@@ -280,11 +317,14 @@ describe('TransactWriteItems', () => {
       const accounts = Array.from({ length: 6 }, (_, i) => `iso-${i}`);
       await c.send(new TransactWriteItemsCommand({ TransactItems: accounts.map((pk) => ({ Put: { TableName: ACCOUNTS, Item: { pk: S(pk), balance: N(100) } } })) }));
       const total = accounts.length * 100;
-      const deadline = Date.now() + 3000;
+      // Until the readers have seen 30 whole views while transfers ran (bounded by 30 s).
+      const READS = 30;
+      const deadline = Date.now() + 30_000;
       let transfers = 0;
       let reads = 0;
+      const running = () => reads < READS && Date.now() < deadline;
       const reader = async () => {
-        while (Date.now() < deadline) {
+        while (running()) {
           const out = await c
             .send(new TransactGetItemsCommand({ TransactItems: accounts.map((pk) => ({ Get: { TableName: ACCOUNTS, Key: key(pk) } })) }))
             .catch((err: Error) => {
@@ -298,7 +338,7 @@ describe('TransactWriteItems', () => {
         }
       };
       const writer = async (w: number) => {
-        for (let k = 0; Date.now() < deadline; k++) {
+        for (let k = 0; running(); k++) {
           const from = accounts[(w + k) % accounts.length]!;
           const to = accounts[(w + 2 * k + 1) % accounts.length]!;
           if (from === to) continue;
@@ -311,8 +351,8 @@ describe('TransactWriteItems', () => {
         }
       };
       await Promise.all([...Array.from({ length: 8 }, (_, w) => writer(w)), reader(), reader()]);
+      expect(reads).toBeGreaterThanOrEqual(READS);
       expect(transfers).toBeGreaterThan(10);
-      expect(reads).toBeGreaterThan(10);
       const final = await c.send(new TransactGetItemsCommand({ TransactItems: accounts.map((pk) => ({ Get: { TableName: ACCOUNTS, Key: key(pk) } })) }));
       expect(final.Responses!.reduce((sum, r) => sum + Number(r.Item!.balance!.N), 0)).toBe(total);
     } finally {
