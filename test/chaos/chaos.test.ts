@@ -48,7 +48,8 @@ const options: ChaosOptions = full
       durationMs: 8_000,
       boundMs: 120_000,
       prepareSeconds: 10,
-      leaseMs: 2_000,
+      // Long enough that a loaded machine's heartbeats keep it; the pauses outlast it.
+      leaseMs: 5_000,
       faults: {
         'sqs.drop': 0.03,
         'sqs.duplicate': 0.05,
@@ -60,7 +61,7 @@ const options: ChaosOptions = full
         'participant.crashBefore': 0.01,
         'participant.crashAfter': 0.01,
         'participant.pause': 0.05,
-        'participant.pauseMaxMs': 5_000,
+        'participant.pauseMaxMs': 8_000,
       },
     };
 
