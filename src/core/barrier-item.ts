@@ -44,23 +44,17 @@ export function decodeBarrier(raw: Record<string, unknown>, where: string): Stor
 }
 
 /**
- * The restart scan's rule over a stored item (its projection: txId, state, vote, updatedAtMs):
- * undecided records (PREPARING, PREPARED with YES) always; ones whose cleanup may not have run
- * (ABORTED after a prepare started, PREPARED with NO or READ_ONLY) only if updated at or after
- * `sinceMs`, since older ones were cleaned up long ago. The DynamoDB adapter sends the part it can
- * as a FilterExpression and applies this to what comes back.
+ * The restart scan's rule over a stored item (its projection: txId, state, vote, updatedAtMs): the
+ * undecided records, PREPARING (its run may have died) and PREPARED with YES (waiting for the
+ * decision). Nothing else needs a look after a crash: an effect is written only with the barrier
+ * state that records it, so no cleanup can have been cut short. The DynamoDB adapter sends this as
+ * a FilterExpression and applies it again to what comes back.
  */
-export function unsettled(item: Record<string, unknown>, sinceMs: number): UnsettledBarrier | undefined {
+export function unsettled(item: Record<string, unknown>): UnsettledBarrier | undefined {
   if (typeof item.pk !== 'string' || !item.pk.startsWith(BARRIER_KEY_PREFIX) || typeof item.txId !== 'string') return undefined;
-  const updatedAtMs = Number(item.updatedAtMs ?? 0);
   const state = item.state;
-  const recent = updatedAtMs >= sinceMs;
-  const keep =
-    state === 'PREPARING' ||
-    (state === 'PREPARED' && (item.vote === 'YES' || recent)) ||
-    (state === 'ABORTED' && item.prepareStarted === true && recent);
-  if (!keep) return undefined;
-  return { txId: item.txId, state, ...(typeof item.vote === 'string' ? { vote: item.vote as UnsettledBarrier['vote'] } : {}), updatedAtMs };
+  if (state !== 'PREPARING' && !(state === 'PREPARED' && item.vote === 'YES')) return undefined;
+  return { txId: item.txId, state, ...(typeof item.vote === 'string' ? { vote: item.vote as UnsettledBarrier['vote'] } : {}), updatedAtMs: Number(item.updatedAtMs ?? 0) };
 }
 
 function toRecord(item: z.infer<typeof barrierItem>, operation: unknown): BarrierRecord {

@@ -2,23 +2,19 @@
 // record for (participant, txId). `decide` is pure; `runBarrier` is a small interpreter over injected
 // ports (store, user handlers, clock), so the same loop runs on DynamoDB and in the model tests.
 //
-// Rules that close the races:
-// - User effects are txId-keyed and idempotent. Any effect is run before the barrier write that
-//   records it, or after a write whose redelivery re-runs it, so a crash never loses one.
-// - One prepare run at a time: PREPARING carries a claim (run id + lease) renewed while the run lives.
-//   A concurrent duplicate waits (busy) instead of racing the owner; a crashed owner's claim expires.
-// - A NO vote is recorded before the user's abort cleans the partial effect: cleaning first could
-//   erase the holds of a concurrent run that is about to record YES.
-// - ABORT records ABORTED first and then runs the user's abort; a redelivered ABORT re-runs it.
-//   So a prepare run that lands an effect late either sees ABORTED when its own write fails (and
-//   compensates) or landed before the user's abort ran (which releases it).
-// - After ABORT is recorded, user prepare never starts again ("no hanging"); a run that had already
-//   started compensates when its PREPARED write loses.
-// One window stays open: a prepare run paused for longer than its lease (so another run took over)
-// that lands its effect after a commit has begun re-creates a hold, which is then leaked (if it lands
-// before COMMITTED is written) or sold a second time (by a duplicate COMMIT that read PREPARED before).
-// Closing it needs a per-txId tombstone on the user's own item; the model test in
-// test/unit/barrier.test.ts checks that nothing else leaks or commits twice.
+// The rule that closes the races: the user's handlers never write. They build their effect (a list
+// of writes) and the barrier applies it in ONE atomic write together with the barrier transition
+// that records it, conditioned on the barrier revision this run read:
+// - prepare's effect lands with PREPARING(this run's claim) -> PREPARED, so a run that lost its
+//   claim (paused past its lease, taken over, or overtaken by an ABORT) changes nothing;
+// - commit's effect lands with PREPARED(YES) -> COMMITTED, abort's with PREPARED(YES) -> ABORTED,
+//   so neither can ever apply to a barrier the other finished, nor apply twice.
+// Hence no effect ever exists without the barrier state that records it: a NO vote leaves nothing,
+// ABORT on a barrier that never reached PREPARED(YES) has nothing to release, and no late, paused
+// or duplicated run needs compensating.
+// One prepare run at a time still: PREPARING carries a claim (run id + lease) renewed while the run
+// lives, so a duplicate waits (busy) instead of doing the same work; a crashed owner's claim expires.
+// After ABORT is recorded, user prepare never starts again ("no hanging").
 import { mutated } from './mutations';
 import type { Vote } from './messages';
 
@@ -32,6 +28,7 @@ export type BarrierRecord =
   | { state: 'PREPARING'; operation: unknown; claim: Claim }
   | { state: 'PREPARED'; operation: unknown; vote: Vote; reason?: string }
   | { state: 'COMMITTED'; operation: unknown }
+  /** `prepareStarted`: a PREPARE had claimed the record before ABORT (for diagnosis; nothing depends on it). */
   | { state: 'ABORTED'; prepareStarted: boolean; operation?: unknown };
 
 /** A record as stored: `rev` 0 means absent; every write is conditional on the rev it read. */
@@ -47,16 +44,27 @@ export interface PrepareResult {
   reason?: string;
 }
 
-export type BarrierMessageType = 'PREPARE' | 'COMMIT' | 'ABORT';
+/**
+ * A user handler's effect: writes the barrier applies atomically with its own transition. Opaque
+ * here; each store knows its kind (DynamoDB: TransactWriteItems actions; memory: check/apply pairs).
+ */
+export type Writes = readonly unknown[];
 
-/** What this delivery has already done; it survives re-reads but not a crash (a crash is a new delivery). */
-export interface Progress {
-  prepared?: PrepareResult;
-  compensated: boolean;
-  committed: boolean;
+/** What user prepare answers: its vote, and for YES the effect to apply with PREPARED. */
+export interface Prepared extends PrepareResult {
+  writes: Writes;
 }
 
-export const NO_PROGRESS: Progress = { compensated: false, committed: false };
+export type BarrierMessageType = 'PREPARE' | 'COMMIT' | 'ABORT';
+
+/** What this delivery has already built; it survives re-reads but not a crash (a crash is a new delivery). */
+export interface Progress {
+  prepared?: Prepared;
+  /** The effect of user commit (or abort), built and not yet written. */
+  phaseTwo?: Writes;
+}
+
+export const NO_PROGRESS: Progress = {};
 
 export interface DecideContext {
   nowMs: number;
@@ -65,7 +73,8 @@ export interface DecideContext {
 }
 
 export type Step =
-  | { kind: 'write'; next: BarrierRecord }
+  /** Write `next` on the revision read, with `writes` (if any) in the same atomic write. */
+  | { kind: 'write'; next: BarrierRecord; writes?: Writes }
   | { kind: 'prepare'; operation: unknown }
   | { kind: 'commit'; operation: unknown }
   | { kind: 'abort'; operation: unknown }
@@ -98,27 +107,21 @@ function decidePrepare(record: BarrierRecord, operation: unknown, progress: Prog
     case 'PREPARING': {
       if (record.claim.runId === ctx.runId) {
         if (!progress.prepared) return { kind: 'prepare', operation: record.operation };
-        return { kind: 'write', next: { state: 'PREPARED', operation: record.operation, ...progress.prepared } };
+        const { writes, ...vote } = progress.prepared;
+        // Only a YES leaves an effect: NO and READ_ONLY record the vote alone.
+        return { kind: 'write', next: { state: 'PREPARED', operation: record.operation, ...vote }, ...(vote.vote === 'YES' && writes.length > 0 ? { writes } : {}) };
       }
-      // Our claim was taken over while we ran: the new owner records a vote later, and either that
-      // vote is YES (its txId-keyed effects include ours) or NO (its abort, run after, releases ours).
+      // Our claim was taken over while we ran (nothing of ours was written): the new owner votes.
       if (progress.prepared) return { kind: 'done', why: 'another prepare run owns the barrier now' };
       if (record.claim.untilMs <= ctx.nowMs) return { kind: 'write', next: { ...record, claim } };
       return { kind: 'busy', retryAfterMs: record.claim.untilMs - ctx.nowMs };
     }
     case 'PREPARED':
-      // A vote other than YES never leaves anything held: the user's abort follows the record (and is
-      // re-run if a crash came in between), also for READ_ONLY, since an earlier run that crashed
-      // may have placed effects that no phase two will ever reach.
-      if (!progress.compensated && record.vote !== 'YES') return { kind: 'abort', operation: record.operation };
+      // The effect (if any) landed with this record: re-send the vote.
       return { kind: 'vote', vote: record.vote, ...(record.reason === undefined ? {} : { reason: record.reason }) };
     case 'COMMITTED':
-      // Our run started before the commit and lost the race: what it placed is a stray hold that
-      // the (finished) commit did not consume, so release it.
-      if (progress.prepared && !progress.compensated) return { kind: 'abort', operation: record.operation };
       return { kind: 'done', why: 'already committed' };
     case 'ABORTED':
-      if (record.prepareStarted && !progress.compensated) return { kind: 'abort', operation: record.operation };
       return { kind: 'vote', vote: 'NO', reason: ABORTED_REASON };
   }
 }
@@ -126,13 +129,14 @@ function decidePrepare(record: BarrierRecord, operation: unknown, progress: Prog
 function decideCommit(record: BarrierRecord, progress: Progress): Step {
   if (record.state === 'COMMITTED') return { kind: 'ack', phase: 'COMMIT' };
   if (record.state === 'PREPARED' && record.vote === 'YES') {
-    if (!progress.committed) return { kind: 'commit', operation: record.operation };
-    return { kind: 'write', next: { state: 'COMMITTED', operation: record.operation } };
+    if (!progress.phaseTwo) return { kind: 'commit', operation: record.operation };
+    return { kind: 'write', next: { state: 'COMMITTED', operation: record.operation }, ...(progress.phaseTwo.length > 0 ? { writes: progress.phaseTwo } : {}) };
   }
   // READ_ONLY prepared nothing, so there is nothing to commit; acknowledge to stay idempotent.
   if (record.state === 'PREPARED' && record.vote === 'READ_ONLY') {
     return { kind: 'write', next: { state: 'COMMITTED', operation: record.operation } };
   }
+  // Never user commit on an aborted (or unprepared) barrier.
   return { kind: 'violation', reason: `COMMIT received in barrier state ${describe(record)}` };
 }
 
@@ -141,12 +145,19 @@ function decideAbort(record: BarrierRecord, progress: Progress): Step {
     case 'NONE':
       return { kind: 'write', next: { state: 'ABORTED', prepareStarted: false } };
     case 'PREPARING':
-    case 'PREPARED':
+      // A prepare run's effect lands only with PREPARED, so there is nothing to release.
       return { kind: 'write', next: { state: 'ABORTED', prepareStarted: true, operation: record.operation } };
+    case 'PREPARED': {
+      const next: BarrierRecord = { state: 'ABORTED', prepareStarted: true, operation: record.operation };
+      // Only a YES holds something; user abort releases it in the same write that records ABORTED.
+      if (record.vote !== 'YES') return { kind: 'write', next };
+      if (!progress.phaseTwo) return { kind: 'abort', operation: record.operation };
+      return { kind: 'write', next, ...(progress.phaseTwo.length > 0 ? { writes: progress.phaseTwo } : {}) };
+    }
     case 'ABORTED':
-      if (record.prepareStarted && !progress.compensated) return { kind: 'abort', operation: record.operation };
       return { kind: 'ack', phase: 'ABORT' };
     case 'COMMITTED':
+      // Never user abort on a committed barrier.
       return { kind: 'violation', reason: 'ABORT received after COMMIT was recorded' };
   }
 }
@@ -161,13 +172,26 @@ export function renewClaim(record: BarrierRecord, runId: string, nowMs: number, 
   return { ...record, claim: { runId, untilMs: nowMs + leaseMs } };
 }
 
+/**
+ * How an atomic barrier write ended: `written`; `moved` (the barrier is no longer at the revision
+ * read, so nothing was written: re-read); or `rejected` (the barrier was as read, but a condition
+ * of the user's effect failed, so nothing was written either).
+ */
+export type BarrierWriteResult = { kind: 'written' } | { kind: 'moved' } | { kind: 'rejected'; reason: string };
+
 export interface BarrierPorts {
   read(): Promise<StoredBarrier>;
-  /** Conditional on the stored rev being `expectedRev` (0: absent); false when the condition failed. */
-  write(expectedRev: number, next: BarrierRecord): Promise<boolean>;
-  prepare(operation: unknown): Promise<PrepareResult>;
-  commit(operation: unknown): Promise<void>;
-  abort(operation: unknown): Promise<void>;
+  /**
+   * Writes `next` and the user's `writes` all or nothing, conditional on the stored rev being
+   * `expectedRev` (0: absent).
+   */
+  write(expectedRev: number, next: BarrierRecord, writes: Writes): Promise<BarrierWriteResult>;
+  /** User prepare: the vote and, for YES, the effect to write with PREPARED. */
+  prepare(operation: unknown): Promise<Prepared>;
+  /** User commit: the effect to write with COMMITTED. */
+  commit(operation: unknown): Promise<Writes>;
+  /** User abort: the effect (releasing what prepare held) to write with ABORTED. */
+  abort(operation: unknown): Promise<Writes>;
   nowMs(): number;
 }
 
@@ -186,8 +210,25 @@ export class ProtocolViolationError extends Error {
   }
 }
 
+/**
+ * A commit or abort effect whose own conditions failed on a barrier that is PREPARED(YES): the
+ * participant's data does not hold what its prepare wrote. Nothing was written; the message is
+ * retried and, if it keeps failing, dead-lettered for a person to look at.
+ */
+export class EffectRejectedError extends Error {
+  constructor(phase: 'COMMIT' | 'ABORT', reason: string) {
+    super(`${phase} effect rejected by its own conditions: ${reason}`);
+    this.name = 'EffectRejectedError';
+  }
+}
+
 /** Each delivery needs about six steps; more means the record keeps changing under us. */
 export const MAX_BARRIER_STEPS = 32;
+/**
+ * A prepare effect whose conditions fail was built from data that changed since user prepare read
+ * it: prepare runs again on fresh data, this many times at most, and then votes NO.
+ */
+export const MAX_PREPARE_ATTEMPTS = 3;
 
 export interface RunOptions {
   runId: string;
@@ -195,7 +236,7 @@ export interface RunOptions {
   maxSteps?: number;
 }
 
-/** Runs one delivery to its outcome. Throws BarrierBusyError, ProtocolViolationError, or whatever a port throws. */
+/** Runs one delivery to its outcome. Throws BarrierBusyError, ProtocolViolationError, EffectRejectedError, or whatever a port throws. */
 export async function runBarrier(type: BarrierMessageType, operation: unknown, ports: BarrierPorts, options: RunOptions): Promise<Outcome> {
   if (mutated('skipBarrier')) return withoutBarrier(type, operation, ports);
   // A PREPARE is almost always the first message for its transaction: start from "no record" and
@@ -204,23 +245,28 @@ export async function runBarrier(type: BarrierMessageType, operation: unknown, p
   // the loop already handles by reading again.
   let stored = type === 'PREPARE' ? ABSENT : await ports.read();
   let progress = NO_PROGRESS;
+  let prepareAttempts = 0;
   const maxSteps = options.maxSteps ?? MAX_BARRIER_STEPS;
   for (let i = 0; i < maxSteps; i++) {
     const step = decide(stored.record, type, operation, progress, { nowMs: ports.nowMs(), runId: options.runId, leaseMs: options.leaseMs });
     switch (step.kind) {
-      case 'write':
-        stored = (await ports.write(stored.rev, step.next)) ? { rev: stored.rev + 1, record: step.next } : await ports.read();
+      case 'write': {
+        const result = await ports.write(stored.rev, step.next, step.writes ?? []);
+        if (result.kind === 'written') stored = { rev: stored.rev + 1, record: step.next };
+        else if (result.kind === 'moved') stored = await ports.read();
+        else if (type !== 'PREPARE') throw new EffectRejectedError(type, result.reason);
+        else if (++prepareAttempts < MAX_PREPARE_ATTEMPTS) progress = NO_PROGRESS;
+        else progress = { prepared: { vote: 'NO', reason: `the prepare effect's conditions failed ${prepareAttempts} times: ${result.reason}`.slice(0, 1000), writes: [] } };
         break;
+      }
       case 'prepare':
-        progress = { ...progress, prepared: await ports.prepare(step.operation) };
+        progress = { prepared: await ports.prepare(step.operation) };
         break;
       case 'commit':
-        await ports.commit(step.operation);
-        progress = { ...progress, committed: true };
+        progress = { phaseTwo: await ports.commit(step.operation) };
         break;
       case 'abort':
-        await ports.abort(step.operation);
-        progress = { ...progress, compensated: true };
+        progress = { phaseTwo: await ports.abort(step.operation) };
         break;
       case 'busy':
         throw new BarrierBusyError(step.retryAfterMs);
@@ -235,12 +281,18 @@ export async function runBarrier(type: BarrierMessageType, operation: unknown, p
   throw new Error(`barrier for ${type} did not settle within ${maxSteps} steps (last state ${describe(stored.record)})`);
 }
 
-/** The planted bug `skipBarrier`: the user's handlers run on every delivery, in whatever order. */
+/**
+ * The planted bug `skipBarrier`: every delivery runs its user handler and writes the effect with
+ * its phase's record on whatever revision is stored, whatever the state.
+ */
 async function withoutBarrier(type: BarrierMessageType, operation: unknown, ports: BarrierPorts): Promise<Outcome> {
+  const { rev } = await ports.read();
   if (type === 'PREPARE') {
-    const { vote, reason } = await ports.prepare(operation);
+    const { vote, reason, writes } = await ports.prepare(operation);
+    await ports.write(rev, { state: 'PREPARED', operation, vote, ...(reason === undefined ? {} : { reason }) }, vote === 'YES' ? writes : []);
     return { kind: 'vote', vote, ...(reason === undefined ? {} : { reason }) };
   }
-  await (type === 'COMMIT' ? ports.commit(operation) : ports.abort(operation));
+  const writes = await (type === 'COMMIT' ? ports.commit(operation) : ports.abort(operation));
+  await ports.write(rev, type === 'COMMIT' ? { state: 'COMMITTED', operation } : { state: 'ABORTED', prepareStarted: true, operation }, writes);
   return { kind: 'ack', phase: type };
 }

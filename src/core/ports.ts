@@ -5,7 +5,7 @@
 // Types only: no I/O here.
 import type { DecisionAnswer, ExecutionState } from './recovery';
 import type { LockItem } from './locks';
-import type { BarrierRecord, StoredBarrier } from './barrier';
+import type { BarrierRecord, BarrierWriteResult, StoredBarrier } from './barrier';
 import type { ParticipantMessage, ReplyMessage } from './messages';
 import type { AckEntry, OpsRecord, PhaseTwoResult, ReleaseEntry, TxRecord, VoteEntry } from './transaction';
 import type { GroupRecord } from './log-transitions';
@@ -219,18 +219,25 @@ export interface LockStorePort {
 
 export interface UnsettledBarrier {
   txId: string;
-  state: 'PREPARING' | 'PREPARED' | 'ABORTED';
+  state: 'PREPARING' | 'PREPARED';
   vote?: 'YES' | 'NO' | 'READ_ONLY';
   updatedAtMs: number;
 }
 
-/** Barrier records of one participant, one per txId, written whole on the revision that was read. */
-export interface BarrierStorePort {
+/**
+ * Barrier records of one participant, one per txId, written whole on the revision that was read,
+ * each write together with the user's effect (`writes`, of the store's own kind W) all or nothing.
+ */
+export interface BarrierStorePort<W = unknown> {
   read(txId: string): Promise<StoredBarrier>;
-  /** Writes `next` if the stored revision is still `expectedRev` (0: no record yet); false if it moved on. */
-  write(txId: string, expectedRev: number, next: BarrierRecord, nowMs: number): Promise<boolean>;
-  /** Records a crash may have left half done (see BarrierStore.scanUnsettled). */
-  scanUnsettled(sinceMs: number, maxPages?: number): Promise<UnsettledBarrier[]>;
+  /**
+   * Writes `next` and `writes` atomically if the stored revision is still `expectedRev` (0: no
+   * record yet): `moved` if it is not, `rejected` if a condition of `writes` failed; nothing is
+   * written in either case.
+   */
+  write(txId: string, expectedRev: number, next: BarrierRecord, nowMs: number, writes?: readonly W[]): Promise<BarrierWriteResult>;
+  /** The undecided records, for the restart scan (see BarrierStore.scanUnsettled). */
+  scanUnsettled(maxPages?: number): Promise<UnsettledBarrier[]>;
 }
 
 /** Where a participant in doubt reads the coordinator's decision. */

@@ -49,24 +49,26 @@ export function inventoryParticipant(table: DemoTable, options: InventoryOptions
     operation: inventoryOperation,
     async prepare({ txId, operation, lock }) {
       const skus = quantitiesBySku(operation);
+      const writes = [];
       for (const [i, [sku, quantity]] of skus.entries()) {
         if (i > 0 && pauseMs > 0) await systemSleep(pauseMs);
         // Exclusive: the check (enough stock?) and the hold happen under the lock, and the hold
-        // carries the lock's fencing token. Without a lock service the escrow hold alone keeps stock.
+        // carries the lock's fencing token. Without a lock service the hold's own condition keeps stock.
         const token = lock ? (await lock(skuLock(sku), 'X')).token : undefined;
-        const result = await table.placeHold(skuKey(sku), txId, quantity, INVENTORY_FIELDS, token);
-        // Holds placed for earlier SKUs stay: the SDK records NO and then runs abort, which releases them.
-        if (result.kind === 'unknown') return { vote: 'NO', reason: `unknown sku ${sku}` };
-        if (result.kind === 'short') return { vote: 'NO', reason: `insufficient stock for ${sku}: ${result.free} available, ${quantity} requested` };
-        if (result.kind === 'fenced') return { vote: 'NO', reason: `stale fencing token for ${sku}: ${token} is older than ${result.lastToken}` };
+        const refusal = await table.holdRefusal(skuKey(sku), quantity, INVENTORY_FIELDS, token);
+        if (refusal?.kind === 'unknown') return { vote: 'NO', reason: `unknown sku ${sku}` };
+        if (refusal?.kind === 'short') return { vote: 'NO', reason: `insufficient stock for ${sku}: ${refusal.free} available, ${quantity} requested` };
+        if (refusal?.kind === 'fenced') return { vote: 'NO', reason: `stale fencing token for ${sku}: ${token} is older than ${refusal.lastToken}` };
+        writes.push(table.placeHold(skuKey(sku), txId, quantity, INVENTORY_FIELDS, token));
       }
-      return { vote: 'YES' };
+      // Every SKU's hold lands together with the YES, or none does.
+      return { vote: 'YES', writes };
     },
     async commit({ txId, operation }) {
-      for (const [sku, quantity] of quantitiesBySku(operation)) await table.consumeHold(skuKey(sku), txId, quantity, INVENTORY_FIELDS);
+      return quantitiesBySku(operation).map(([sku, quantity]) => table.consumeHold(skuKey(sku), txId, quantity, INVENTORY_FIELDS));
     },
     async abort({ txId, operation }) {
-      for (const [sku, quantity] of quantitiesBySku(operation)) await table.releaseHold(skuKey(sku), txId, quantity, INVENTORY_FIELDS);
+      return quantitiesBySku(operation).map(([sku, quantity]) => table.releaseHold(skuKey(sku), txId, quantity, INVENTORY_FIELDS));
     },
   });
 }

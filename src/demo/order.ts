@@ -19,20 +19,16 @@ export function orderParticipant(table: DemoTable): Participant {
     service: 'order',
     operation: orderOperation,
     async prepare({ txId, operation }) {
-      const created = await table.createOnce(orderKey(operation.orderId), txId, {
-        orderId: operation.orderId,
-        items: operation.items,
-        total: operation.total,
-        status: 'PENDING',
-      });
-      if (created === 'taken') return { vote: 'NO', reason: `order ${operation.orderId} exists` };
-      return { vote: 'YES' };
+      const key = orderKey(operation.orderId);
+      if (await table.get(key)) return { vote: 'NO', reason: `order ${operation.orderId} exists` };
+      const order = { orderId: operation.orderId, items: operation.items, total: operation.total, status: 'PENDING' };
+      return { vote: 'YES', writes: [table.create(key, txId, order)] };
     },
     async commit({ txId, operation }) {
-      await table.transition(orderKey(operation.orderId), txId, 'PENDING', 'CONFIRMED');
+      return [table.transition(orderKey(operation.orderId), txId, 'PENDING', 'CONFIRMED')];
     },
     async abort({ txId, operation }) {
-      await table.transition(orderKey(operation.orderId), txId, 'PENDING', 'CANCELLED');
+      return [table.transition(orderKey(operation.orderId), txId, 'PENDING', 'CANCELLED')];
     },
   });
 }

@@ -20,16 +20,16 @@ export function paymentParticipant(table: DemoTable): Participant {
     service: 'payment',
     operation: paymentOperation,
     async prepare({ txId, operation: { account, amount } }) {
-      const result = await table.placeHold(accountKey(account), txId, amount, PAYMENT_FIELDS);
-      if (result.kind === 'unknown') return { vote: 'NO', reason: `unknown account ${account}` };
-      if (result.kind === 'short') return { vote: 'NO', reason: `insufficient funds in ${account}: balance ${result.free}, amount ${amount}` };
-      return { vote: 'YES' };
+      const refusal = await table.holdRefusal(accountKey(account), amount, PAYMENT_FIELDS);
+      if (refusal?.kind === 'unknown') return { vote: 'NO', reason: `unknown account ${account}` };
+      if (refusal?.kind === 'short') return { vote: 'NO', reason: `insufficient funds in ${account}: balance ${refusal.free}, amount ${amount}` };
+      return { vote: 'YES', writes: [table.placeHold(accountKey(account), txId, amount, PAYMENT_FIELDS)] };
     },
     async commit({ txId, operation: { account, amount } }) {
-      await table.consumeHold(accountKey(account), txId, amount, PAYMENT_FIELDS);
+      return [table.consumeHold(accountKey(account), txId, amount, PAYMENT_FIELDS)];
     },
     async abort({ txId, operation: { account, amount } }) {
-      await table.releaseHold(accountKey(account), txId, amount, PAYMENT_FIELDS);
+      return [table.releaseHold(accountKey(account), txId, amount, PAYMENT_FIELDS)];
     },
   });
 }

@@ -1,7 +1,9 @@
-// The two effect patterns the demo services share, both keyed by txId so that a repeat is a no-op:
-// an escrow hold on a counter item (stock, money) and a record created once per transaction.
+// The two effect patterns the demo services share, keyed by txId: an escrow hold on a counter item
+// (stock, money) and a record created once per transaction. Each is a write (a TransactWriteItems
+// action) that the participant SDK applies with its barrier transition; only the seeding writes here.
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import type { TransactWrite } from '../participant/barrier-store';
 
 /** The counter attributes of an escrow item: free (available) -> held -> done (sold, charged). */
 export interface HoldFields {
@@ -10,7 +12,8 @@ export interface HoldFields {
   done: string;
 }
 
-export type HoldResult = { kind: 'placed' } | { kind: 'unknown' } | { kind: 'short'; free: number } | { kind: 'fenced'; lastToken: number };
+/** Why a hold cannot be placed, from a read of the item (undefined: it can). */
+export type HoldRefusal = { kind: 'unknown' } | { kind: 'short'; free: number } | { kind: 'fenced'; lastToken: number };
 
 export class DemoTable {
   constructor(
@@ -23,50 +26,62 @@ export class DemoTable {
     return out.Item;
   }
 
+  /** Reads the item and says why `quantity` cannot be held on it now (undefined: it can). */
+  async holdRefusal(pk: string, quantity: number, f: HoldFields, token?: number): Promise<HoldRefusal | undefined> {
+    const item = await this.get(pk);
+    if (!item) return { kind: 'unknown' };
+    if (token !== undefined && typeof item.lastToken === 'number' && item.lastToken > token) return { kind: 'fenced', lastToken: item.lastToken };
+    const free = Number(item[f.free]);
+    return free >= quantity ? undefined : { kind: 'short', free };
+  }
+
   /**
-   * Moves `quantity` from free to held and records holds.<txId>; a hold already there counts as placed.
-   * With a fencing `token` (from the lock service), the write is refused if the item has seen a
-   * newer token: its writer lost the lock (lease taken over) and must not act on what it read.
+   * The write that moves `quantity` from free to held and records holds.<txId>, under the
+   * conditions the read relied on. With a fencing `token` (from the lock service), it is refused if
+   * the item has seen a newer token: its writer lost the lock and must not act on what it read.
    * Consuming and releasing a hold are not fenced: they touch only the txId's own hold, and a
    * release must still happen after the lock passed on, or the stock would leak.
    */
-  async placeHold(pk: string, txId: string, quantity: number, f: HoldFields, token?: number): Promise<HoldResult> {
+  placeHold(pk: string, txId: string, quantity: number, f: HoldFields, token?: number): TransactWrite {
     const fenced = token !== undefined;
-    const placed = await this.conditionalUpdate({
-      Key: { pk },
-      UpdateExpression: `SET #free = #free - :q, #held = #held + :q, holds.#tx = :q${fenced ? ', lastToken = :token' : ''}`,
-      ConditionExpression: `attribute_exists(pk) AND #free >= :q AND attribute_not_exists(holds.#tx)${fenced ? ' AND (attribute_not_exists(lastToken) OR lastToken <= :token)' : ''}`,
-      ExpressionAttributeNames: { '#free': f.free, '#held': f.held, '#tx': txId },
-      ExpressionAttributeValues: { ':q': quantity, ...(fenced ? { ':token': token } : {}) },
-    });
-    if (placed) return { kind: 'placed' };
-    const item = await this.get(pk);
-    if (!item) return { kind: 'unknown' };
-    if (holdOf(item, txId) !== undefined) return { kind: 'placed' };
-    if (fenced && typeof item.lastToken === 'number' && item.lastToken > token) return { kind: 'fenced', lastToken: item.lastToken };
-    return { kind: 'short', free: Number(item[f.free]) };
+    return {
+      Update: {
+        TableName: this.name,
+        Key: { pk },
+        UpdateExpression: `SET #free = #free - :q, #held = #held + :q, holds.#tx = :q${fenced ? ', lastToken = :token' : ''}`,
+        ConditionExpression: `attribute_exists(pk) AND #free >= :q AND attribute_not_exists(holds.#tx)${fenced ? ' AND (attribute_not_exists(lastToken) OR lastToken <= :token)' : ''}`,
+        ExpressionAttributeNames: { '#free': f.free, '#held': f.held, '#tx': txId },
+        ExpressionAttributeValues: { ':q': quantity, ...(fenced ? { ':token': token } : {}) },
+      },
+    };
   }
 
-  /** Moves the txId's hold from held to done; false if there was no such hold (already done). */
-  consumeHold(pk: string, txId: string, quantity: number, f: HoldFields): Promise<boolean> {
-    return this.conditionalUpdate({
-      Key: { pk },
-      UpdateExpression: 'SET #held = #held - :q, #done = #done + :q REMOVE holds.#tx',
-      ConditionExpression: 'holds.#tx = :q',
-      ExpressionAttributeNames: { '#held': f.held, '#done': f.done, '#tx': txId },
-      ExpressionAttributeValues: { ':q': quantity },
-    });
+  /** The write that moves the txId's hold from held to done. */
+  consumeHold(pk: string, txId: string, quantity: number, f: HoldFields): TransactWrite {
+    return {
+      Update: {
+        TableName: this.name,
+        Key: { pk },
+        UpdateExpression: 'SET #held = #held - :q, #done = #done + :q REMOVE holds.#tx',
+        ConditionExpression: 'holds.#tx = :q',
+        ExpressionAttributeNames: { '#held': f.held, '#done': f.done, '#tx': txId },
+        ExpressionAttributeValues: { ':q': quantity },
+      },
+    };
   }
 
-  /** Moves the txId's hold back to free; false if there was none (never placed, released or consumed). */
-  releaseHold(pk: string, txId: string, quantity: number, f: HoldFields): Promise<boolean> {
-    return this.conditionalUpdate({
-      Key: { pk },
-      UpdateExpression: 'SET #free = #free + :q, #held = #held - :q REMOVE holds.#tx',
-      ConditionExpression: 'holds.#tx = :q',
-      ExpressionAttributeNames: { '#free': f.free, '#held': f.held, '#tx': txId },
-      ExpressionAttributeValues: { ':q': quantity },
-    });
+  /** The write that moves the txId's hold back to free. */
+  releaseHold(pk: string, txId: string, quantity: number, f: HoldFields): TransactWrite {
+    return {
+      Update: {
+        TableName: this.name,
+        Key: { pk },
+        UpdateExpression: 'SET #free = #free + :q, #held = #held - :q REMOVE holds.#tx',
+        ConditionExpression: 'holds.#tx = :q',
+        ExpressionAttributeNames: { '#free': f.free, '#held': f.held, '#tx': txId },
+        ExpressionAttributeValues: { ':q': quantity },
+      },
+    };
   }
 
   /** Writes the item unless one with its key exists; false if it did (it is left as it was). */
@@ -80,51 +95,36 @@ export class DemoTable {
     }
   }
 
-  /** Creates the record for txId; 'mine' if this transaction created it before, 'taken' if another did. */
-  async createOnce(pk: string, txId: string, attributes: Record<string, unknown>): Promise<'created' | 'mine' | 'taken'> {
-    if (await this.putIfAbsent({ ...attributes, pk, txId })) return 'created';
-    const item = await this.get(pk);
-    return item?.txId === txId ? 'mine' : 'taken';
+  /** The write that creates the record for txId; it is refused if a record with its key exists. */
+  create(pk: string, txId: string, attributes: Record<string, unknown>): TransactWrite {
+    return { Put: { TableName: this.name, Item: { ...attributes, pk, txId }, ConditionExpression: 'attribute_not_exists(pk)' } };
   }
 
-  /** Sets status `to` if the record belongs to txId and is in `from`; false otherwise (done before, or not ours). */
-  transition(pk: string, txId: string, from: string, to: string): Promise<boolean> {
-    return this.conditionalUpdate({
-      Key: { pk },
-      UpdateExpression: 'SET #status = :to',
-      ConditionExpression: 'txId = :tx AND #status = :from',
-      ExpressionAttributeNames: { '#status': 'status' },
-      ExpressionAttributeValues: { ':tx': txId, ':from': from, ':to': to },
-    });
+  /** The write that sets status `to` on txId's record in status `from`. */
+  transition(pk: string, txId: string, from: string, to: string): TransactWrite {
+    return {
+      Update: {
+        TableName: this.name,
+        Key: { pk },
+        UpdateExpression: 'SET #status = :to',
+        ConditionExpression: 'txId = :tx AND #status = :from',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':tx': txId, ':from': from, ':to': to },
+      },
+    };
   }
 
-  /** Deletes the record if it belongs to txId and is in `status`; false otherwise. */
-  async deleteIf(pk: string, txId: string, status: string): Promise<boolean> {
-    try {
-      await this.doc.send(
-        new DeleteCommand({
-          TableName: this.name,
-          Key: { pk },
-          ConditionExpression: 'txId = :tx AND #status = :status',
-          ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':tx': txId, ':status': status },
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return false;
-      throw err;
-    }
-  }
-
-  private async conditionalUpdate(input: Omit<ConstructorParameters<typeof UpdateCommand>[0], 'TableName'>): Promise<boolean> {
-    try {
-      await this.doc.send(new UpdateCommand({ TableName: this.name, ...input }));
-      return true;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return false;
-      throw err;
-    }
+  /** The write that deletes txId's record in `status`. */
+  deleteIf(pk: string, txId: string, status: string): TransactWrite {
+    return {
+      Delete: {
+        TableName: this.name,
+        Key: { pk },
+        ConditionExpression: 'txId = :tx AND #status = :status',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':tx': txId, ':status': status },
+      },
+    };
   }
 }
 

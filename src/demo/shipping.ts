@@ -1,4 +1,4 @@
-// Shipping: a shipment per order, PENDING while the transaction is open, SCHEDULED at commit,
+// Shipping: a shipment per order, created PENDING with the YES, SCHEDULED at commit,
 // removed at abort so that the order can be shipped by a later transaction.
 import { z } from 'zod';
 import { type Participant, defineParticipant } from '../participant/define';
@@ -16,15 +16,15 @@ export function shippingParticipant(table: DemoTable): Participant {
     service: 'shipping',
     operation: shippingOperation,
     async prepare({ txId, operation }) {
-      const created = await table.createOnce(shipmentKey(operation.orderId), txId, { orderId: operation.orderId, address: operation.address, status: 'PENDING' });
-      if (created === 'taken') return { vote: 'NO', reason: `shipment exists for order ${operation.orderId}` };
-      return { vote: 'YES' };
+      const key = shipmentKey(operation.orderId);
+      if (await table.get(key)) return { vote: 'NO', reason: `shipment exists for order ${operation.orderId}` };
+      return { vote: 'YES', writes: [table.create(key, txId, { orderId: operation.orderId, address: operation.address, status: 'PENDING' })] };
     },
     async commit({ txId, operation }) {
-      await table.transition(shipmentKey(operation.orderId), txId, 'PENDING', 'SCHEDULED');
+      return [table.transition(shipmentKey(operation.orderId), txId, 'PENDING', 'SCHEDULED')];
     },
     async abort({ txId, operation }) {
-      await table.deleteIf(shipmentKey(operation.orderId), txId, 'PENDING');
+      return [table.deleteIf(shipmentKey(operation.orderId), txId, 'PENDING')];
     },
   });
 }

@@ -9,6 +9,8 @@ import { type Consumer, startConsumer } from '../participant/consumer';
 import type { DecisionSource } from '../participant/decisions';
 import type { Participant } from '../participant/define';
 import { type ParticipantLogger, documentClient } from '../participant/runner';
+import { BarrierStore, type TransactWrite } from '../participant/barrier-store';
+import type { BarrierStorePort } from '../core/ports';
 import { INVENTORY_FIELDS, type InventoryOptions, inventoryParticipant, skuKey } from './inventory';
 import { orderKey, orderParticipant } from './order';
 import { PAYMENT_FIELDS, accountKey, paymentParticipant } from './payment';
@@ -209,6 +211,8 @@ export interface DemoShopOptions extends DemoTableOptions {
   inquireAfterMs?: number;
   /** Wraps each service's handlers (fault injection: src/local/faults.ts). */
   wrapParticipant?: (participant: Participant) => Participant;
+  /** Wraps each service's barrier store, which writes its effects (fault injection: src/local/faults.ts). */
+  wrapBarrierStore?: (store: BarrierStorePort<TransactWrite>) => BarrierStorePort<TransactWrite>;
 }
 
 export interface DemoShop extends DemoViews {
@@ -223,8 +227,9 @@ export function startDemoShop(options: DemoShopOptions): DemoShop {
   const unknown = wanted.filter((s) => !(DEMO_SERVICES as readonly string[]).includes(s));
   if (unknown.length > 0) throw new Error(`unknown demo services: ${unknown.join(', ')} (known: ${DEMO_SERVICES.join(', ')})`);
   const dynamodb = options.dynamodb ?? new DynamoDBClient({});
+  const doc = documentClient(dynamodb);
   const participants = demoParticipants(
-    documentClient(dynamodb),
+    doc,
     options.prefix,
     options.inventoryPauseBetweenLocksMs === undefined ? {} : { pauseBetweenLocksMs: options.inventoryPauseBetweenLocksMs },
   );
@@ -233,6 +238,7 @@ export function startDemoShop(options: DemoShopOptions): DemoShop {
   const consumers: Consumer[] = services.map((service) =>
     startConsumer({
       participant: options.wrapParticipant ? options.wrapParticipant(participants[service]) : participants[service],
+      ...(options.wrapBarrierStore ? { barrierStore: options.wrapBarrierStore(new BarrierStore(doc, tables[service], service)) } : {}),
       queueUrl: options.queueUrls[service]!,
       replyQueueUrl: options.replyQueueUrls[service]!,
       table: tables[service],

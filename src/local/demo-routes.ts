@@ -2,7 +2,7 @@
 // read-only views on the local API (`/demo/...`). Not part of the coordinator's CDK app: the shop
 // stands for the users' own services, which live outside it.
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { createDemoTables, seedDemo, startDemoShop, type DemoShop } from '../demo';
+import { createDemoTables, seedDemo, startDemoShop, type DemoShop, type DemoShopOptions } from '../demo';
 import { type LockSetup, type TransactionPort, apiTransactions, createLocks } from '../locks';
 import type { Participant } from '../participant/define';
 import { apiDecisions } from '../participant/decisions';
@@ -35,6 +35,10 @@ export async function startDemo(
     inquireAfterMs?: number;
     /** Wraps each service's handlers (fault injection: src/local/faults.ts). */
     wrapParticipant?: (participant: Participant) => Participant;
+    /** Wraps each service's barrier store (fault injection: src/local/faults.ts). */
+    wrapBarrierStore?: DemoShopOptions['wrapBarrierStore'];
+    /** A prepare run's claim lease (default 30 s; chaos runs shorten it so that paused runs are taken over). */
+    leaseMs?: number;
     /** How long a received message stays invisible before SQS redelivers it (default: the SDK's 60 s). */
     visibilityTimeoutSeconds?: number;
   } = {},
@@ -69,6 +73,8 @@ export async function startDemo(
     decisions: apiDecisions({ baseUrl: stack.outputs.apiUrl }),
     ...(options.inquireAfterMs === undefined ? {} : { inquireAfterMs: options.inquireAfterMs }),
     ...(options.wrapParticipant ? { wrapParticipant: options.wrapParticipant } : {}),
+    ...(options.wrapBarrierStore ? { wrapBarrierStore: options.wrapBarrierStore } : {}),
+    ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     ...(options.visibilityTimeoutSeconds === undefined ? {} : { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }),
   });
   const view = (read: (id: string) => Promise<unknown>) => async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {

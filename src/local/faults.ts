@@ -16,8 +16,13 @@
 //   sqs.duplicate  the message is sent twice
 //   sqs.delay      the message becomes visible 1..sqs.delayMaxSeconds s later (later ones overtake
 //                  it: this is how messages are reordered)
-//   participant.crashBefore | participant.crashAfter   a demo service's prepare/commit/abort throws
-//                  before / after its effect, as a crash there would (the message is redelivered)
+//   participant.crashBefore   a demo service's prepare/commit/abort throws before it runs
+//   participant.crashAfter    the run crashes right after its effect was written with the barrier,
+//                  before it replies (a crash there: the message is redelivered)
+//   participant.pause   a prepare run freezes just before it writes its effect, for 1..
+//                  participant.pauseMaxMs ms (a GC pause, a frozen container): its heartbeat stops
+//                  too, so a duplicate may take the claim over after the lease, or the ABORT come;
+//                  then it resumes and tries to write (the barrier must refuse it)
 // Killing the coordinator is a process kill: see src/local/process.ts and test/chaos.
 import { createHash } from 'node:crypto';
 import { DynamoDBClient, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
@@ -27,6 +32,8 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { createRandom, type Random } from '../core/random';
 import type { Participant } from '../participant/define';
+import type { BarrierStorePort } from '../core/ports';
+import { systemSleep } from '../aws/system';
 
 const rate = z.number().min(0).max(1);
 
@@ -45,10 +52,14 @@ export const faultConfigSchema = z.strictObject({
   'sfn.throttle': rate.default(0),
   'participant.crashBefore': rate.default(0),
   'participant.crashAfter': rate.default(0),
+  'participant.pause': rate.default(0),
+  'participant.pauseMaxMs': z.number().int().min(1).max(600_000).default(10_000),
 });
 export type FaultConfig = z.infer<typeof faultConfigSchema>;
 export type FaultInput = z.input<typeof faultConfigSchema>;
-export type FaultKind = Exclude<keyof FaultConfig, 'seed' | 'sqs.delayMaxSeconds'>;
+export type FaultKind = Exclude<keyof FaultConfig, 'seed' | 'sqs.delayMaxSeconds' | 'participant.pauseMaxMs'>;
+/** Not faults but what they led to: paused runs whose write the barrier refused on resuming. */
+export const PAUSE_REFUSED = 'participant.pauseRefused';
 
 export function parseFaults(json: string): FaultConfig {
   let raw: unknown;
@@ -71,10 +82,12 @@ export interface FaultInjector {
   readonly config: FaultConfig;
   /** Faults are injected only while enabled (start the stack first, then enable). */
   enabled: boolean;
-  /** How many of each kind were injected so far. */
-  stats(): Record<FaultKind, number>;
-  /** The demo services' handlers, crashing before or after their effect at the configured rates. */
+  /** How many of each kind were injected so far, and PAUSE_REFUSED. */
+  stats(): Record<FaultKind | typeof PAUSE_REFUSED, number>;
+  /** The demo services' handlers, crashing before they run at the configured rate. */
   wrapParticipant(participant: Participant): Participant;
+  /** A demo service's barrier store: crashes after an effect was written, and paused prepare runs. */
+  wrapBarrierStore<W>(store: BarrierStorePort<W>): BarrierStorePort<W>;
 }
 
 type Service = 'dynamodb' | 'sqs' | 'sfn';
@@ -90,13 +103,14 @@ export function installFaults(input: FaultInput): FaultInjector {
   const config = faultConfigSchema.parse(input);
   const random = createRandom(config.seed);
   const counts = Object.fromEntries(
-    (Object.keys(config) as (keyof FaultConfig)[]).filter((k) => k !== 'seed' && k !== 'sqs.delayMaxSeconds').map((k) => [k, 0]),
+    (Object.keys(config) as (keyof FaultConfig)[]).filter((k) => k !== 'seed' && k !== 'sqs.delayMaxSeconds' && k !== 'participant.pauseMaxMs').map((k) => [k, 0]),
   ) as Record<FaultKind, number>;
+  let pauseRefused = 0;
   const injector: FaultInjector & { roll(kind: FaultKind): boolean; random: Random } = {
     config,
     enabled: false,
     random,
-    stats: () => ({ ...counts }),
+    stats: () => ({ ...counts, [PAUSE_REFUSED]: pauseRefused }),
     roll(kind) {
       if (!injector.enabled || !random.chance(config[kind])) return false;
       counts[kind]++;
@@ -106,10 +120,8 @@ export function installFaults(input: FaultInput): FaultInjector {
       const guard =
         <I, O>(name: string, fn: (input: I) => Promise<O>) =>
         async (input: I): Promise<O> => {
-          if (injector.roll('participant.crashBefore')) throw new InjectedCrash(`${participant.service}.${name} crashed before its effect`);
-          const out = await fn(input);
-          if (injector.roll('participant.crashAfter')) throw new InjectedCrash(`${participant.service}.${name} crashed after its effect`);
-          return out;
+          if (injector.roll('participant.crashBefore')) throw new InjectedCrash(`${participant.service}.${name} crashed before it ran`);
+          return fn(input);
         };
       return {
         ...participant,
@@ -117,6 +129,37 @@ export function installFaults(input: FaultInput): FaultInjector {
         prepare: guard('prepare', (input) => participant.prepare(input)),
         commit: guard('commit', (input) => participant.commit(input)),
         abort: guard('abort', (input) => participant.abort(input)),
+      };
+    },
+    wrapBarrierStore<W>(store: BarrierStorePort<W>): BarrierStorePort<W> {
+      // The run that last claimed each barrier through this store, and the runs frozen now.
+      const claimant = new Map<string, string>();
+      const frozen = new Map<string, Promise<void>>();
+      return {
+        read: (txId) => store.read(txId),
+        scanUnsettled: (maxPages) => store.scanUnsettled(maxPages),
+        async write(txId, expectedRev, next, nowMs, writes = []) {
+          // A frozen run's heartbeat renews nothing until the run resumes.
+          if (next.state === 'PREPARING') await frozen.get(next.claim.runId);
+          const pausing = next.state === 'PREPARED' && writes.length > 0 && injector.roll('participant.pause');
+          if (pausing) {
+            const runId = claimant.get(txId) ?? '';
+            const resumes = systemSleep(random.int(1, config['participant.pauseMaxMs']));
+            frozen.set(runId, resumes);
+            await resumes;
+            frozen.delete(runId);
+          }
+          const result = await store.write(txId, expectedRev, next, nowMs, writes);
+          if (pausing && result.kind !== 'written') pauseRefused++;
+          if (result.kind === 'written') {
+            if (next.state === 'PREPARING') claimant.set(txId, next.claim.runId);
+            else claimant.delete(txId);
+          }
+          if (result.kind === 'written' && writes.length > 0 && injector.roll('participant.crashAfter')) {
+            throw new InjectedCrash(`a run crashed after writing ${next.state} of ${txId} with its effect`);
+          }
+          return result;
+        },
       };
     },
   };

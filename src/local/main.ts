@@ -72,7 +72,7 @@ const stack = await startLocalStack({ home, port }).catch((err: unknown) => {
   throw err;
 });
 const demo = await startDemo(stack, {
-  ...(faults ? { wrapParticipant: faults.wrapParticipant } : {}),
+  ...(faults ? { wrapParticipant: faults.wrapParticipant, wrapBarrierStore: faults.wrapBarrierStore } : {}),
   ...(lockPauseMs > 0 ? { locks: { pauseBetweenLocksMs: lockPauseMs } } : {}),
 });
 addConsole(stack);

@@ -23,7 +23,7 @@ export interface StackProcessOptions {
   faults?: FaultInput;
   /** CDK context overrides (participants, sweeperLocalRateSeconds ...). */
   context?: Record<string, unknown>;
-  demo?: { inquireAfterMs?: number; visibilityTimeoutSeconds?: number; locks?: false };
+  demo?: { inquireAfterMs?: number; visibilityTimeoutSeconds?: number; locks?: false; leaseMs?: number };
   /** Every line the child prints (stdout and stderr), for diagnosis. */
   onLine?: (line: string) => void;
   /** Give up waiting for DTC_READY after this long (default 120 s). */
@@ -127,7 +127,7 @@ async function childMain(): Promise<void> {
   const { startDemo } = await import('./demo-routes');
   const faults = installFaultsFromEnv();
   const context = process.env.DTC_CONTEXT ? (JSON.parse(process.env.DTC_CONTEXT) as Record<string, unknown>) : undefined;
-  const demoOptions = process.env.DTC_DEMO ? (JSON.parse(process.env.DTC_DEMO) as { inquireAfterMs?: number; visibilityTimeoutSeconds?: number; locks?: false }) : {};
+  const demoOptions = process.env.DTC_DEMO ? (JSON.parse(process.env.DTC_DEMO) as { inquireAfterMs?: number; visibilityTimeoutSeconds?: number; locks?: false; leaseMs?: number }) : {};
   // The synth takes seconds; a restart in the same home reuses the first life's templates.
   const cacheFile = path.join(home, 'templates.json');
   let templates: StackTemplate[];
@@ -139,7 +139,7 @@ async function childMain(): Promise<void> {
     await writeFile(cacheFile, JSON.stringify(templates));
   }
   const stack = await startLocalStack({ home, port: 0, templates, ...(context ? { context } : {}) });
-  const demo = await startDemo(stack, { ...demoOptions, ...(faults ? { wrapParticipant: faults.wrapParticipant } : {}) });
+  const demo = await startDemo(stack, { ...demoOptions, ...(faults ? { wrapParticipant: faults.wrapParticipant, wrapBarrierStore: faults.wrapBarrierStore } : {}) });
   // Faults start after provisioning and seeding: a failed CreateTable is not what is being tested.
   if (faults) faults.enabled = true;
   const ready: ChildReady = {

@@ -1,22 +1,33 @@
 // Barrier records in the participant's own table: one item per txId, key `pk` = `barrier#<txId>`.
 // Every write is a full Put conditioned on the revision that was read, so a write based on a stale
-// read fails and the caller re-reads (dynalite ignores ReturnValuesOnConditionCheckFailure anyway).
-// The item's shape and the restart scan's rule live in src/core/barrier-item.ts (shared with the
-// in-memory adapter); this module only speaks DynamoDB.
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
-import { ABSENT, type BarrierRecord, type StoredBarrier } from '../core/barrier';
+// read fails and the caller re-reads. A write that carries the user's effect is one
+// TransactWriteItems: the barrier Put (its condition is the check that this run still owns what it
+// read) and the effect's actions, all or nothing. The item's shape and the restart scan's rule live
+// in src/core/barrier-item.ts (shared with the in-memory adapter); this module only speaks DynamoDB.
+import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, TransactWriteCommand, type TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
+import { systemRandom, systemSleep } from '../aws/system';
+import { ABSENT, type BarrierRecord, type BarrierWriteResult, type StoredBarrier } from '../core/barrier';
 import { BARRIER_KEY_PREFIX, barrierKey, decodeBarrier, encodeBarrier, unsettled } from '../core/barrier-item';
-import type { BarrierStorePort, UnsettledBarrier } from '../core/ports';
+import type { BarrierStorePort, Sleep, UnsettledBarrier } from '../core/ports';
 
 export { BARRIER_KEY_PREFIX, barrierKey };
 export type { UnsettledBarrier };
 
-export class BarrierStore implements BarrierStorePort {
+/** One action of a DynamoDB effect: `{ Put }`, `{ Update }`, `{ Delete }` or `{ ConditionCheck }`, as TransactWriteCommand takes it. */
+export type TransactWrite = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
+
+/** TransactWriteItems takes at most 100 actions; the barrier's own Put is one of them. */
+export const MAX_EFFECT_WRITES = 99;
+/** A transaction that meets another in flight on one of its items is tried again, this many times in all. */
+const CONFLICT_ATTEMPTS = 5;
+
+export class BarrierStore implements BarrierStorePort<TransactWrite> {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     private readonly table: string,
     private readonly participant: string,
+    private readonly sleep: Sleep = systemSleep,
   ) {}
 
   async read(txId: string): Promise<StoredBarrier> {
@@ -25,11 +36,10 @@ export class BarrierStore implements BarrierStorePort {
   }
 
   /**
-   * Barrier records a crash may have left half done, for the restart scan (see `unsettled` for
-   * which). A Scan of the participant's table, so bounded by `maxPages`; the filter below is the
-   * part of the rule DynamoDB can apply, `unsettled` the whole of it.
+   * The undecided barrier records (see `unsettled`), for the restart scan. A Scan of the
+   * participant's table, so bounded by `maxPages`.
    */
-  async scanUnsettled(sinceMs: number, maxPages = 100): Promise<UnsettledBarrier[]> {
+  async scanUnsettled(maxPages = 100): Promise<UnsettledBarrier[]> {
     const found: UnsettledBarrier[] = [];
     let ExclusiveStartKey: Record<string, unknown> | undefined;
     for (let page = 0; page < maxPages; page++) {
@@ -37,23 +47,15 @@ export class BarrierStore implements BarrierStorePort {
         new ScanCommand({
           TableName: this.table,
           ConsistentRead: true,
-          FilterExpression:
-            'begins_with(pk, :prefix) AND (#state IN (:preparing, :prepared) OR (#state = :aborted AND prepareStarted = :true AND updatedAtMs >= :since))',
-          ProjectionExpression: 'pk, txId, #state, #vote, updatedAtMs, prepareStarted',
+          FilterExpression: 'begins_with(pk, :prefix) AND (#state = :preparing OR (#state = :prepared AND #vote = :yes))',
+          ProjectionExpression: 'pk, txId, #state, #vote, updatedAtMs',
           ExpressionAttributeNames: { '#state': 'state', '#vote': 'vote' },
-          ExpressionAttributeValues: {
-            ':prefix': BARRIER_KEY_PREFIX,
-            ':preparing': 'PREPARING',
-            ':prepared': 'PREPARED',
-            ':aborted': 'ABORTED',
-            ':true': true,
-            ':since': sinceMs,
-          },
+          ExpressionAttributeValues: { ':prefix': BARRIER_KEY_PREFIX, ':preparing': 'PREPARING', ':prepared': 'PREPARED', ':yes': 'YES' },
           ...(ExclusiveStartKey ? { ExclusiveStartKey } : {}),
         }),
       );
       for (const item of out.Items ?? []) {
-        const b = unsettled(item, sinceMs);
+        const b = unsettled(item);
         if (b) found.push(b);
       }
       ExclusiveStartKey = out.LastEvaluatedKey;
@@ -62,23 +64,48 @@ export class BarrierStore implements BarrierStorePort {
     return found;
   }
 
-  /** Writes `next` if the stored revision is still `expectedRev` (0: no record yet); false if it moved on. */
-  async write(txId: string, expectedRev: number, next: BarrierRecord, nowMs: number): Promise<boolean> {
-    const item = encodeBarrier(txId, this.participant, expectedRev + 1, next, nowMs);
-    try {
-      await this.doc.send(
-        new PutCommand({
-          TableName: this.table,
-          Item: item,
-          ...(expectedRev === 0
-            ? { ConditionExpression: 'attribute_not_exists(pk)' }
-            : { ConditionExpression: '#rev = :rev', ExpressionAttributeNames: { '#rev': 'rev' }, ExpressionAttributeValues: { ':rev': expectedRev } }),
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return false;
-      throw err;
+  /**
+   * Writes `next` if the stored revision is still `expectedRev` (0: no record yet), and with it
+   * `writes` in the same transaction. Without writes it is a single conditional Put.
+   */
+  async write(txId: string, expectedRev: number, next: BarrierRecord, nowMs: number, writes: readonly TransactWrite[] = []): Promise<BarrierWriteResult> {
+    if (writes.length > MAX_EFFECT_WRITES) throw new Error(`an effect of ${writes.length} writes is too large: a transaction takes the barrier and at most ${MAX_EFFECT_WRITES} more`);
+    const put = {
+      TableName: this.table,
+      Item: encodeBarrier(txId, this.participant, expectedRev + 1, next, nowMs),
+      ...(expectedRev === 0
+        ? { ConditionExpression: 'attribute_not_exists(pk)' }
+        : { ConditionExpression: '#rev = :rev', ExpressionAttributeNames: { '#rev': 'rev' }, ExpressionAttributeValues: { ':rev': expectedRev } }),
+    };
+    if (writes.length === 0) {
+      try {
+        await this.doc.send(new PutCommand(put));
+        return { kind: 'written' };
+      } catch (err) {
+        if (err instanceof ConditionalCheckFailedException) return { kind: 'moved' };
+        throw err;
+      }
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.doc.send(new TransactWriteCommand({ TransactItems: [{ Put: put }, ...writes] }));
+        return { kind: 'written' };
+      } catch (err) {
+        if (!(err instanceof TransactionCanceledException)) throw err;
+        const codes = (err.CancellationReasons ?? []).map((r) => r.Code ?? 'None');
+        if (codes[0] === 'ConditionalCheckFailed') return { kind: 'moved' };
+        const failed = codes.flatMap((code, i) => (i > 0 && code === 'ConditionalCheckFailed' ? [`write ${i - 1} (${describeWrite(writes[i - 1]!)})`] : []));
+        if (failed.length > 0) return { kind: 'rejected', reason: `condition failed on ${failed.join(', ')}` };
+        // Only conflicts with other transactions in flight (or throttling): nothing was written; try again.
+        if (attempt >= CONFLICT_ATTEMPTS || !codes.every((c) => c === 'None' || c === 'TransactionConflict' || c === 'ThrottlingError')) throw err;
+        await this.sleep(Math.round(20 * 2 ** attempt * (0.5 + systemRandom())));
+      }
     }
   }
+}
+
+function describeWrite(write: TransactWrite): string {
+  const action = write.Put ? 'Put' : write.Update ? 'Update' : write.Delete ? 'Delete' : 'ConditionCheck';
+  const target = write.Put ?? write.Update ?? write.Delete ?? write.ConditionCheck;
+  return `${action} ${target?.TableName ?? '?'}`;
 }

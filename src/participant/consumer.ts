@@ -249,9 +249,9 @@ function startInquiry(sleep: Sleep, inDoubt: InDoubtInquiry, intervalMs: number,
   let found = false;
   const tick = async (): Promise<void> => {
     if (!found) {
-      const { watched, cleaned } = await inDoubt.recoverStored();
+      const { watched } = await inDoubt.recoverStored();
       found = true;
-      if (watched + cleaned > 0) logger.info('restart scan: watching undecided transactions, re-ran cut-short cleanups', { watched, cleaned });
+      if (watched > 0) logger.info('restart scan: watching undecided transactions', { watched });
     }
     await inDoubt.inquireDue(INQUIRIES_PER_TICK);
   };

@@ -1,11 +1,12 @@
 // What a participant service writes: its name, the shape of its operation, and three handlers.
-// The barrier (see src/core/barrier.ts) decides when each handler runs; the handlers only touch
-// the service's own data, keyed by txId so that running one twice changes nothing.
+// The barrier (see src/core/barrier.ts) decides when each handler runs; the handlers build their
+// effect on the service's own data as writes, which the barrier applies with its own transition.
 import type { z } from 'zod';
 import type { PrepareResult } from '../core/barrier';
 import type { Grant, LockMode } from '../core/locks';
 import { type Vote, clipReason, serviceName, vote as voteSchema } from '../core/messages';
 import { LockWaitTimeoutError, TransactionAbortedError } from '../locks/service';
+import type { TransactWrite } from './barrier-store';
 
 /** A vote reason travels in the VOTE message, which caps it at 1000 characters. */
 
@@ -29,33 +30,46 @@ export interface PhaseInput<Op> {
   operation: Op;
 }
 
-export interface ParticipantDefinition<Op> {
+/**
+ * What prepare answers. YES carries the effect: the writes (hold stock, create a record, ...) the
+ * SDK applies in one atomic write together with the barrier's PREPARED, conditional on this run
+ * still owning the barrier. NO and READ_ONLY write nothing.
+ */
+export type PrepareAnswer<W> = { vote: 'YES'; writes?: W[]; reason?: string } | { vote: 'NO'; reason?: string } | { vote: 'READ_ONLY'; reason?: string };
+
+/**
+ * A participant service. Its handlers never write: they read what they need and answer the writes
+ * of their effect, which the SDK applies all or nothing with the barrier transition that records
+ * it (PREPARED, COMMITTED, ABORTED). So an effect lands exactly when its barrier state is written,
+ * and no paused, duplicated or late run can apply one outside its state. On DynamoDB a write is a
+ * TransactWriteItems action (`{ Put }`, `{ Update }`, `{ Delete }`, `{ ConditionCheck }`, in the
+ * lib-dynamodb shape) on an item in the same account and region; see docs/participants.md.
+ */
+export interface ParticipantDefinition<Op, W = TransactWrite> {
   service: string;
   /** Validates the operation; one that fails is voted NO with the schema error, and no handler runs. */
   operation?: z.ZodType<Op>;
   /**
-   * Places the transaction's effect as a hold keyed by txId and votes. Must be idempotent per txId:
-   * a redelivery after a crash runs it again. Vote NO may leave a partial hold: abort follows.
+   * Decides the vote and, for YES, builds the hold keyed by txId. Its writes should carry the
+   * conditions their reads relied on (enough stock, no such record yet): if one fails when the
+   * SDK writes, prepare runs again on fresh data (a few times, then the vote is NO).
    */
-  prepare(input: PrepareInput<Op>): Promise<{ vote: Vote; reason?: string }>;
-  /** Turns the txId's hold into the final effect; a second call finds nothing to do. */
-  commit(input: PhaseInput<Op>): Promise<void>;
-  /**
-   * Releases whatever is still held for txId and nothing else: it may run when nothing was held, more
-   * than once, and after a finished commit (to release a hold that a late prepare re-created).
-   */
-  abort(input: PhaseInput<Op>): Promise<void>;
+  prepare(input: PrepareInput<Op>): Promise<PrepareAnswer<W>>;
+  /** Builds the writes that turn the txId's hold into the final effect. Called only on a PREPARED(YES) barrier. */
+  commit(input: PhaseInput<Op>): Promise<W[]>;
+  /** Builds the writes that release the txId's hold. Called only on a PREPARED(YES) barrier, never on a committed one. */
+  abort(input: PhaseInput<Op>): Promise<W[]>;
 }
 
 /** The untyped face the runner drives: the operation arrives as JSON from the queue. */
-export interface Participant {
+export interface Participant<W = TransactWrite> {
   readonly service: string;
-  prepare(input: PrepareInput<unknown>): Promise<PrepareResult>;
-  commit(input: PhaseInput<unknown>): Promise<void>;
-  abort(input: PhaseInput<unknown>): Promise<void>;
+  prepare(input: PrepareInput<unknown>): Promise<PrepareResult & { writes: W[] }>;
+  commit(input: PhaseInput<unknown>): Promise<W[]>;
+  abort(input: PhaseInput<unknown>): Promise<W[]>;
 }
 
-export function defineParticipant<Op = unknown>(definition: ParticipantDefinition<Op>): Participant {
+export function defineParticipant<Op = unknown, W = TransactWrite>(definition: ParticipantDefinition<Op, W>): Participant<W> {
   const name = serviceName.safeParse(definition.service);
   if (!name.success) throw new Error(`participant service '${definition.service}' ${name.error.issues[0]?.message ?? 'is invalid'}`);
   const parse = (operation: unknown): { ok: true; value: Op } | { ok: false; reason: string } => {
@@ -64,37 +78,44 @@ export function defineParticipant<Op = unknown>(definition: ParticipantDefinitio
     if (result.success) return { ok: true, value: result.data };
     return { ok: false, reason: result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') };
   };
+  const writesOf = (handler: string, writes: unknown): W[] => {
+    if (writes === undefined) return [];
+    if (!Array.isArray(writes)) throw new Error(`${definition.service}.${handler} answered ${typeof writes} writes; expected an array`);
+    return writes as W[];
+  };
 
   return {
     service: definition.service,
     async prepare({ txId, operation, deadlineAt, lock }) {
       const parsed = parse(operation);
-      if (!parsed.ok) return { vote: 'NO', reason: clipReason(`invalid operation: ${parsed.reason}`) };
-      let result: { vote: Vote; reason?: string };
+      if (!parsed.ok) return { vote: 'NO', reason: clipReason(`invalid operation: ${parsed.reason}`), writes: [] };
+      let result: PrepareAnswer<W>;
       try {
         result = await definition.prepare({ txId, operation: parsed.value, deadlineAt, ...(lock ? { lock } : {}) });
       } catch (err) {
-        // A lock that cannot be had is a NO, not a failure to retry: the abort that follows releases
-        // whatever this prepare already locked, so a deadlock victim frees the others at once.
-        if (err instanceof LockWaitTimeoutError || err instanceof TransactionAbortedError) return { vote: 'NO', reason: clipReason(err.message) };
+        // A lock that cannot be had is a NO, not a failure to retry: the SDK then releases whatever
+        // this prepare already locked, so a deadlock victim frees the others at once.
+        if (err instanceof LockWaitTimeoutError || err instanceof TransactionAbortedError) return { vote: 'NO', reason: clipReason(err.message), writes: [] };
         throw err;
       }
       // User code is JavaScript at runtime: a vote outside the protocol must not reach the barrier.
       const checked = voteSchema.safeParse(result?.vote);
       if (!checked.success) throw new Error(`${definition.service}.prepare returned vote ${JSON.stringify(result?.vote)}; expected YES, NO or READ_ONLY`);
-      return { vote: checked.data, ...(result.reason === undefined ? {} : { reason: clipReason(result.reason) }) };
+      const writes = writesOf('prepare', (result as { writes?: unknown }).writes);
+      if (checked.data !== 'YES' && writes.length > 0) throw new Error(`${definition.service}.prepare voted ${checked.data} with writes; only a YES carries an effect`);
+      return { vote: checked.data, ...(result.reason === undefined ? {} : { reason: clipReason(result.reason) }), writes };
     },
     async commit({ txId, operation }) {
       const parsed = parse(operation);
       // Only a YES vote leads to COMMIT, and an invalid operation always votes NO.
       if (!parsed.ok) throw new Error(`${definition.service}: COMMIT for ${txId} carries an invalid operation: ${parsed.reason}`);
-      await definition.commit({ txId, operation: parsed.value });
+      return writesOf('commit', await definition.commit({ txId, operation: parsed.value }));
     },
     async abort({ txId, operation }) {
       const parsed = parse(operation);
       // An invalid operation was voted NO before any handler ran: there is nothing to release.
-      if (!parsed.ok) return;
-      await definition.abort({ txId, operation: parsed.value });
+      if (!parsed.ok) return [];
+      return writesOf('abort', await definition.abort({ txId, operation: parsed.value }));
     },
   };
 }

@@ -20,7 +20,7 @@ import {
 import { LOCK_LIMITS, type LockMode, type OwnerRef } from '../core/locks';
 import type { LockService } from '../locks/service';
 import type { BarrierStorePort, Clock, IdSource, RandomSource, ReplySender, Sleep } from '../core/ports';
-import { BarrierStore } from './barrier-store';
+import { BarrierStore, type TransactWrite } from './barrier-store';
 import type { DecisionSource } from './decisions';
 import type { Participant } from './define';
 import { DEFAULT_INQUIRE_AFTER_MS, DEFAULT_INQUIRY_MAX_BACKOFF_MS, InDoubtWatch, type InquiryReport, inquire, inquireDue } from './inquiry';
@@ -35,8 +35,6 @@ export const DEFAULT_LEASE_MS = 30_000;
 export const DEFAULT_LOCK_LEASE_MS = 15_000;
 /** A YES voter's locks are kept this long past the prepare deadline (clock skew, the decision write). */
 const LOCK_DEADLINE_GRACE_MS = 5_000;
-/** The restart scan re-runs cleanups of barrier records updated this recently. */
-export const DEFAULT_CLEANUP_WINDOW_MS = 3_600_000;
 /** How long a duplicate PREPARE waits in process for the run that owns the barrier. */
 export const DEFAULT_BUSY_WAIT_MS = 10_000;
 const MAX_BUSY_POLL_MS = 1_000;
@@ -48,16 +46,16 @@ const MAX_BUSY_POLL_MS = 1_000;
  * given wins over the AWS options for the same thing. Clock, ids, randomness and sleep default to
  * the system's.
  */
-export interface RunnerOptions {
-  participant: Participant;
+export interface RunnerOptions<W = TransactWrite> {
+  participant: Participant<W>;
   /** The coordinator's reply queue; not needed when `replies` is given. */
   replyQueueUrl?: string;
   /** The participant's own table (partition key `pk`, type S), which holds its barrier records; not needed when `barrierStore` is given. */
   table?: string;
   sqs?: SQSClient;
   dynamodb?: DynamoDBClient;
-  /** The barrier records (default: a BarrierStore on `table`). */
-  barrierStore?: BarrierStorePort;
+  /** The barrier records, which also apply the participant's effects (default: a BarrierStore on `table`). */
+  barrierStore?: BarrierStorePort<W>;
   /** Where votes and acknowledgements go (default: an SqsReplySender on `replyQueueUrl`). */
   replies?: ReplySender;
   logger?: ParticipantLogger;
@@ -98,8 +96,6 @@ export interface RunnerOptions {
   inquireAfterMs?: number;
   /** Unanswered questions are asked again with backoff up to this (default 60 s). */
   inquiryMaxBackoffMs?: number;
-  /** The restart scan re-runs cleanups (aborts, NO votes) of barrier records this recent (default 1 h). */
-  cleanupWindowMs?: number;
 }
 
 /** The message cannot be processed as sent: it goes to the dead-letter queue with this reason. */
@@ -128,17 +124,16 @@ export interface InDoubtInquiry {
   inquireDue(max?: number): Promise<InquiryReport>;
   /**
    * The restart scan (bounded): watch every barrier record left undecided (PREPARED with YES, or
-   * PREPARING whose run died), and re-run the cleanups a crash may have cut short (an abort after
-   * the ABORTED write, the cleanup after a NO vote). Run at start, since a restart forgets what was
-   * watched and a kill of the local stack loses the messages that would have redone them; a Lambda
-   * participant runs it on a schedule.
+   * PREPARING whose run died). Run at start, since a restart forgets what was watched; a Lambda
+   * participant runs it on a schedule. Nothing else needs redoing after a crash: an effect is
+   * written only together with the barrier state that records it.
    */
-  recoverStored(): Promise<{ watched: number; cleaned: number }>;
+  recoverStored(): Promise<{ watched: number }>;
 }
 
 export { documentClient };
 
-export function createRunner(options: RunnerOptions): ParticipantRunner {
+export function createRunner<W = TransactWrite>(options: RunnerOptions<W>): ParticipantRunner {
   const { participant } = options;
   const store = barrierStoreOf(options);
   const replies = replySenderOf(options);
@@ -173,13 +168,8 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
     // concurrent ABORT's releaseAll can forget a resource just before a waiting acquire here is
     // granted it; releasing what this run acquired, too, closes that window.
     const acquired = new Set<string>();
-    let locksReleased = false;
-    // A PREPARE delivery's cleanup (the user's abort after a NO, or after a READ_ONLY: see below)
-    // releases the locks only once the outcome is known.
-    let releaseAfterPrepare = false;
     const releaseLocks = async () => {
       if (!locks) return;
-      locksReleased = true;
       const released = new Set(await locks.releaseAll(owner, scope));
       for (const resource of acquired) if (!released.has(resource)) await locks.release(resource, owner, scope);
     };
@@ -201,22 +191,16 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
     const ports: BarrierPorts = {
       nowMs,
       read: () => store.read(txId),
-      write: (expectedRev, next) => store.write(txId, expectedRev, next, nowMs()),
+      // The user's effect goes in the same atomic write as the barrier transition that records it.
+      write: (expectedRev, next, writes) => store.write(txId, expectedRev, next, nowMs(), writes as readonly W[]),
       // A PREPARE that arrives after its deadline votes NO without running user code: the
       // coordinator records no vote at or after the deadline, so a YES now could only hold resources.
       prepare: (operation) =>
         nowMs() >= message.deadlineAt
-          ? Promise.resolve({ vote: 'NO' as const, reason: 'PREPARE arrived after its deadline' })
+          ? Promise.resolve({ vote: 'NO' as const, reason: 'PREPARE arrived after its deadline', writes: [] })
           : participant.prepare({ txId, operation, deadlineAt: message.deadlineAt, ...(lock ? { lock } : {}) }),
-      commit: async (operation) => {
-        await participant.commit({ txId, operation });
-        await releaseLocks();
-      },
-      abort: async (operation) => {
-        await participant.abort({ txId, operation });
-        if (message.type === 'PREPARE') releaseAfterPrepare = true;
-        else await releaseLocks();
-      },
+      commit: (operation) => participant.commit({ txId, operation }),
+      abort: (operation) => participant.abort({ txId, operation }),
     };
     const heartbeat = message.type === 'PREPARE' ? startHeartbeat(sleep, store, txId, runId, leaseMs, nowMs, options.logger) : undefined;
     const lockHeartbeat = message.type === 'PREPARE' && locks ? startLockHeartbeat(sleep, locks, owner, scope, lockLeaseMs, options.logger) : undefined;
@@ -227,12 +211,13 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
       await heartbeat?.stop();
       await lockHeartbeat?.stop();
     }
+    // Locks are freed once nothing of this transaction can still be written here: after the
+    // COMMITTED or ABORTED write, and after a NO (which holds nothing and gets no phase two).
     // A READ_ONLY voter keeps its read locks until phase two reaches it (the coordinator sends it
     // COMMIT or ABORT and waits for its ACK): releasing them at the vote would break two-phase
-    // locking (docs/consistency.md). Its COMMIT runs no user code, so the locks go with the ACK, as
-    // they do on a repeat after a crash between the barrier's write and the release.
-    const keepsReadLocks = outcome.kind === 'vote' && outcome.vote === 'READ_ONLY';
-    if ((releaseAfterPrepare && !keepsReadLocks) || (outcome.kind === 'ack' && !locksReleased)) await releaseLocks();
+    // locking (docs/consistency.md). They go with its ACK.
+    if (outcome.kind === 'ack') await releaseLocks();
+    if (outcome.kind === 'vote' && outcome.vote === 'NO') await releaseLocks();
     if (locks && outcome.kind === 'vote' && (outcome.vote === 'YES' || outcome.vote === 'READ_ONLY')) {
       // Nothing runs for this transaction here until the decision arrives: cover the undecided window.
       const coverMs = Math.min(LOCK_LIMITS.maxLeaseMs, Math.max(lockLeaseMs, message.deadlineAt - nowMs() + LOCK_DEADLINE_GRACE_MS));
@@ -265,27 +250,10 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
               options.logger?.warn('in-doubt inquiry failed; asking again later', { txId, error: err as Error }),
             ),
           async recoverStored() {
-            const found = await store.scanUnsettled(nowMs() - (options.cleanupWindowMs ?? DEFAULT_CLEANUP_WINDOW_MS));
             const inquireAfterMs = options.inquireAfterMs ?? DEFAULT_INQUIRE_AFTER_MS;
-            let watched = 0;
-            let cleaned = 0;
-            for (const b of found) {
-              if (b.state === 'PREPARED' && b.vote === 'READ_ONLY') watch.watch(b.txId, b.updatedAtMs + inquireAfterMs); // and its cleanup below
-              if (b.state === 'PREPARING' || (b.state === 'PREPARED' && b.vote === 'YES')) {
-                watch.watch(b.txId, b.updatedAtMs + inquireAfterMs);
-                watched++;
-                continue;
-              }
-              // Through the barrier: ABORTED re-runs the user's abort, PREPARED(NO) its cleanup.
-              const type = b.state === 'ABORTED' ? 'ABORT' : 'PREPARE';
-              try {
-                await handle({ v: PROTOCOL_VERSION, type, txId: b.txId, participant: participant.service, deadlineAt: nowMs(), attempt: 1 });
-                cleaned++;
-              } catch (err) {
-                options.logger?.warn('restart cleanup failed; the next restart tries again', { txId: b.txId, error: err as Error });
-              }
-            }
-            return { watched, cleaned };
+            const found = await store.scanUnsettled();
+            for (const b of found) watch.watch(b.txId, b.updatedAtMs + inquireAfterMs);
+            return { watched: found.length };
           },
         }
       : undefined;
@@ -302,13 +270,14 @@ export function createRunner(options: RunnerOptions): ParticipantRunner {
   };
 }
 
-function barrierStoreOf(options: RunnerOptions): BarrierStorePort {
+function barrierStoreOf<W>(options: RunnerOptions<W>): BarrierStorePort<W> {
   if (options.barrierStore) return options.barrierStore;
   if (!options.table) throw new Error(`participant ${options.participant.service}: RunnerOptions needs \`barrierStore\` or \`table\``);
-  return new BarrierStore(documentClient(options.dynamodb), options.table, options.participant.service);
+  // Without a store of its own kind, the participant's writes are DynamoDB actions (W = TransactWrite).
+  return new BarrierStore(documentClient(options.dynamodb), options.table, options.participant.service) as unknown as BarrierStorePort<W>;
 }
 
-function replySenderOf(options: RunnerOptions): ReplySender {
+function replySenderOf<W>(options: RunnerOptions<W>): ReplySender {
   if (options.replies) return options.replies;
   if (!options.replyQueueUrl) throw new Error(`participant ${options.participant.service}: RunnerOptions needs \`replies\` or \`replyQueueUrl\``);
   return new SqsReplySender(options.replyQueueUrl, options.sqs);

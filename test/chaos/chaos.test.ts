@@ -7,16 +7,22 @@ import { runChaos, type ChaosOptions } from './chaos';
 
 const full = process.env.DTC_CHAOS === 'full';
 const seed = Number(process.env.DTC_CHAOS_SEED ?? (full ? Math.floor(Math.random() * 1_000_000) : 7));
+// DTC_CHAOS_TX=<n>: the full run's size (default 300 orders). The pace is fixed (10 orders/s), so a
+// larger run lasts longer and has more kills; e.g. DTC_CHAOS_TX=10000 npm run test:chaos.
+const size = Number(process.env.DTC_CHAOS_TX ?? 300);
+if (!Number.isInteger(size) || size < 1) throw new Error(`DTC_CHAOS_TX must be a positive integer, got ${process.env.DTC_CHAOS_TX}`);
 
 const options: ChaosOptions = full
   ? {
       seed,
-      orders: 300,
-      kills: 4,
-      durationMs: 180_000,
-      boundMs: 180_000,
+      orders: size,
+      kills: Math.max(4, Math.round(size / 1_000)),
+      durationMs: Math.max(180_000, size * 100),
+      boundMs: size > 1_000 ? 300_000 : 180_000,
       // Generous: the whole stack shares one process, and a small machine with the test itself.
       prepareSeconds: 20,
+      // Paused runs outlast this lease (and some the prepare timeout too): duplicates take them over.
+      leaseMs: 3_000,
       faults: {
         'sqs.drop': 0.03,
         'sqs.duplicate': 0.05,
@@ -26,10 +32,13 @@ const options: ChaosOptions = full
         'sqs.fail': 0.005,
         'dynamodb.throttle': 0.03,
         'dynamodb.fail': 0.003,
+        'dynamodb.transactionConflict': 0.01,
         'sfn.throttle': 0.02,
         'sfn.fail': 0.005,
         'participant.crashBefore': 0.02,
         'participant.crashAfter': 0.02,
+        'participant.pause': 0.03,
+        'participant.pauseMaxMs': 25_000,
       },
     }
   : {
@@ -39,6 +48,8 @@ const options: ChaosOptions = full
       durationMs: 8_000,
       boundMs: 120_000,
       prepareSeconds: 10,
+      // Long enough that a loaded machine's heartbeats keep it; the pauses outlast it.
+      leaseMs: 5_000,
       faults: {
         'sqs.drop': 0.03,
         'sqs.duplicate': 0.05,
@@ -49,6 +60,8 @@ const options: ChaosOptions = full
         'sfn.throttle': 0.02,
         'participant.crashBefore': 0.01,
         'participant.crashAfter': 0.01,
+        'participant.pause': 0.05,
+        'participant.pauseMaxMs': 8_000,
       },
     };
 
@@ -69,6 +82,7 @@ it(
     expect(report.committed + report.aborted, reproduce).toBe(report.orders);
     expect(report.committed, reproduce).toBeGreaterThan(0);
     expect(report.faultsTotal, reproduce).toBeGreaterThan(0);
+    expect(report.faults['participant.pause'] ?? 0, reproduce).toBeGreaterThan(0);
   },
-  full ? 1_200_000 : 240_000,
+  full ? options.durationMs + options.boundMs + 900_000 : 240_000,
 );

@@ -4,7 +4,8 @@ import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineParticipant } from '../../src/participant/define';
-import { InjectedCrash, installFaults, parseFaults } from '../../src/local/faults';
+import { InjectedCrash, PAUSE_REFUSED, installFaults, parseFaults } from '../../src/local/faults';
+import { MemoryBarrierStore, type MemoryWrite } from '../../src/memory/barrier';
 import { type LocalAws, startLocalAws } from '../support/aws';
 
 let local: LocalAws;
@@ -97,19 +98,51 @@ describe('participant crashes', () => {
       effects.push(`prepare:${txId}`);
       return { vote: 'YES' };
     },
-    async commit() {},
-    async abort() {},
+    commit: async () => [],
+    abort: async () => [],
   });
 
-  it('crash before or after the effect', async () => {
+  it('crash before the handler runs, or after the effect was written with the barrier', async () => {
     const before = installFaults({ seed: 1, 'participant.crashBefore': 1 });
     before.enabled = true;
     await expect(before.wrapParticipant(participant).prepare({ txId: 'tx-00000001', operation: {}, deadlineAt: 0 })).rejects.toThrow(InjectedCrash);
     expect(effects).toEqual([]);
+
     const after = installFaults({ seed: 1, 'participant.crashAfter': 1 });
     after.enabled = true;
-    await expect(after.wrapParticipant(participant).prepare({ txId: 'tx-00000002', operation: {}, deadlineAt: 0 })).rejects.toThrow(/crashed after its effect/);
-    expect(effects).toEqual(['prepare:tx-00000002']);
+    const store = after.wrapBarrierStore(new MemoryBarrierStore('crasher'));
+    let landed = 0;
+    const effect: MemoryWrite = { apply: () => void landed++ };
+    // A write without an effect (a claim) does not crash; one with its effect crashes once it landed.
+    expect(await store.write('tx-00000002', 0, { state: 'PREPARING', operation: {}, claim: { runId: 'r', untilMs: 1 } }, 0)).toEqual({ kind: 'written' });
+    await expect(store.write('tx-00000002', 1, { state: 'PREPARED', operation: {}, vote: 'YES' }, 0, [effect])).rejects.toThrow(/crashed after writing PREPARED/);
+    expect(landed).toBe(1);
+    expect((await store.read('tx-00000002')).record).toMatchObject({ state: 'PREPARED', vote: 'YES' });
+  });
+
+  it('pause a prepare run before its effect, its heartbeat too; when the barrier moved meanwhile, its write is refused', async () => {
+    const faults = installFaults({ seed: 1, 'participant.pause': 1, 'participant.pauseMaxMs': 300 });
+    faults.enabled = true;
+    const inner = new MemoryBarrierStore('crasher');
+    const store = faults.wrapBarrierStore(inner);
+    let landed = 0;
+    const effect: MemoryWrite = { apply: () => void landed++ };
+    const claim = (runId: string) => ({ state: 'PREPARING' as const, operation: {}, claim: { runId, untilMs: 1 } });
+    expect(await store.write('tx-00000003', 0, claim('frozen'), 0)).toEqual({ kind: 'written' });
+    const paused = store.write('tx-00000003', 1, { state: 'PREPARED', operation: {}, vote: 'YES' }, 0, [effect]);
+    // While frozen, its own claim renewal waits; another run takes the claim over and the ABORT lands.
+    let renewed = false;
+    const renewal = store.write('tx-00000003', 1, claim('frozen'), 0).then((r) => {
+      renewed = true;
+      return r;
+    });
+    expect(await inner.write('tx-00000003', 1, claim('other'), 0)).toEqual({ kind: 'written' });
+    expect(renewed).toBe(false);
+    expect(await inner.write('tx-00000003', 2, { state: 'ABORTED', prepareStarted: true, operation: {} }, 0)).toEqual({ kind: 'written' });
+    expect(await paused).toEqual({ kind: 'moved' });
+    expect(await renewal).toEqual({ kind: 'moved' });
+    expect(landed).toBe(0);
+    expect(faults.stats()).toMatchObject({ 'participant.pause': 1, [PAUSE_REFUSED]: 1 });
   });
 });
 

@@ -20,8 +20,9 @@ function counting() {
     },
     async commit({ txId }) {
       commits.push(txId);
+      return [];
     },
-    async abort() {},
+    abort: async () => [],
   });
   return { participant, prepares, commits };
 }

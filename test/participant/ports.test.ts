@@ -86,8 +86,8 @@ describe('a runner built from ports', () => {
         await release.opened;
         return { vote: 'YES' };
       },
-      async commit() {},
-      async abort() {},
+      commit: async () => [],
+      abort: async () => [],
     });
     let runs = 0;
     const runner = createRunner({
@@ -135,7 +135,7 @@ describe('a runner built from ports', () => {
   });
 
   it('says which option is missing when neither a port nor its AWS setting is given', () => {
-    const participant = defineParticipant({ service: 'tester', prepare: async () => ({ vote: 'YES' }), commit: async () => {}, abort: async () => {} });
+    const participant = defineParticipant({ service: 'tester', prepare: async () => ({ vote: 'YES' }), commit: async () => [], abort: async () => [] });
     expect(() => createRunner({ participant, replies: new MemoryReplySender(new MemoryQueue('replies', { clock: () => 0 })) })).toThrow(/needs `barrierStore` or `table`/);
     expect(() => createRunner({ participant, barrierStore: new MemoryBarrierStore('tester') })).toThrow(/needs `replies` or `replyQueueUrl`/);
   });

@@ -3,42 +3,71 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { ABORTED_REASON, BarrierBusyError, ProtocolViolationError } from '../../src/core/barrier';
 import type { Vote } from '../../src/core/messages';
-import { barrierKey } from '../../src/participant/barrier-store';
+import { type TransactWrite, barrierKey } from '../../src/participant/barrier-store';
+import type { Sleep } from '../../src/core/ports';
 import { defineParticipant } from '../../src/participant/define';
 import { MalformedMessageError, createRunner, documentClient } from '../../src/participant/runner';
 import { type LocalAws, startLocalAws } from '../support/aws';
 import { memoryLogger, message, newTxId, pause } from '../support/fixtures';
 
-/** A participant whose effect is a hold per txId, kept in memory so tests can see every call. */
-function recorder(options: { failFirstPrepareAfterEffect?: boolean } = {}) {
+/**
+ * A participant whose effect is a hold item per txId in its own table (`hold#<txId>`: HELD, then
+ * DONE at commit; deleted at abort), written by the SDK with the barrier; calls are recorded.
+ */
+function recorder(options: { failFirstPrepare?: boolean; pauseFirstPrepare?: Promise<void> } = {}) {
   const calls: string[] = [];
-  const held = new Set<string>();
-  const committed: string[] = [];
-  let failNext = options.failFirstPrepareAfterEffect ?? false;
+  let failNext = options.failFirstPrepare ?? false;
+  let pauseNext = options.pauseFirstPrepare;
   const participant = defineParticipant({
     service: 'tester',
     operation: z.object({ vote: z.enum(['YES', 'NO', 'READ_ONLY']), slowMs: z.number().int().optional() }),
     async prepare({ txId, operation }) {
       calls.push(`prepare:${txId}`);
       if (operation.slowMs) await pause(operation.slowMs);
-      if (operation.vote !== 'READ_ONLY') held.add(txId);
       if (failNext) {
         failNext = false;
-        throw new Error('crashed after the effect, before the barrier write');
+        throw new Error('crashed after building the effect, before the barrier write');
       }
-      return operation.vote === 'NO' ? { vote: 'NO', reason: 'nope' } : { vote: operation.vote };
+      if (operation.vote !== 'YES') return operation.vote === 'NO' ? { vote: 'NO', reason: 'nope' } : { vote: operation.vote };
+      const writes: TransactWrite[] = [{ Put: { TableName: table, Item: { pk: holdKey(txId), status: 'HELD' }, ConditionExpression: 'attribute_not_exists(pk)' } }];
+      // A run frozen between building its effect and writing it (a GC pause, a frozen container).
+      const paused = pauseNext;
+      pauseNext = undefined;
+      if (paused) await paused;
+      return { vote: 'YES', writes };
     },
     async commit({ txId }) {
       calls.push(`commit:${txId}`);
-      if (held.delete(txId)) committed.push(txId);
+      return [
+        {
+          Update: {
+            TableName: table,
+            Key: { pk: holdKey(txId) },
+            UpdateExpression: 'SET #status = :done ADD commits :one',
+            ConditionExpression: '#status = :held',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':done': 'DONE', ':held': 'HELD', ':one': 1 },
+          },
+        },
+      ];
     },
     async abort({ txId }) {
       calls.push(`abort:${txId}`);
-      held.delete(txId);
+      return [{ Delete: { TableName: table, Key: { pk: holdKey(txId) }, ConditionExpression: '#status = :held', ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':held': 'HELD' } } }];
     },
   });
-  return { participant, calls, held, committed };
+  return { participant, calls };
 }
+
+const holdKey = (txId: string): string => `hold#${txId}`;
+
+async function hold(txId: string): Promise<Record<string, unknown> | undefined> {
+  const out = await documentClient(local.dynamodb).send(new GetCommand({ TableName: table, Key: { pk: holdKey(txId) }, ConsistentRead: true }));
+  return out.Item;
+}
+
+/** A frozen process's timers: nothing fires (no heartbeat renews the claim) until the run stops them. */
+const frozenSleep: Sleep = (_ms, signal) => new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason as Error)));
 
 let local: LocalAws;
 let table: string;
@@ -54,7 +83,7 @@ afterAll(async () => {
   await local.stop();
 });
 
-function runnerFor(participant: ReturnType<typeof recorder>['participant'], extra: { leaseMs?: number; busyWaitMs?: number; nowMs?: () => number } = {}) {
+function runnerFor(participant: ReturnType<typeof recorder>['participant'], extra: { leaseMs?: number; busyWaitMs?: number; nowMs?: () => number; sleep?: Sleep } = {}) {
   return createRunner({ participant, replyQueueUrl, table, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger(), ...extra });
 }
 
@@ -76,7 +105,7 @@ describe('runner', () => {
     await runner.handle(message('COMMIT', txId, 'tester'));
 
     expect(r.calls).toEqual([`prepare:${txId}`, `commit:${txId}`]);
-    expect(r.committed).toEqual([txId]);
+    expect(await hold(txId)).toMatchObject({ status: 'DONE', commits: 1 });
     const replies = await local.replies(replyQueueUrl);
     expect(replies.map((m) => (m.type === 'VOTE' ? m.vote : `ACK ${m.phase}`))).toEqual(['YES', 'YES', 'ACK COMMIT', 'ACK COMMIT']);
     expect(replies.every((m) => m.txId === txId && m.participant === 'tester')).toBe(true);
@@ -100,7 +129,7 @@ describe('runner', () => {
     expect(await barrier(txId)).toMatchObject({ state: 'ABORTED', prepareStarted: false });
   });
 
-  it('cleans up after a NO vote and refuses a COMMIT for it', async () => {
+  it('writes nothing for a NO vote, calls no abort for it, and refuses a COMMIT for it', async () => {
     const r = recorder();
     const runner = runnerFor(r.participant);
     const txId = newTxId();
@@ -108,9 +137,9 @@ describe('runner', () => {
     await expect(runner.handle(message('COMMIT', txId, 'tester'))).rejects.toBeInstanceOf(ProtocolViolationError);
     await runner.handle(message('ABORT', txId, 'tester'));
 
-    expect(r.held.has(txId)).toBe(false);
-    expect(r.calls.slice(0, 2)).toEqual([`prepare:${txId}`, `abort:${txId}`]);
-    expect(r.calls.filter((c) => c.startsWith('prepare'))).toHaveLength(1);
+    expect(await hold(txId)).toBeUndefined();
+    expect(r.calls).toEqual([`prepare:${txId}`]);
+    expect(await barrier(txId)).toMatchObject({ state: 'ABORTED' });
     const replies = await local.replies(replyQueueUrl);
     expect(replies).toEqual([
       { v: 1, type: 'VOTE', txId, participant: 'tester', vote: 'NO', reason: 'nope' },
@@ -177,37 +206,38 @@ describe('runner', () => {
     expect((await local.replies(replyQueueUrl)).map((m) => m.type === 'VOTE' && m.vote)).toEqual(['YES']);
   });
 
-  it('re-runs an idempotent prepare after a crash between the user effect and the barrier write', async () => {
-    const r = recorder({ failFirstPrepareAfterEffect: true });
+  it('a crash between user prepare and the barrier write leaves nothing; the redelivery prepares again after the lease', async () => {
+    const r = recorder({ failFirstPrepare: true });
     let nowMs = 1_000_000;
     const runner = runnerFor(r.participant, { leaseMs: 10_000, busyWaitMs: 0, nowMs: () => nowMs });
     const txId = newTxId();
-    await expect(runner.handle(yes(txId))).rejects.toThrow(/crashed after the effect/);
+    await expect(runner.handle(yes(txId))).rejects.toThrow(/crashed after building the effect/);
     expect(await barrier(txId)).toMatchObject({ state: 'PREPARING' });
-    expect(r.held.has(txId)).toBe(true);
+    expect(await hold(txId)).toBeUndefined();
 
     // The redelivery arrives within the crashed run's lease: it waits; after the lease it takes over.
     await expect(runner.handle(yes(txId))).rejects.toBeInstanceOf(BarrierBusyError);
     nowMs += 10_001;
     await runner.handle(yes(txId));
+    expect(await hold(txId)).toMatchObject({ status: 'HELD' });
     await runner.handle(message('COMMIT', txId, 'tester'));
 
     expect(r.calls).toEqual([`prepare:${txId}`, `prepare:${txId}`, `commit:${txId}`]);
-    expect(r.committed).toEqual([txId]);
+    expect(await hold(txId)).toMatchObject({ status: 'DONE', commits: 1 });
     expect((await local.replies(replyQueueUrl)).map((m) => (m.type === 'VOTE' ? m.vote : m.phase))).toEqual(['YES', 'COMMIT']);
   });
 
-  it('compensates a prepare that was still running when ABORT arrived, and votes NO', async () => {
+  it('a prepare still running when ABORT arrives writes nothing and votes NO; user abort is not called', async () => {
     const r = recorder();
     const runner = runnerFor(r.participant);
     const txId = newTxId();
     const prepare = runner.handle(yes(txId, 'YES', 600));
     await vi.waitFor(() => expect(r.calls).toContain(`prepare:${txId}`), { timeout: 500, interval: 10 });
     await runner.handle(message('ABORT', txId, 'tester'));
-    await prepare;
+    expect(await prepare).toEqual({ kind: 'vote', vote: 'NO', reason: ABORTED_REASON });
 
-    expect(r.held.has(txId)).toBe(false);
-    expect(r.calls).toEqual([`prepare:${txId}`, `abort:${txId}`, `abort:${txId}`]);
+    expect(await hold(txId)).toBeUndefined();
+    expect(r.calls).toEqual([`prepare:${txId}`]);
     expect(await local.replies(replyQueueUrl)).toEqual([
       { v: 1, type: 'ACK', txId, participant: 'tester', phase: 'ABORT' },
       { v: 1, type: 'VOTE', txId, participant: 'tester', vote: 'NO', reason: ABORTED_REASON },
@@ -216,6 +246,37 @@ describe('runner', () => {
     await runner.handle(yes(txId));
     expect(r.calls.filter((c) => c.startsWith('prepare'))).toHaveLength(1);
     await local.replies(replyQueueUrl);
+  });
+
+  describe('a prepare run frozen past its lease, taken over, then resumed', () => {
+    for (const decision of ['COMMIT', 'ABORT'] as const) {
+      it(`changes nothing when it resumes after the new owner's YES and the ${decision}`, async () => {
+        let resume!: () => void;
+        const r = recorder({ pauseFirstPrepare: new Promise<void>((done) => (resume = done)) });
+        const frozen = runnerFor(r.participant, { leaseMs: 200, busyWaitMs: 0, sleep: frozenSleep });
+        const live = runnerFor(r.participant, { leaseMs: 200, busyWaitMs: 0 });
+        const txId = newTxId();
+        const paused = frozen.handle(yes(txId));
+        await vi.waitFor(() => expect(r.calls).toEqual([`prepare:${txId}`]), { timeout: 2_000, interval: 10 });
+        // No heartbeat renews the frozen run's claim: a duplicate takes it over once the lease ran out.
+        await vi.waitFor(async () => expect(Date.now()).toBeGreaterThan(Number((await barrier(txId))!.claimUntilMs)), { timeout: 2_000, interval: 20 });
+        expect(await live.handle(yes(txId))).toEqual({ kind: 'vote', vote: 'YES' });
+        await live.handle(message(decision, txId, 'tester'));
+        const settled = await hold(txId);
+
+        resume();
+        const outcome = await paused;
+        expect(outcome).toEqual(decision === 'COMMIT' ? { kind: 'done', why: 'already committed' } : { kind: 'vote', vote: 'NO', reason: ABORTED_REASON });
+        // Its hold never landed: the committed hold was not re-created or charged twice, the released one stays released.
+        expect(await hold(txId)).toEqual(settled);
+        if (decision === 'COMMIT') expect(settled).toMatchObject({ status: 'DONE', commits: 1 });
+        else expect(settled).toBeUndefined();
+        expect(await barrier(txId)).toMatchObject({ state: decision === 'COMMIT' ? 'COMMITTED' : 'ABORTED' });
+        expect(r.calls).toEqual([`prepare:${txId}`, `prepare:${txId}`, `${decision.toLowerCase()}:${txId}`]);
+        const replies = (await local.replies(replyQueueUrl)).map((m) => (m.type === 'VOTE' ? `${m.vote}${m.reason ? ` (${m.reason})` : ''}` : `ACK ${m.phase}`));
+        expect(replies).toEqual(decision === 'COMMIT' ? ['YES', 'ACK COMMIT'] : ['YES', 'ACK ABORT', `NO (${ABORTED_REASON})`]);
+      });
+    }
   });
 
   it('rejects a body that is not a protocol message, or one addressed to another participant', async () => {

@@ -139,10 +139,10 @@ export interface SentVotes {
 /**
  * Checks at the end of a run, once faults have healed and the world was given time to settle.
  * `strictDeadline` adds that a prepare never begins after its deadline by its participant's clock.
- * `strictBarrier` adds invariant 10 in its strict form: a participant's prepare never runs after its
- * abort ran. Today's barrier only promises that such a late effect is compensated (a prepare paused
- * past the ABORT places its hold, finds ABORTED when it writes, and releases it), not that it never
- * lands: closing that window needs the effect and the barrier in one transaction (issue 11).
+ * Invariant 10 holds always: no prepare effect lands after the participant's abort effect (an effect
+ * lands only with its barrier state, so a prepare paused past the ABORT changes nothing).
+ * `strictBarrier` adds that user prepare is not even called after the abort landed, which is not
+ * promised: a run paused after its claim may still call it, and its writes are then discarded.
  */
 export function checkFinal(
   records: Map<string, TxRecord>,
@@ -152,10 +152,10 @@ export function checkFinal(
   { strictBarrier = false, strictDeadline = false }: { strictBarrier?: boolean | undefined; strictDeadline?: boolean | undefined } = {},
 ): string[] {
   const out: string[] = [];
-  const byTx = new Map<string, { commits: Set<string>; aborts: Set<string>; prepared: Map<string, string>; preparedAfterAbort: string[] }>();
+  const byTx = new Map<string, { commits: Set<string>; aborts: Set<string>; prepared: Map<string, string>; preparedAfterAbort: string[]; startedAfterAbort: string[] }>();
   const entry = (txId: string) => {
     let e = byTx.get(txId);
-    if (!e) byTx.set(txId, (e = { commits: new Set(), aborts: new Set(), prepared: new Map(), preparedAfterAbort: [] }));
+    if (!e) byTx.set(txId, (e = { commits: new Set(), aborts: new Set(), prepared: new Map(), preparedAfterAbort: [], startedAfterAbort: [] }));
     return e;
   };
   for (const j of shop.journal) {
@@ -173,7 +173,8 @@ export function checkFinal(
     if (j.kind === 'prepared') e.prepared.set(j.service, j.vote);
     // 10: no effect outside its barrier state. After a participant ran its abort, its prepare never runs
     // again for that transaction ("no hanging"); commit runs only after a YES of its own.
-    if (j.kind === 'prepare-start' && e.aborts.has(j.service)) e.preparedAfterAbort.push(j.service);
+    if (j.kind === 'prepared' && e.aborts.has(j.service)) e.preparedAfterAbort.push(j.service);
+    if (j.kind === 'prepare-start' && e.aborts.has(j.service)) e.startedAfterAbort.push(j.service);
     // 9, strict (issue 10, item 3): a PREPARE received after its deadline is answered NO without user code.
     if (strictDeadline && j.kind === 'prepare-start' && j.late) out.push(`deadlines: ${j.service} ran prepare for ${j.txId} after its deadline by its own clock`);
     if (j.kind === 'commit' && e.prepared.get(j.service) !== 'YES') out.push(`barrier: ${j.service} ran commit for ${j.txId} without having voted YES`);
@@ -204,7 +205,8 @@ export function checkFinal(
     if (record.decision === 'COMMIT') {
       for (const [service, vote] of e.prepared) if (vote === 'YES' && !e.commits.has(service)) out.push(`atomicity: ${service} voted YES on committed ${txId} and never committed`);
     }
-    if (strictBarrier) for (const service of e.preparedAfterAbort) out.push(`barrier: ${service} ran prepare for ${txId} after running its abort`);
+    for (const service of e.preparedAfterAbort) out.push(`barrier: ${service}'s prepare effect landed for ${txId} after its abort effect`);
+    if (strictBarrier) for (const service of e.startedAfterAbort) out.push(`barrier: ${service} ran prepare for ${txId} after running its abort`);
   }
 
   // 5 and 7: business totals are conserved, nothing is negative, every hold was settled, and each

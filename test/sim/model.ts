@@ -1,10 +1,12 @@
 // The participants' user code in the simulation: services that lock several resources in the
-// order an operation lists them (so transactions deadlock), hold stock per transaction (txId-keyed,
-// idempotent, as the SDK asks of user code), and turn the hold into a sale on commit or give it back
-// on abort. Their data is in memory and survives crashes (it is the service's database); what each
+// order an operation lists them (so transactions deadlock), hold stock per transaction (txId-keyed),
+// and turn the hold into a sale on commit or give it back on abort. Like a DynamoDB participant's,
+// the handlers only build their effect (MemoryWrites); the barrier store applies it atomically with
+// the barrier transition that records it. Their data is in memory and survives crashes (it is the service's database); what each
 // handler does is written to a journal that the invariant checks read.
 import { z } from 'zod';
 import { defineParticipant, type Participant } from '../../src/participant/define';
+import type { MemoryWrite } from '../../src/memory/barrier';
 
 export const operationSchema = z.object({
   /** Resources of this service, locked in this order. */
@@ -41,7 +43,7 @@ export interface ModelShop {
   stock: Map<string, Stock>;
   initial: Map<string, number>;
   journal: JournalEntry[];
-  participants: Map<string, Participant>;
+  participants: Map<string, Participant<MemoryWrite>>;
 }
 
 export function resourceKey(service: string, resource: string): string {
@@ -72,24 +74,27 @@ export function createShop(services: string[], resourcesPerService: number, init
   return shop;
 }
 
-function modelParticipant(shop: ModelShop, service: string, { now, clockOf, decisionOf }: ShopClocks): Participant {
+function modelParticipant(shop: ModelShop, service: string, { now, clockOf, decisionOf }: ShopClocks): Participant<MemoryWrite> {
   const clock = clockOf(service);
   const get = (resource: string): Stock => {
     const s = shop.stock.get(resourceKey(service, resource));
     if (!s) throw new Error(`unknown resource ${service}/${resource}`);
     return s;
   };
-  /** Takes txId's hold off each of the operation's resources and hands it to `to` (a second call finds none). */
-  const settle = (txId: string, operation: ModelOperation, to: (stock: Stock, held: number) => void): void => {
-    for (const { resource } of operation.items) {
-      const stock = get(resource);
-      const held = stock.holds.get(txId);
-      if (held === undefined) continue;
-      stock.holds.delete(txId);
-      to(stock, held);
-    }
-  };
-  return defineParticipant<ModelOperation>({
+  /** The writes that take txId's hold off each of the operation's resources and hand it to `to`; `journal` runs when they land. */
+  const settle = (txId: string, operation: ModelOperation, journal: () => void, to: (stock: Stock, held: number) => void): MemoryWrite[] => [
+    { apply: journal },
+    ...operation.items.map(({ resource }) => ({
+      apply: () => {
+        const stock = get(resource);
+        const held = stock.holds.get(txId);
+        if (held === undefined) return;
+        stock.holds.delete(txId);
+        to(stock, held);
+      },
+    })),
+  ];
+  return defineParticipant<ModelOperation, MemoryWrite>({
     service,
     operation: operationSchema,
     async prepare({ txId, operation, lock, deadlineAt }) {
@@ -99,6 +104,7 @@ function modelParticipant(shop: ModelShop, service: string, { now, clockOf, deci
         shop.journal.push({ kind: 'prepared', service, txId, vote: 'READ_ONLY', at: now() });
         return { vote: 'READ_ONLY' };
       }
+      const writes: MemoryWrite[] = [];
       for (const { resource, amount } of operation.items) {
         if (!lock) throw new Error('the simulation gives every participant a lock service');
         const grant = await lock(resourceKey(service, resource));
@@ -108,25 +114,39 @@ function modelParticipant(shop: ModelShop, service: string, { now, clockOf, deci
           shop.journal.push({ kind: 'fence-refused', service, txId, resource, token: grant.token, seen: stock.token, at: now() });
           return { vote: 'NO', reason: `stale fencing token ${grant.token} < ${stock.token}` };
         }
-        stock.token = grant.token;
-        if (stock.holds.has(txId)) continue; // a re-run of this prepare: the hold is there
         if (stock.available < amount) return { vote: 'NO', reason: `insufficient stock for ${resource}` };
-        stock.available -= amount;
-        stock.holds.set(txId, amount);
+        // The hold lands with the barrier's PREPARED, under the conditions this read relied on.
+        writes.push({
+          check: () =>
+            grant.token < stock.token ? `stale fencing token ${grant.token} < ${stock.token}` : stock.available < amount ? `insufficient stock for ${resource}` : stock.holds.has(txId) ? `${txId} holds ${resource} already` : undefined,
+          apply: () => {
+            stock.token = grant.token;
+            stock.available -= amount;
+            stock.holds.set(txId, amount);
+          },
+        });
       }
-      shop.journal.push({ kind: 'prepared', service, txId, vote: 'YES', at: now() });
-      return { vote: 'YES' };
+      writes.push({ apply: () => void shop.journal.push({ kind: 'prepared', service, txId, vote: 'YES', at: now() }) });
+      return { vote: 'YES', writes };
     },
     async commit({ txId, operation }) {
-      shop.journal.push({ kind: 'commit', service, txId, at: now() });
-      settle(txId, operation, (stock, held) => {
-        stock.sold += held;
-        stock.sales.set(txId, (stock.sales.get(txId) ?? 0) + held);
-      });
+      return settle(
+        txId,
+        operation,
+        () => void shop.journal.push({ kind: 'commit', service, txId, at: now() }),
+        (stock, held) => {
+          stock.sold += held;
+          stock.sales.set(txId, (stock.sales.get(txId) ?? 0) + held);
+        },
+      );
     },
     async abort({ txId, operation }) {
-      shop.journal.push({ kind: 'abort', service, txId, at: now(), decision: decisionOf(txId) });
-      settle(txId, operation, (stock, held) => void (stock.available += held));
+      return settle(
+        txId,
+        operation,
+        () => void shop.journal.push({ kind: 'abort', service, txId, at: now(), decision: decisionOf(txId) }),
+        (stock, held) => void (stock.available += held),
+      );
     },
   });
 }

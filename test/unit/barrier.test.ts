@@ -4,12 +4,15 @@ import {
   ABORTED_REASON,
   ABSENT,
   BarrierBusyError,
+  EffectRejectedError,
+  MAX_PREPARE_ATTEMPTS,
   type BarrierMessageType,
   type BarrierPorts,
   type BarrierRecord,
   type DecideContext,
   type Outcome,
   type Progress,
+  type Step,
   ProtocolViolationError,
   type StoredBarrier,
   decide,
@@ -35,11 +38,10 @@ const RECORDS: Record<string, BarrierRecord> = {
   'ABORTED(null compensation)': { state: 'ABORTED', prepareStarted: false },
 };
 
+const EFFECT = ['hold'];
 const PROGRESSES: Progress[] = [];
-for (const prepared of [undefined, { vote: 'YES' as const }, { vote: 'NO' as const, reason: 'short' }, { vote: 'READ_ONLY' as const }]) {
-  for (const compensated of [false, true]) {
-    for (const committed of [false, true]) PROGRESSES.push({ ...(prepared ? { prepared } : {}), compensated, committed });
-  }
+for (const prepared of [undefined, { vote: 'YES' as const, writes: EFFECT }, { vote: 'YES' as const, writes: [] }, { vote: 'NO' as const, reason: 'short', writes: [] }, { vote: 'READ_ONLY' as const, writes: [] }]) {
+  for (const phaseTwo of [undefined, ['settle'], []]) PROGRESSES.push({ ...(prepared ? { prepared } : {}), ...(phaseTwo ? { phaseTwo } : {}) });
 }
 const TYPES: BarrierMessageType[] = ['PREPARE', 'COMMIT', 'ABORT'];
 
@@ -54,17 +56,17 @@ function everyDecision(): { name: string; record: BarrierRecord; type: BarrierMe
 }
 
 describe('decide: the rules for a fresh delivery', () => {
-  const fresh = { compensated: false, committed: false };
+  const fresh: Progress = {};
   const cases: [string, BarrierMessageType, string][] = [
     ['NONE', 'PREPARE', 'write PREPARING'],
     ['PREPARING(mine)', 'PREPARE', 'prepare'],
     ['PREPARING(other, live)', 'PREPARE', 'busy'],
     ['PREPARING(other, expired)', 'PREPARE', 'write PREPARING'],
     ['PREPARED(YES)', 'PREPARE', 'vote YES'],
-    ['PREPARED(NO)', 'PREPARE', 'abort'],
-    ['PREPARED(READ_ONLY)', 'PREPARE', 'abort'],
+    ['PREPARED(NO)', 'PREPARE', 'vote NO'],
+    ['PREPARED(READ_ONLY)', 'PREPARE', 'vote READ_ONLY'],
     ['COMMITTED', 'PREPARE', 'done'],
-    ['ABORTED(prepareStarted)', 'PREPARE', 'abort'],
+    ['ABORTED(prepareStarted)', 'PREPARE', 'vote NO'],
     ['ABORTED(null compensation)', 'PREPARE', 'vote NO'],
     ['NONE', 'COMMIT', 'violation'],
     ['PREPARING(mine)', 'COMMIT', 'violation'],
@@ -75,9 +77,11 @@ describe('decide: the rules for a fresh delivery', () => {
     ['ABORTED(prepareStarted)', 'COMMIT', 'violation'],
     ['NONE', 'ABORT', 'write ABORTED'],
     ['PREPARING(other, live)', 'ABORT', 'write ABORTED'],
-    ['PREPARED(YES)', 'ABORT', 'write ABORTED'],
+    ['PREPARING(mine)', 'ABORT', 'write ABORTED'],
+    ['PREPARED(YES)', 'ABORT', 'abort'],
     ['PREPARED(NO)', 'ABORT', 'write ABORTED'],
-    ['ABORTED(prepareStarted)', 'ABORT', 'abort'],
+    ['PREPARED(READ_ONLY)', 'ABORT', 'write ABORTED'],
+    ['ABORTED(prepareStarted)', 'ABORT', 'ack ABORT'],
     ['ABORTED(null compensation)', 'ABORT', 'ack ABORT'],
     ['COMMITTED', 'ABORT', 'violation'],
   ];
@@ -111,18 +115,32 @@ describe('decide: invariants over every state, message and progress', () => {
     }
   });
 
-  it('user commit runs only for COMMIT on PREPARED(YES), once per delivery', () => {
+  it('user commit is called only for COMMIT on PREPARED(YES), never on an aborted barrier', () => {
     for (const d of all.filter((x) => x.step.kind === 'commit')) {
-      expect([d.type, d.name, d.progress.committed]).toEqual(['COMMIT', 'PREPARED(YES)', false]);
+      expect([d.type, d.name, d.progress.phaseTwo]).toEqual(['COMMIT', 'PREPARED(YES)', undefined]);
     }
   });
 
-  it('user abort never undoes a recorded YES that may still commit, and never runs for COMMIT', () => {
+  it('user abort is called only for ABORT on PREPARED(YES), never on a committed barrier', () => {
     for (const d of all.filter((x) => x.step.kind === 'abort')) {
-      expect(d.type).not.toBe('COMMIT');
-      expect(d.name).not.toBe('PREPARED(YES)');
-      expect(d.name).not.toMatch(/PREPARING/);
-      expect(d.progress.compensated).toBe(false);
+      expect([d.type, d.name, d.progress.phaseTwo]).toEqual(['ABORT', 'PREPARED(YES)', undefined]);
+    }
+  });
+
+  it('an effect is written only with the transition that records it, from the state it was built on', () => {
+    for (const d of all.filter((x) => x.step.kind === 'write' && x.step.writes !== undefined)) {
+      const step = d.step as Extract<Step, { kind: 'write' }>;
+      expect(step.writes!.length).toBeGreaterThan(0);
+      const expected = { PREPARE: ['PREPARING(mine)', 'PREPARED'], COMMIT: ['PREPARED(YES)', 'COMMITTED'], ABORT: ['PREPARED(YES)', 'ABORTED'] }[d.type];
+      expect([d.name, step.next.state]).toEqual(expected);
+      if (d.type === 'PREPARE') expect(step.next).toMatchObject({ vote: 'YES' });
+      expect(step.writes).toBe(d.type === 'PREPARE' ? d.progress.prepared!.writes : d.progress.phaseTwo);
+    }
+  });
+
+  it('a NO or READ_ONLY vote is recorded without any effect', () => {
+    for (const d of all.filter((x) => x.step.kind === 'write' && x.step.next.state === 'PREPARED' && x.step.next.vote !== 'YES')) {
+      expect((d.step as Extract<Step, { kind: 'write' }>).writes).toBeUndefined();
     }
   });
 
@@ -201,12 +219,8 @@ class Model {
   prepareAfterAbortRead = 0;
   busyCount = 0;
   crashes = 0;
-  /**
-   * Prepare effects that landed after a commit effect, while COMMITTED was not yet written or another
-   * COMMIT run was still going: the window the barrier leaves open (see src/core/barrier.ts).
-   */
-  residualWindowHits = 0;
-  private commitEffectDone = false;
+  /** Effects that landed, in order ('hold', 'commit', 'release'). */
+  landed: string[] = [];
   sent: BarrierMessageType | 'NONE' | undefined;
   private gates: Gate[] = [];
   private stalled: { gate: Gate; untilOpened: number }[] = [];
@@ -318,6 +332,17 @@ class Model {
     else if (outcome.vote === 'YES') this.sendDecision('COMMIT');
   }
 
+  /** Applies one effect write of the model participant, as the store does inside its atomic write. */
+  private apply(write: unknown): void {
+    this.landed.push(String(write));
+    if (write === 'hold') this.held = true;
+    if (write === 'release') this.held = false;
+    if (write === 'commit') {
+      this.held = false;
+      this.committedCount++;
+    }
+  }
+
   private ports(run: Run): BarrierPorts {
     return {
       nowMs: () => this.clockMs,
@@ -326,35 +351,30 @@ class Model {
         run.lastRead = this.store.record;
         return this.store;
       },
-      write: async (expectedRev, next) => {
+      // The store's atomic write: the barrier record on its revision, and the effect with it.
+      write: async (expectedRev, next, writes) => {
         await this.gate(run);
-        if (this.store.rev !== expectedRev) return false;
+        if (this.store.rev !== expectedRev) return { kind: 'moved' };
+        // The commit and release writes carry the condition that the hold is there.
+        if (writes.some((w) => w !== 'hold') && !this.held) return { kind: 'rejected', reason: 'no hold' };
+        if (writes.includes('hold') && this.held) return { kind: 'rejected', reason: 'held already' };
+        for (const w of writes) this.apply(w);
         this.store = { rev: expectedRev + 1, record: next };
-        return true;
+        return { kind: 'written' };
       },
       prepare: async () => {
         await this.gate(run);
         if (this.store.record.state === 'ABORTED' && run.lastRead?.state === 'ABORTED') this.prepareAfterAbortRead++;
-        // The effect lands later than the check, as a slow conditional update would.
-        await this.gate(run);
-        const commitRunning = this.runs.some((r) => r.live && r.type === 'COMMIT');
-        if (this.commitEffectDone && (this.store.record.state !== 'COMMITTED' || commitRunning)) this.residualWindowHits++;
         const vote = this.sc.userVotes[this.prepareCalls++ % this.sc.userVotes.length]!;
-        // NO leaves a partial effect behind, as a multi-item prepare that fails halfway does.
-        if (vote !== 'READ_ONLY') this.held = true;
-        return { vote, ...(vote === 'NO' ? { reason: 'short' } : {}) };
+        return { vote, ...(vote === 'NO' ? { reason: 'short' } : {}), writes: vote === 'YES' ? ['hold'] : [] };
       },
       commit: async () => {
         await this.gate(run);
-        this.commitEffectDone = true;
-        if (this.held) {
-          this.held = false;
-          this.committedCount++;
-        }
+        return ['commit'];
       },
       abort: async () => {
         await this.gate(run);
-        this.held = false;
+        return ['release'];
       },
     };
   }
@@ -384,6 +404,7 @@ describe('runBarrier under duplicates, reordering and crashes (model participant
         expect(model.violations).toEqual([]);
         expect(model.prepareAfterAbortRead).toBe(0);
         expect(model.held).toBe(false);
+        expect(['', 'hold,commit', 'hold,release']).toContain(model.landed.join(','));
         if (model.sent === 'COMMIT') {
           expect(model.committedCount).toBe(1);
           expect(model.acks).toContain('COMMIT');
@@ -403,7 +424,7 @@ describe('runBarrier under duplicates, reordering and crashes (model participant
     );
   });
 
-  it('with runs stalled past their lease: an abort leaves nothing; a commit happens once and leaves nothing unless a prepare landed during it', async () => {
+  it('with runs stalled past their lease (a paused run resumes and writes): a commit happens exactly once, an abort leaves nothing', async () => {
     await fc.assert(
       fc.asyncProperty(
         scenario.map((sc) => ({ ...sc, stalls: true, maxCrashes: Math.max(1, sc.maxCrashes) })),
@@ -412,45 +433,123 @@ describe('runBarrier under duplicates, reordering and crashes (model participant
           await model.simulate();
 
           expect(model.violations).toEqual([]);
-          if (model.sent === 'COMMIT') {
-            // The one race the barrier cannot close without a tombstone on the user's item
-            // (src/core/barrier.ts): a stalled prepare lands its effect while a commit is under way.
-            if (model.residualWindowHits === 0) {
-              expect(model.committedCount).toBe(1);
-              expect(model.held).toBe(false);
-            }
-          } else {
-            expect(model.committedCount).toBe(0);
-            expect(model.held).toBe(false);
-          }
+          expect(model.held).toBe(false);
+          expect(model.committedCount).toBe(model.sent === 'COMMIT' ? 1 : 0);
+          // Exactly the effects of one history: a hold, then its commit or release (or nothing at all).
+          expect(['', 'hold,commit', 'hold,release']).toContain(model.landed.join(','));
+          if (model.sent === 'COMMIT') expect(model.landed).toEqual(['hold', 'commit']);
         },
       ),
       { numRuns: 3000 },
     );
   });
 
-  it('a PREPARE after a recorded ABORT votes NO and never calls user prepare', async () => {
-    let prepareCalls = 0;
-    let stored: StoredBarrier = { rev: 1, record: { state: 'ABORTED', prepareStarted: false } };
+  /** Ports over one stored record that count the user handlers' calls. */
+  function countingPorts(initial: StoredBarrier) {
+    const calls = { prepare: 0, commit: 0, abort: 0 };
+    const state = { stored: initial, landed: [] as unknown[] };
     const ports: BarrierPorts = {
       nowMs: () => 0,
-      read: async () => stored,
-      write: async (rev, next) => {
-        if (rev !== stored.rev) return false;
-        stored = { rev: rev + 1, record: next };
-        return true;
+      read: async () => state.stored,
+      write: async (rev, next, writes) => {
+        if (rev !== state.stored.rev) return { kind: 'moved' };
+        state.landed.push(...writes);
+        state.stored = { rev: rev + 1, record: next };
+        return { kind: 'written' };
       },
       prepare: async () => {
-        prepareCalls++;
-        return { vote: 'YES' };
+        calls.prepare++;
+        return { vote: 'YES', writes: ['hold'] };
       },
-      commit: async () => {},
-      abort: async () => {},
+      commit: async () => {
+        calls.commit++;
+        return ['commit'];
+      },
+      abort: async () => {
+        calls.abort++;
+        return ['release'];
+      },
     };
+    return { ports, calls, state };
+  }
+
+  it('a PREPARE after a recorded ABORT votes NO and never calls user prepare', async () => {
+    const { ports, calls, state } = countingPorts({ rev: 1, record: { state: 'ABORTED', prepareStarted: false } });
     const outcome = await runBarrier('PREPARE', op, ports, { runId: 'r', leaseMs: LEASE_MS });
     expect(outcome).toEqual({ kind: 'vote', vote: 'NO', reason: ABORTED_REASON });
-    expect(prepareCalls).toBe(0);
-    expect(stored.rev).toBe(1);
+    expect(calls.prepare).toBe(0);
+    expect(state.stored.rev).toBe(1);
+  });
+
+  it('never calls user abort on a committed barrier: an ABORT there is a protocol violation and writes nothing', async () => {
+    const { ports, calls, state } = countingPorts({ rev: 4, record: { state: 'COMMITTED', operation: op } });
+    await expect(runBarrier('ABORT', undefined, ports, { runId: 'r', leaseMs: LEASE_MS })).rejects.toThrow(ProtocolViolationError);
+    expect(calls).toEqual({ prepare: 0, commit: 0, abort: 0 });
+    expect(state).toEqual({ stored: { rev: 4, record: { state: 'COMMITTED', operation: op } }, landed: [] });
+  });
+
+  it('never calls user commit on an aborted barrier: a COMMIT there is a protocol violation and writes nothing', async () => {
+    for (const prepareStarted of [true, false]) {
+      const { ports, calls, state } = countingPorts({ rev: 3, record: { state: 'ABORTED', prepareStarted, operation: op } });
+      await expect(runBarrier('COMMIT', undefined, ports, { runId: 'r', leaseMs: LEASE_MS })).rejects.toThrow(ProtocolViolationError);
+      expect(calls).toEqual({ prepare: 0, commit: 0, abort: 0 });
+      expect(state.landed).toEqual([]);
+      expect(state.stored.rev).toBe(3);
+    }
+  });
+
+  it('a duplicate COMMIT or ABORT on its own final state acknowledges without calling user code', async () => {
+    for (const [type, record] of [
+      ['COMMIT', { state: 'COMMITTED', operation: op }],
+      ['ABORT', { state: 'ABORTED', prepareStarted: true, operation: op }],
+    ] as const) {
+      const { ports, calls, state } = countingPorts({ rev: 4, record });
+      expect(await runBarrier(type, undefined, ports, { runId: 'r', leaseMs: LEASE_MS })).toEqual({ kind: 'ack', phase: type });
+      expect(calls).toEqual({ prepare: 0, commit: 0, abort: 0 });
+      expect(state.landed).toEqual([]);
+    }
+  });
+
+  it('a prepare run whose claim was taken over while it ran writes nothing and leaves the vote to the new owner', async () => {
+    const { ports, state } = countingPorts({ rev: 1, record: { state: 'PREPARING', operation: op, claim: { runId: 'r', untilMs: LEASE_MS } } });
+    const prepare = ports.prepare;
+    // While user prepare runs (paused past its lease), another run takes the claim over.
+    ports.prepare = async (operation) => {
+      const out = await prepare(operation);
+      state.stored = { rev: 2, record: { state: 'PREPARING', operation: op, claim: { runId: 'other', untilMs: 5 * LEASE_MS } } };
+      return out;
+    };
+    ports.read = async () => state.stored;
+    const outcome = await runBarrier('PREPARE', op, { ...ports, read: async () => state.stored }, { runId: 'r', leaseMs: LEASE_MS });
+    expect(outcome).toEqual({ kind: 'done', why: 'another prepare run owns the barrier now' });
+    expect(state.landed).toEqual([]);
+    expect(state.stored.rev).toBe(2);
+  });
+
+  it('a rejected prepare effect runs prepare again on fresh data, then votes NO; a rejected commit effect is an error', async () => {
+    let attempts = 0;
+    const { ports, state } = countingPorts(ABSENT);
+    const rejecting: BarrierPorts = {
+      ...ports,
+      write: async (rev, next, writes) => {
+        if (writes.length > 0) {
+          attempts++;
+          return { kind: 'rejected', reason: 'stock changed' };
+        }
+        return ports.write(rev, next, writes);
+      },
+    };
+    const outcome = await runBarrier('PREPARE', op, rejecting, { runId: 'r', leaseMs: LEASE_MS });
+    expect(outcome).toMatchObject({ kind: 'vote', vote: 'NO' });
+    expect((outcome as { reason: string }).reason).toMatch(/conditions failed 3 times: stock changed/);
+    expect(attempts).toBe(MAX_PREPARE_ATTEMPTS);
+    expect(state.stored.record).toMatchObject({ state: 'PREPARED', vote: 'NO' });
+    expect(state.landed).toEqual([]);
+
+    const yes = countingPorts({ rev: 2, record: { state: 'PREPARED', operation: op, vote: 'YES' } });
+    await expect(runBarrier('COMMIT', undefined, { ...yes.ports, write: async () => ({ kind: 'rejected', reason: 'no hold' }) }, { runId: 'r', leaseMs: LEASE_MS })).rejects.toThrow(
+      EffectRejectedError,
+    );
   });
 
   it('a store whose record keeps changing ends in a bounded error', async () => {
@@ -458,10 +557,10 @@ describe('runBarrier under duplicates, reordering and crashes (model participant
     const ports: BarrierPorts = {
       nowMs: () => 0,
       read: async () => ({ rev: ++rev, record: { state: 'NONE' } }),
-      write: async () => false,
-      prepare: async () => ({ vote: 'YES' }),
-      commit: async () => {},
-      abort: async () => {},
+      write: async () => ({ kind: 'moved' }),
+      prepare: async () => ({ vote: 'YES', writes: [] }),
+      commit: async () => [],
+      abort: async () => [],
     };
     await expect(runBarrier('ABORT', undefined, ports, { runId: 'r', leaseMs: LEASE_MS, maxSteps: 5 })).rejects.toThrow(/did not settle/);
   });
