@@ -109,7 +109,9 @@ describe('start', () => {
     expect(record!.prepareDeadlineAt).toBe(clock + 10_000);
     // The operations live in an item written once, as JSON text.
     expect(JSON.parse((await log.getOps(txId))!.participants)).toEqual(services.map((service) => ({ service, operation: { n: service } })));
-    expect(started).toEqual([{ name: group, input: { group, gen: 0 } }]);
+    // The supervisor sleeps first: until the starter's first due time (its deadline), at most its bucket's close.
+    const bucketClosesAt = (Number(group.split('-')[1]) + DEFAULT_SUPERVISION.bucketSeconds) * 1000;
+    expect(started).toEqual([{ name: group, input: { group, gen: 0, wakeAt: new Date(Math.min(clock + 10_000, bucketClosesAt)).toISOString() } }]);
     expect(events).toEqual(['log.claimIdempotencyKey', 'log.create', `workflow.start ${group}`, 'send PREPARE:inventory,PREPARE:payment,PREPARE:shipping']);
     expect(sent.map((m) => [m.type, m.participant, m.operation, m.attempt, m.deadlineAt])).toEqual(services.map((s) => ['PREPARE', s, { n: s }, 1, clock + 10_000]));
   });
