@@ -1,6 +1,7 @@
 // The lock service and the detector on dynalite: crashed owners and lease takeover guarded by the
 // transaction log, fencing on the demo data, standalone owners, deadlocks resolved on demand, and
 // release of everything a transaction locked.
+import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DemoTable } from '../../src/demo/records';
 import { INVENTORY_FIELDS, skuKey } from '../../src/demo/inventory';
@@ -65,9 +66,13 @@ describe('fencing on the demo data', () => {
     // `slow` pauses past its lease; `fast` takes the lock over and writes with its newer token.
     const fresh = await locks.acquire({ resource: 'fence/f1', owner: tx(fast), mode: 'X', scope: 'inventory', leaseMs: 10_000, waitMs: 5_000 });
     expect(fresh.token).toBeGreaterThan(old.token);
-    expect(await table.placeHold(skuKey('f1'), fast, 2, INVENTORY_FIELDS, fresh.token)).toEqual({ kind: 'placed' });
+    // The hold is a write the participant SDK applies in one TransactWriteItems with its barrier.
+    const apply = (txId: string, quantity: number, token: number) =>
+      env.doc.send(new TransactWriteCommand({ TransactItems: [table.placeHold(skuKey('f1'), txId, quantity, INVENTORY_FIELDS, token)] }));
+    await apply(fast, 2, fresh.token);
     // `slow` wakes up and acts on what it read under a lock it no longer has: refused.
-    expect(await table.placeHold(skuKey('f1'), slow, 3, INVENTORY_FIELDS, old.token)).toEqual({ kind: 'fenced', lastToken: fresh.token });
+    await expect(apply(slow, 3, old.token)).rejects.toMatchObject({ name: 'TransactionCanceledException', CancellationReasons: [{ Code: 'ConditionalCheckFailed' }] });
+    expect(await table.holdRefusal(skuKey('f1'), 3, INVENTORY_FIELDS, old.token)).toEqual({ kind: 'fenced', lastToken: fresh.token });
     const item = await table.get(skuKey('f1'));
     expect(item).toMatchObject({ available: 8, held: 2, lastToken: fresh.token, holds: { [fast]: 2 } });
   });

@@ -21,7 +21,8 @@ describe('start', () => {
     const r = s.record(txId);
     expect(r).toMatchObject({ status: 'PREPARING', req: 4, ok: 0, prepareDeadlineAt: T0 + 5_000, createdAt: iso(T0) });
     expect(JSON.parse((await s.log.getOps(txId))!.participants)).toEqual(s.body().participants);
-    expect(s.recording.starts).toEqual([{ stateMachineArn: s.stateMachineArn, name: r.og, input: { group: r.og, gen: 0 } }]);
+    // The supervisor sleeps first: until the starter's prepare deadline here (it comes before the bucket's close).
+    expect(s.recording.starts).toEqual([{ stateMachineArn: s.stateMachineArn, name: r.og, input: { group: r.og, gen: 0, wakeAt: iso(T0 + 5_000) } }]);
     for (const service of SERVICES) {
       expect(s.take(service)).toEqual([
         { v: 1, type: 'PREPARE', txId, participant: service, operation: { for: service }, deadlineAt: T0 + 5_000, attempt: 1, sentAtMs: T0 },
