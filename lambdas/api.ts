@@ -19,48 +19,54 @@ const json = (statusCode: number, body: unknown, headers: Record<string, string>
 const problem = (statusCode: number, code: string, message: string, fields?: FieldError[]) =>
   json(statusCode, { error: { code, message, ...(fields ? { fields } : {}) } });
 
+/**
+ * The routes, by API Gateway's resource template: the REST API matches the path and extracts its
+ * parameters before the function runs (cdk/api.ts), so the function only looks its route up.
+ */
+const routes: Record<string, (event: APIGatewayProxyEvent, context?: Context) => Promise<APIGatewayProxyResult>> = {
+  'POST /transactions': startTransaction,
+  'GET /transactions': listTransactions,
+  'GET /transactions/{id}': getTransaction,
+  'GET /transactions/{id}/decision': getDecision,
+  'POST /transactions/{id}/abort': abortTransaction,
+  'POST /transactions/{id}/release': releaseParticipant,
+  'POST /locks/{resource}': (event) => lockRoute(event, true, (api, resource, body) => api.acquire(resource, body)),
+  'PUT /locks/{resource}': (event) => lockRoute(event, true, (api, resource, body) => api.renew(resource, body)),
+  'DELETE /locks/{resource}': (event) => lockRoute(event, true, (api, resource, body, q) => api.release(resource, q.owner ?? undefined, body)),
+  'GET /locks/{resource}': (event) => lockRoute(event, false, (api, resource) => api.inspect(resource)),
+  'GET /deadlocks': (event) => lockRoute(event, false, (api, _resource, _body, q) => api.deadlocks(q.limit ?? undefined, q.cursor ?? undefined)),
+};
+
 export const handler = withTelemetry('api', async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
   try {
     const route = `${event.httpMethod} ${event.resource}`;
-    switch (route) {
-      case 'POST /transactions':
-        return await startTransaction(event, context);
-      case 'GET /transactions':
-        return await listTransactions(event);
-      case 'GET /transactions/{id}':
-        return await getTransaction(event);
-      case 'GET /transactions/{id}/decision':
-        return await getDecision(event);
-      case 'POST /transactions/{id}/abort':
-        return await abortTransaction(event);
-      case 'POST /transactions/{id}/release':
-        return await releaseParticipant(event);
-      case 'POST /locks/{resource}':
-      case 'PUT /locks/{resource}':
-      case 'DELETE /locks/{resource}':
-      case 'GET /locks/{resource}':
-      case 'GET /deadlocks':
-        return await lockRoute(route, event);
-      default:
-        return problem(404, 'NotFound', `no route ${route}`);
-    }
+    const serve = routes[route];
+    return serve ? await serve(event, context) : problem(404, 'NotFound', `no route ${route}`);
   } catch (err) {
     logger.error('request failed', { error: err as Error, path: event.path });
     return problem(500, 'InternalError', 'the request could not be completed; it is safe to retry with the same Idempotency-Key');
   }
 });
 
-async function startTransaction(event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> {
-  const raw = event.body === null ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-  if (Buffer.byteLength(raw, 'utf8') > MAX_BODY_BYTES) {
-    return problem(413, 'PayloadTooLarge', `the body must be at most ${MAX_BODY_BYTES} bytes`);
-  }
-  let body: unknown;
+/**
+ * The request's JSON body (base64 decoded when the gateway encoded it): 413 over MAX_BODY_BYTES, 400
+ * when it is not JSON; an `optional` body may be empty (undefined).
+ */
+function readJson(event: APIGatewayProxyEvent, optional: boolean): { body: unknown } | { answer: APIGatewayProxyResult } {
+  const raw = event.body === null || event.body === undefined ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  if (Buffer.byteLength(raw, 'utf8') > MAX_BODY_BYTES) return { answer: problem(413, 'PayloadTooLarge', `the body must be at most ${MAX_BODY_BYTES} bytes`) };
+  if (optional && raw.trim() === '') return { body: undefined };
   try {
-    body = JSON.parse(raw);
+    return { body: JSON.parse(raw) as unknown };
   } catch {
-    return problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]);
+    return { answer: problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]) };
   }
+}
+
+async function startTransaction(event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> {
+  const read = readJson(event, false);
+  if ('answer' in read) return read.answer;
+  const { body } = read;
   const deep = tooDeep(body, MAX_JSON_DEPTH);
   if (deep !== undefined) {
     return problem(400, 'InvalidRequest', 'the request has invalid fields', [{ field: deep, message: `is nested deeper than ${MAX_JSON_DEPTH} levels` }]);
@@ -200,15 +206,11 @@ async function getDecision(event: APIGatewayProxyEvent): Promise<APIGatewayProxy
 async function abortTransaction(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
   const id = event.pathParameters?.id ?? '';
   if (!txIdSchema.safeParse(id).success) return problem(400, 'InvalidRequest', 'the transaction id is malformed', [{ field: 'id', message: 'must be 8-64 letters, digits or dashes' }]);
-  const raw = event.body === null || event.body === undefined ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  const read = readJson(event, true);
+  if ('answer' in read) return read.answer;
   let reason = 'aborted on request';
-  if (raw.trim() !== '') {
-    let body: unknown;
-    try {
-      body = JSON.parse(raw);
-    } catch {
-      return problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]);
-    }
+  if (read.body !== undefined) {
+    const { body } = read;
     const given = (body as { reason?: unknown } | null)?.reason;
     if (typeof body !== 'object' || body === null || Array.isArray(body) || (given !== undefined && (typeof given !== 'string' || given.length > 200))) {
       return problem(400, 'InvalidRequest', 'the body has invalid fields', [{ field: 'reason', message: 'must be a string of at most 200 characters' }]);
@@ -246,14 +248,9 @@ async function releaseParticipant(event: APIGatewayProxyEvent): Promise<APIGatew
   const caller = event.requestContext?.identity?.userArn ?? event.requestContext?.identity?.caller ?? undefined;
   const service = participantOf(caller, readConfig().participantPrincipals ?? {});
   if (service !== undefined) return problem(403, 'Forbidden', `participant ${service} may not release participants: operators only`);
-  const raw = event.body === null || event.body === undefined ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-  let body: unknown;
-  try {
-    body = JSON.parse(raw);
-  } catch {
-    return problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]);
-  }
-  const parsed = releaseBody.safeParse(body);
+  const read = readJson(event, false);
+  if ('answer' in read) return read.answer;
+  const parsed = releaseBody.safeParse(read.body);
   if (!parsed.success) {
     return problem(400, 'InvalidRequest', 'the body has invalid fields', parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })));
   }
@@ -290,31 +287,20 @@ async function listTransactions(event: APIGatewayProxyEvent): Promise<APIGateway
 let lockApi: LockApi | undefined;
 
 /** The standalone lock service and the deadlock records (src/locks/api.ts). */
-async function lockRoute(route: string, event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+async function lockRoute(
+  event: APIGatewayProxyEvent,
+  takesBody: boolean,
+  call: (api: LockApi, resource: string, body: unknown, query: Record<string, string | undefined>) => Promise<{ status: number; body: unknown }>,
+): Promise<APIGatewayProxyResult> {
   const { locks } = getLocks();
   lockApi ??= new LockApi(locks, locks.store);
-  const resource = event.pathParameters?.resource ?? '';
-  const q = event.queryStringParameters ?? {};
-  const raw = event.body === null ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-  if (Buffer.byteLength(raw, 'utf8') > MAX_BODY_BYTES) return problem(413, 'PayloadTooLarge', `the body must be at most ${MAX_BODY_BYTES} bytes`);
   let body: unknown;
-  if (route !== 'GET /locks/{resource}' && route !== 'GET /deadlocks' && raw !== '') {
-    try {
-      body = JSON.parse(raw);
-    } catch {
-      return problem(400, 'MalformedBody', 'the body must be a JSON object', [{ field: '(body)', message: 'is not valid JSON' }]);
-    }
+  if (takesBody) {
+    const read = readJson(event, true);
+    if ('answer' in read) return read.answer;
+    body = read.body;
   }
-  const answer =
-    route === 'POST /locks/{resource}'
-      ? await lockApi.acquire(resource, body)
-      : route === 'PUT /locks/{resource}'
-        ? await lockApi.renew(resource, body)
-        : route === 'DELETE /locks/{resource}'
-          ? await lockApi.release(resource, q.owner ?? undefined, body)
-          : route === 'GET /locks/{resource}'
-            ? await lockApi.inspect(resource)
-            : await lockApi.deadlocks(q.limit ?? undefined, q.cursor ?? undefined);
+  const answer = await call(lockApi, event.pathParameters?.resource ?? '', body, event.queryStringParameters ?? {});
   return json(answer.status, answer.body);
 }
 

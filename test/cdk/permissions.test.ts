@@ -230,8 +230,9 @@ describe('each function may do exactly what its code does', () => {
       expect({ entry, missing: needed.filter((a) => !grants.has(a)) }).toEqual({ entry, missing: [] });
       const allowed = new Set([...needed, ...Object.keys(UNREACHED[entry] ?? {}), ...(entry === 'lambdas/reply.ts' ? MAPPING_ACTIONS : [])]);
       expect({ entry, unused: [...grants].filter((a) => !allowed.has(a)).sort() }).toEqual({ entry, unused: [] });
-      // The named exceptions must still be granted, or the list is stale.
-      for (const a of Object.keys(UNREACHED[entry] ?? {})) expect({ entry, a, granted: grants.has(a), called: needed.includes(a) }).toEqual({ entry, a, granted: true, called: false });
+      // The named exceptions must still be granted, or the list is stale. Whether a run reaches one
+      // depends on timing (a loaded machine can end a group's supervisor before a start): not checked.
+      for (const a of Object.keys(UNREACHED[entry] ?? {})) expect({ entry, a, granted: grants.has(a) }).toEqual({ entry, a, granted: true });
     }
   }, 300_000);
 });
