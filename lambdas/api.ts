@@ -93,7 +93,7 @@ async function startTransaction(event: APIGatewayProxyEvent, context?: Context):
       const headers = { location: self, ...(outcome.replayed ? { 'idempotent-replayed': 'true' } : {}) };
       if (wait !== undefined) {
         // `Prefer: wait=N`: the transaction once decided (200), or 202 as without it when N runs out.
-        const view = await waitForDecision(outcome.txId, wait.seconds);
+        const view = await waitForDecision(outcome.txId, wait.seconds, context);
         if (view && view.decision) return json(200, { ...view, links: { self } }, { ...headers, 'preference-applied': `wait=${wait.seconds}` });
       }
       return json(202, { txId: outcome.txId, status: outcome.status, links: { self } }, headers);
@@ -134,19 +134,28 @@ function preferWait(event: APIGatewayProxyEvent): { seconds: number } | { error:
   return { seconds: Math.min(seconds, MAX_WAIT_SECONDS) };
 }
 
-/** Poll the record (consistent reads, backing off from 25 ms to 250 ms) until it is decided or `seconds` pass. */
-async function waitForDecision(txId: string, seconds: number) {
-  const until = systemClock() + seconds * 1000;
+/** Time kept back from a waiting invocation's remaining time, for the last read and the answer. */
+export const WAIT_RESERVE_MS = 1_000;
+
+/**
+ * Poll the record (consistent reads, backing off from 25 ms to 250 ms) until it is decided or
+ * `seconds` have passed (the last pause is cut to end then), but never past the invocation's
+ * remaining time less WAIT_RESERVE_MS: a wait must end in an answer, not in the function's timeout.
+ */
+async function waitForDecision(txId: string, seconds: number, context?: Context) {
+  const now = systemClock();
+  const until = Math.min(now + seconds * 1000, context ? now + context.getRemainingTimeInMillis() - WAIT_RESERVE_MS : Infinity);
   let pause = 25;
   for (;;) {
     const view = await getCoordinator().get(txId);
-    if (!view || view.decision || systemClock() + pause > until) return view;
-    await systemSleep(pause);
+    const left = until - systemClock();
+    if (!view || view.decision || left <= 0) return view;
+    await systemSleep(Math.min(pause, left));
     pause = Math.min(250, pause * 2);
   }
 }
 
-async function getTransaction(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+async function getTransaction(event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> {
   const id = event.pathParameters?.id ?? '';
   if (!txIdSchema.safeParse(id).success) {
     return problem(404, 'NotFound', `no transaction ${id}`);
@@ -155,7 +164,7 @@ async function getTransaction(event: APIGatewayProxyEvent): Promise<APIGatewayPr
   let view;
   if (q.wait !== undefined) {
     if (!/^\d+$/.test(q.wait)) return problem(400, 'InvalidRequest', 'the query has invalid parameters', [{ field: 'wait', message: 'must be a whole number of seconds' }]);
-    view = await waitForDecision(id, Math.min(Number(q.wait), MAX_WAIT_SECONDS));
+    view = await waitForDecision(id, Math.min(Number(q.wait), MAX_WAIT_SECONDS), context);
   } else {
     view = await getCoordinator().get(id);
   }
