@@ -214,8 +214,8 @@ const tokenHash = (transactItems) => createHash('sha256').update(JSON.stringify(
 
 /**
  * The transactions of one dynalite store. `hooks`:
- *   committed(table, before, after, { transactional, key }): after each item of a committed transaction
- *     (billing and watchers);
+ *   committed(table, before, after, { transactional, key }, storedKey): after each item of a committed
+ *     transaction (billing, watchers and TTL; `storedKey` is the item's key as dynalite stores it);
  *   conditionChecked(table, item): a ConditionCheck of a committed transaction (billing);
  *   canceledAction(table, existing, attempted, key): each action of a canceled transaction (billing);
  *   read(table, item, { transactional }): each item a TransactGetItems read, and each item an
@@ -317,7 +317,7 @@ export function createTransactions(store, hooks = {}, now = Date.now) {
       for (const t of targets) {
         if (t.kind === 'ConditionCheck') hooks.conditionChecked?.(t.table, t.existing, t.data.Key);
       }
-      for (const w of writes) hooks.committed?.(w.t.table, w.before, w.after, { transactional: true, key: w.t.data.Key ?? w.t.data.Item });
+      for (const w of writes) hooks.committed?.(w.t.table, w.before, w.after, { transactional: true, key: w.t.data.Key ?? w.t.data.Item }, w.t.key);
       return consumedCapacity(request, targets, true);
     } finally {
       release();
@@ -404,9 +404,9 @@ function consumedCapacity(request, targets, wrote, readItems) {
  */
 export function atomicSingleWrites(store) {
   let pending;
-  const noteIndexes = (table, before, after) => {
-    // A delete of a missing item changes no index.
-    pending = before || after ? { tableName: table.TableName, key: db.createKey(after ?? before, table), ops: indexOperations(table, before, after) } : undefined;
+  /** `key`: the item's key as dynalite stores it (db.createKey); undefined for a delete of a missing item, which changes no index. */
+  const noteIndexes = (table, key, before, after) => {
+    pending = key !== undefined ? { tableName: table.TableName, key, ops: indexOperations(table, before, after) } : undefined;
   };
   const take = (tableName, key) => {
     const p = pending;

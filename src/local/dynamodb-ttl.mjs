@@ -105,10 +105,13 @@ export function createTimeToLive(store, { onDelete, now = Date.now } = {}) {
     return s && s.tableCreatedAt === table.CreationDateTime ? s : undefined;
   }
 
-  /** Tell the reaper what a write left: `after` (null: deleted). Synchronous, for the write hooks. */
+  /**
+   * Tell the reaper what a write left at `key` (dynalite's stored key; undefined: nothing stored):
+   * `after` (null: deleted). Synchronous, for the write hooks.
+   */
   function noteWrite(table, key, after) {
     const s = settings.get(table.TableName);
-    if (!s?.Enabled) return;
+    if (!s?.Enabled || key === undefined) return;
     const id = `${table.TableName}\u0000${key}`;
     const at = expiryOf(after, s.AttributeName);
     if (at === undefined) {
