@@ -190,8 +190,11 @@ function checkItemCount(items) {
 async function resolveTargets(store, parsed) {
   const seen = new Set();
   const targets = [];
+  // Each table the request names read once, however many of its actions name it.
+  const tables = new Map();
   for (const p of parsed) {
-    const table = await getTable(store, p.data.TableName);
+    let table = tables.get(p.data.TableName);
+    if (!table) tables.set(p.data.TableName, (table = await getTable(store, p.data.TableName)));
     const invalid = p.kind === 'Put' ? db.validateItem(p.data.Item, table) : db.validateKey(p.data.Key, table);
     if (invalid) throw invalid;
     const key = db.createKey(p.kind === 'Put' ? p.data.Item : p.data.Key, table);
