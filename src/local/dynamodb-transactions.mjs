@@ -93,7 +93,8 @@ export function writeOperations(table, key, before, after) {
 
 const getTable = (store, name) =>
   new Promise((resolve, reject) => store.getTable(name, (err, table) => (err ? reject(err) : resolve(table))));
-const getItem = (store, tableName, key) =>
+/** The item stored under dynalite's `key` in `tableName`, undefined when there is none. */
+export const getItem = (store, tableName, key) =>
   new Promise((resolve, reject) => store.getItemDb(tableName).get(key, (err, item) => (err && err.name !== 'NotFoundError' ? reject(err) : resolve(item ?? undefined))));
 const batch = (store, ops) => new Promise((resolve, reject) => store.db.batch(ops, (err) => (err ? reject(err) : resolve())));
 
