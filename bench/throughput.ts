@@ -9,7 +9,8 @@
 // list prices and divides each default quota by it. `--json FILE` writes the result as JSON.
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SUPERVISION, supervisionGroup, type SupervisionSettings } from '../src/core/transaction';
+import { readConfig } from '../src/aws/config';
+import { DEFAULT_SUPERVISION, supervisionGroup } from '../src/core/transaction';
 import { startDemo } from '../src/local/demo-routes';
 import type { MeterReading } from '../src/local/meter';
 import { startLocalStack, synthesize } from '../src/local/stack';
@@ -104,19 +105,9 @@ function deployedSchedules(stack: Templates): Templates {
   return { ...stack, template: { ...stack.template, Resources: resources } };
 }
 
-/** How the coordinator groups transactions for supervision, as its functions are configured in the template. */
-function supervisionSettings(stacks: Templates[]): SupervisionSettings {
-  for (const { template } of stacks) {
-    for (const r of Object.values(template.Resources ?? {})) {
-      const env = (r.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables;
-      if (r.Type === 'AWS::Lambda::Function' && env?.SUPERVISION_SHARDS !== undefined) {
-        return { shards: Number(env.SUPERVISION_SHARDS), bucketSeconds: Number(env.SUPERVISION_BUCKET_SECONDS ?? DEFAULT_SUPERVISION.bucketSeconds) };
-      }
-    }
-  }
-  return DEFAULT_SUPERVISION;
-}
-const supervision = supervisionSettings(templates);
+// How the coordinator groups transactions for supervision: its own configuration (as
+// src/coordinator.ts reads it), from the functions' environment the provisioner applied to this process.
+const supervision = readConfig().supervision ?? DEFAULT_SUPERVISION;
 
 async function waitForEnd(txId: string): Promise<Sample> {
   const early = ended.get(txId);
@@ -318,9 +309,10 @@ for (const { row, delta: d } of requests.filter((x) => x.row.service === 'sqs'))
   bucket.set(row.operation, (bucket.get(row.operation) ?? 0) + d);
 }
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-// API requests on the coordinator's routes (the demo's and the dashboard's are local additions).
-const LOCAL_ROUTES = /^\/(demo|dashboard|local)(\/|$)/;
-const apiRequests = requests.filter((x) => x.row.service === 'apigateway' && !LOCAL_ROUTES.test(x.row.resource)).reduce((a, x) => a + x.delta, 0);
+// API requests on the coordinator's routes. The demo's routes are a local addition; the console and
+// the events stream are local handlers, which the API does not meter (src/local/apigateway.ts).
+const DEMO_ROUTES = /^\/demo(\/|$)/;
+const apiRequests = requests.filter((x) => x.row.service === 'apigateway' && !DEMO_ROUTES.test(x.row.resource)).reduce((a, x) => a + x.delta, 0);
 
 // Lambda: every function of the embedded stack is the coordinator's.
 const configs = functionConfigs(templates);

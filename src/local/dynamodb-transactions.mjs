@@ -93,7 +93,8 @@ export function writeOperations(table, key, before, after) {
 
 const getTable = (store, name) =>
   new Promise((resolve, reject) => store.getTable(name, (err, table) => (err ? reject(err) : resolve(table))));
-const getItem = (store, tableName, key) =>
+/** The item stored under dynalite's `key` in `tableName`, undefined when there is none. */
+export const getItem = (store, tableName, key) =>
   new Promise((resolve, reject) => store.getItemDb(tableName).get(key, (err, item) => (err && err.name !== 'NotFoundError' ? reject(err) : resolve(item ?? undefined))));
 const batch = (store, ops) => new Promise((resolve, reject) => store.db.batch(ops, (err) => (err ? reject(err) : resolve())));
 
@@ -190,8 +191,11 @@ function checkItemCount(items) {
 async function resolveTargets(store, parsed) {
   const seen = new Set();
   const targets = [];
+  // Each table the request names read once, however many of its actions name it.
+  const tables = new Map();
   for (const p of parsed) {
-    const table = await getTable(store, p.data.TableName);
+    let table = tables.get(p.data.TableName);
+    if (!table) tables.set(p.data.TableName, (table = await getTable(store, p.data.TableName)));
     const invalid = p.kind === 'Put' ? db.validateItem(p.data.Item, table) : db.validateKey(p.data.Key, table);
     if (invalid) throw invalid;
     const key = db.createKey(p.kind === 'Put' ? p.data.Item : p.data.Key, table);
@@ -214,8 +218,8 @@ const tokenHash = (transactItems) => createHash('sha256').update(JSON.stringify(
 
 /**
  * The transactions of one dynalite store. `hooks`:
- *   committed(table, before, after, { transactional, key }): after each item of a committed transaction
- *     (billing and watchers);
+ *   committed(table, before, after, { transactional, key }, storedKey): after each item of a committed
+ *     transaction (billing, watchers and TTL; `storedKey` is the item's key as dynalite stores it);
  *   conditionChecked(table, item): a ConditionCheck of a committed transaction (billing);
  *   canceledAction(table, existing, attempted, key): each action of a canceled transaction (billing);
  *   read(table, item, { transactional }): each item a TransactGetItems read, and each item an
@@ -317,7 +321,7 @@ export function createTransactions(store, hooks = {}, now = Date.now) {
       for (const t of targets) {
         if (t.kind === 'ConditionCheck') hooks.conditionChecked?.(t.table, t.existing, t.data.Key);
       }
-      for (const w of writes) hooks.committed?.(w.t.table, w.before, w.after, { transactional: true, key: w.t.data.Key ?? w.t.data.Item });
+      for (const w of writes) hooks.committed?.(w.t.table, w.before, w.after, { transactional: true, key: w.t.data.Key ?? w.t.data.Item }, w.t.key);
       return consumedCapacity(request, targets, true);
     } finally {
       release();
@@ -404,9 +408,9 @@ function consumedCapacity(request, targets, wrote, readItems) {
  */
 export function atomicSingleWrites(store) {
   let pending;
-  const noteIndexes = (table, before, after) => {
-    // A delete of a missing item changes no index.
-    pending = before || after ? { tableName: table.TableName, key: db.createKey(after ?? before, table), ops: indexOperations(table, before, after) } : undefined;
+  /** `key`: the item's key as dynalite stores it (db.createKey); undefined for a delete of a missing item, which changes no index. */
+  const noteIndexes = (table, key, before, after) => {
+    pending = key !== undefined ? { tableName: table.TableName, key, ops: indexOperations(table, before, after) } : undefined;
   };
   const take = (tableName, key) => {
     const p = pending;

@@ -16,7 +16,7 @@
 // a table deleted and created again starts with TTL disabled, as on AWS.
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { lockAll, writeOperations } from './dynamodb-transactions.mjs';
+import { getItem, lockAll, writeOperations } from './dynamodb-transactions.mjs';
 
 const require = createRequire(import.meta.url);
 const db = require(path.join(path.dirname(require.resolve('dynalite')), 'db'));
@@ -105,10 +105,13 @@ export function createTimeToLive(store, { onDelete, now = Date.now } = {}) {
     return s && s.tableCreatedAt === table.CreationDateTime ? s : undefined;
   }
 
-  /** Tell the reaper what a write left: `after` (null: deleted). Synchronous, for the write hooks. */
+  /**
+   * Tell the reaper what a write left at `key` (dynalite's stored key; undefined: nothing stored):
+   * `after` (null: deleted). Synchronous, for the write hooks.
+   */
   function noteWrite(table, key, after) {
     const s = settings.get(table.TableName);
-    if (!s?.Enabled) return;
+    if (!s?.Enabled || key === undefined) return;
     const id = `${table.TableName}\u0000${key}`;
     const at = expiryOf(after, s.AttributeName);
     if (at === undefined) {
@@ -187,7 +190,7 @@ export function createTimeToLive(store, { onDelete, now = Date.now } = {}) {
     const release = await lockAll(store, [{ tableName, key }]);
     try {
       // Read again under the lock: the entry may be older than the item's last write.
-      const item = await new Promise((resolve, reject) => store.getItemDb(tableName).get(key, (err, v) => (err && err.name !== 'NotFoundError' ? reject(err) : resolve(v))));
+      const item = await getItem(store, tableName, key);
       if (!isExpired(item, s.AttributeName, now())) return false;
       await new Promise((resolve, reject) => store.db.batch(writeOperations(table, key, item, null), (err) => (err ? reject(err) : resolve())));
       onDelete?.(table, item);

@@ -38,6 +38,7 @@ import {
   plainItem,
   readUnits,
   sameValue,
+  secondaryIndexes,
   transactionalReadUnits,
   writeCharges,
 } from './dynamodb-billing.mjs';
@@ -52,7 +53,7 @@ const db = require(path.join(path.dirname(require.resolve('dynalite')), 'db'));
 
 const { path: dataPath, port, meter, ttlReaperMs = DEFAULT_REAPER_INTERVAL_MS } = workerData;
 
-/** Table name -> its description, as dynalite last read it (key schema and indexes). */
+/** Table name -> its description, as dynalite last read it (key schema and indexes); kept when metering. */
 const tables = new Map();
 /** Table name -> [{ id, attribute, values: Set }]. */
 const watches = new Map();
@@ -79,8 +80,14 @@ function post(message) {
   });
 }
 
+// Every charge is computed only when metering: without a meter no request pays for billing.
 function charge(table, index, key, writeUnits, readUnits) {
-  if (meter) post({ kind: 'charge', charge: [table, index ?? '', key ?? '', writeUnits, readUnits] });
+  post({ kind: 'charge', charge: [table, index ?? '', key ?? '', writeUnits, readUnits] });
+}
+
+/** Charge the write charges of dynamodb-billing.mjs ([{ index, key, writeUnits }]) to `table`. */
+function chargeWrites(table, charges) {
+  for (const c of charges) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
 }
 
 function notifyWatchers(table, before, after) {
@@ -92,11 +99,14 @@ function notifyWatchers(table, before, after) {
   }
 }
 
-/** After every write that passed its condition (single or in a transaction): bill it, tell watchers and the TTL reaper. */
-function written(table, before, after, options) {
-  for (const c of writeCharges(table, before, after, options)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
+/**
+ * After every write that passed its condition (single or in a transaction): bill it, tell watchers
+ * and the TTL reaper. `storedKey`: the item's key as dynalite stores it, undefined when nothing is.
+ */
+function written(table, before, after, options, storedKey) {
+  if (meter) chargeWrites(table, writeCharges(table, before, after, options));
   if (watches.size) notifyWatchers(table, before, after);
-  if (before || after) timeToLive.noteWrite(table, db.createKey(after ?? before, table), after);
+  timeToLive.noteWrite(table, storedKey, after);
 }
 
 /** The store's transactions, TTL and atomic single writes (dynalite creates one store per server). */
@@ -110,16 +120,15 @@ db.create = function (options) {
   singleWrites = atomicSingleWrites(store);
   transactions = createTransactions(store, {
     committed: written,
-    conditionChecked: (table, existing, key) => {
-      for (const c of conditionCheckCharges(table, existing, key)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
-    },
-    canceledAction: (table, existing, attempted, key) => {
-      for (const c of failedWriteCharges(table, existing, attempted, key)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
-    },
-    read: (table, item, { transactional, key }) =>
-      charge(table.TableName, '', partitionKeyValue(item ?? key, table.KeySchema), 0, transactional ? transactionalReadUnits(item) : readUnits(itemSize(item), true)),
+    ...(meter && {
+      conditionChecked: (table, existing, key) => chargeWrites(table, conditionCheckCharges(table, existing, key)),
+      canceledAction: (table, existing, attempted, key) => chargeWrites(table, failedWriteCharges(table, existing, attempted, key)),
+      read: (table, item, { transactional, key }) =>
+        charge(table.TableName, '', partitionKeyValue(item ?? key, table.KeySchema), 0, transactional ? transactionalReadUnits(item) : readUnits(itemSize(item), true)),
+    }),
   });
   timeToLive = createTimeToLive(store);
+  if (!meter) return store;
   const getTable = store.getTable;
   store.getTable = function (name, checkStatus, cb) {
     const done = typeof checkStatus === 'function' ? checkStatus : cb;
@@ -142,8 +151,11 @@ db.updateIndexes = function (store, table, before, after, cb) {
   if (store.staging) return cb();
   const key = writeKey;
   writeKey = undefined;
-  written(table, before, after, { key });
-  singleWrites.noteIndexes(table, before, after);
+  // The key as dynalite stores the item (db.createKey hashes): once per write, for the TTL reaper and
+  // the atomic batch. A delete of a missing item has none: it stores nothing.
+  const storedKey = before || after ? db.createKey(after ?? before, table) : undefined;
+  written(table, before, after, { key }, storedKey);
+  singleWrites.noteIndexes(table, storedKey, before, after);
   return cb();
 };
 
@@ -154,22 +166,21 @@ db.checkConditional = function (data, existing) {
   if (data._staged) return invalid;
   if (invalid && data.ReturnValuesOnConditionCheckFailure === 'ALL_OLD' && existing) invalid.body.Item = existing;
   writeKey = invalid ? undefined : (data.Key ?? data.Item);
-  const table = tables.get(data.TableName);
-  if (invalid && table && /ConditionalCheckFailed/.test(invalid.body?.__type ?? '')) {
-    for (const c of failedWriteCharges(table, existing, data.Item, data.Key)) charge(table.TableName, c.index, c.key, c.writeUnits, 0);
-  }
+  const table = meter && invalid && tables.get(data.TableName);
+  if (table && /ConditionalCheckFailed/.test(invalid.body?.__type ?? '')) chargeWrites(table, failedWriteCharges(table, existing, data.Item, data.Key));
   return invalid;
 };
 
 const addConsumedCapacity = db.addConsumedCapacity;
 db.addConsumedCapacity = function (data, isRead, item, other) {
-  const table = tables.get(data.TableName);
-  if (isRead && table) charge(data.TableName, '', partitionKeyValue(data.Key, table.KeySchema), 0, readUnits(itemSize(item), data.ConsistentRead));
+  const table = meter && isRead && tables.get(data.TableName);
+  if (table) charge(data.TableName, '', partitionKeyValue(data.Key, table.KeySchema), 0, readUnits(itemSize(item), data.ConsistentRead));
   return addConsumedCapacity.call(this, data, isRead, item, other);
 };
 
 const queryTable = db.queryTable;
 db.queryTable = function (store, table, data, opts, isLocal, fetchFromItemDb, startKeyNames, cb) {
+  if (!meter) return queryTable.call(this, store, table, data, opts, isLocal, fetchFromItemDb, startKeyNames, cb);
   // Ask dynalite for its per-table and per-index figures, then hand the caller what it asked for.
   const asked = data.ReturnConsumedCapacity;
   data.ReturnConsumedCapacity = 'INDEXES';
@@ -179,9 +190,7 @@ db.queryTable = function (store, table, data, opts, isLocal, fetchFromItemDb, st
     if (!err && consumed) {
       const index = data.IndexName ?? '';
       const indexes = consumed.GlobalSecondaryIndexes ?? consumed.LocalSecondaryIndexes ?? {};
-      const keySchema = data.IndexName
-        ? [...(table.GlobalSecondaryIndexes ?? []), ...(table.LocalSecondaryIndexes ?? [])].find((i) => i.IndexName === data.IndexName)?.KeySchema
-        : table.KeySchema;
+      const keySchema = data.IndexName ? secondaryIndexes(table).find((i) => i.IndexName === data.IndexName)?.KeySchema : table.KeySchema;
       const hashName = keySchema?.find((k) => k.KeyType === 'HASH')?.AttributeName;
       const hashValue = data.KeyConditions?.[hashName]?.AttributeValueList?.[0];
       const key = hashValue ? String(hashValue.S ?? hashValue.N ?? hashValue.B) : '';

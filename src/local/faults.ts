@@ -57,7 +57,9 @@ export const faultConfigSchema = z.strictObject({
 });
 export type FaultConfig = z.infer<typeof faultConfigSchema>;
 export type FaultInput = z.input<typeof faultConfigSchema>;
-export type FaultKind = Exclude<keyof FaultConfig, 'seed' | 'sqs.delayMaxSeconds' | 'participant.pauseMaxMs'>;
+/** The settings of the config that are not fault rates. */
+const SETTINGS = ['seed', 'sqs.delayMaxSeconds', 'participant.pauseMaxMs'] as const;
+export type FaultKind = Exclude<keyof FaultConfig, (typeof SETTINGS)[number]>;
 /** Not faults but what they led to: paused runs whose write the barrier refused on resuming. */
 export const PAUSE_REFUSED = 'participant.pauseRefused';
 
@@ -103,7 +105,7 @@ export function installFaults(input: FaultInput): FaultInjector {
   const config = faultConfigSchema.parse(input);
   const random = createRandom(config.seed);
   const counts = Object.fromEntries(
-    (Object.keys(config) as (keyof FaultConfig)[]).filter((k) => k !== 'seed' && k !== 'sqs.delayMaxSeconds' && k !== 'participant.pauseMaxMs').map((k) => [k, 0]),
+    (Object.keys(config) as (keyof FaultConfig)[]).filter((k) => !(SETTINGS as readonly string[]).includes(k)).map((k) => [k, 0]),
   ) as Record<FaultKind, number>;
   let pauseRefused = 0;
   const injector: FaultInjector & { roll(kind: FaultKind): boolean; random: Random } = {

@@ -69,11 +69,18 @@ function messageBytes(m) {
   return bytes;
 }
 
-/** The payload an SQS request carries: the messages it sends, or the messages it receives. */
+/**
+ * The payload an SQS request carries: the messages it sends, or the messages it receives (for a
+ * receive whose whole answer fits one chunk, the answer's size: the same single request).
+ */
 function payloadBytes(operation, body, response) {
   if (operation === 'SendMessage') return messageBytes(body);
   if (operation === 'SendMessageBatch') return (body?.Entries ?? []).reduce((sum, e) => sum + messageBytes(e), 0);
   if (operation === 'ReceiveMessage' && typeof response === 'string') {
+    // The answer holds every byte of the messages' payload (JSON only adds to it): an answer that
+    // fits one chunk is one request either way, and is not parsed a second time to learn so.
+    const answerBytes = Buffer.byteLength(response, 'utf8');
+    if (answerBytes <= PAYLOAD_CHUNK_BYTES) return answerBytes;
     try {
       return (JSON.parse(response).Messages ?? []).reduce((sum, m) => sum + messageBytes(m), 0);
     } catch {
