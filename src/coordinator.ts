@@ -20,6 +20,7 @@ import {
   keptUntil,
   newOps,
   newTransaction,
+  noVoteReason,
   phaseTwoResult,
   readyToFinish,
   recordedReason,
@@ -237,7 +238,7 @@ export class Coordinator {
     const entry = { vote: message.vote, at, ...(message.reason ? { reason: recordedReason(message.reason) } : {}) };
     const result =
       message.vote === 'NO'
-        ? await log.recordNo(message.txId, p, entry, `${p} voted NO`)
+        ? await log.recordNo(message.txId, p, entry, noVoteReason(p))
         : await log.recordYes(message.txId, p, entry, this.now());
     const record = result.record;
     if (result.applied) this.metrics.count(METRIC.VotesRecorded);
