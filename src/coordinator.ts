@@ -20,6 +20,7 @@ import {
   keptUntil,
   newOps,
   newTransaction,
+  noVoteReason,
   phaseTwoResult,
   readyToFinish,
   recordedReason,
@@ -237,7 +238,7 @@ export class Coordinator {
     const entry = { vote: message.vote, at, ...(message.reason ? { reason: recordedReason(message.reason) } : {}) };
     const result =
       message.vote === 'NO'
-        ? await log.recordNo(message.txId, p, entry, `${p} voted NO`)
+        ? await log.recordNo(message.txId, p, entry, noVoteReason(p))
         : await log.recordYes(message.txId, p, entry, this.now());
     const record = result.record;
     if (result.applied) this.metrics.count(METRIC.VotesRecorded);
@@ -248,10 +249,7 @@ export class Coordinator {
     }
     if (!record.services.includes(p)) return; // not a member: its vote counts for nothing
     if (result.applied && message.vote === 'NO') {
-      this.countDecision(record);
-      // Nobody else may have prepared (every other member voted NO or READ_ONLY): finished at once.
-      if (readyToFinish(record)) await this.finish(record);
-      else await this.phaseTwo(record, awaitingAck(record));
+      await this.decided(record);
       return;
     }
     const driven = await this.drive(record, !result.applied);
@@ -278,7 +276,6 @@ export class Coordinator {
    */
   async drive(record: TxRecord, redelivered: boolean): Promise<TxRecord> {
     let current = record;
-    let decidedHere = false;
     // Twice at most: a timeout abort that lost to the last YES (its condition `ok < req` failed)
     // reads a record that now has every YES, and commits it.
     for (let round = 0; current.status === 'PREPARING' && round < 2; round++) {
@@ -291,15 +288,25 @@ export class Coordinator {
             : undefined;
       if (!result) return current;
       if (!result.record) throw new Error(`transaction ${current.txId} vanished while open`);
+      if (result.applied) return this.decided(result.record);
       current = result.record;
-      decidedHere = result.applied;
-      if (decidedHere) this.countDecision(current);
     }
-    if (current.status === 'PREPARING') return current;
     if (current.status !== 'COMMITTING' && current.status !== 'ABORTING') return current;
     if (readyToFinish(current)) return this.finish(current);
-    if (decidedHere || redelivered) await this.phaseTwo(current, awaitingAck(current));
+    if (redelivered) await this.phaseTwo(current, awaitingAck(current));
     return current;
+  }
+
+  /**
+   * After a decision write this call made (a NO, a commit or abort in `drive`, an abort request):
+   * count it, then finish at once when nobody may hold anything (no member owes an acknowledgement:
+   * every other member voted NO), else send phase two to those that may.
+   */
+  private async decided(record: TxRecord): Promise<TxRecord> {
+    this.countDecision(record);
+    if (readyToFinish(record)) return this.finish(record);
+    await this.phaseTwo(record, awaitingAck(record));
+    return record;
   }
 
   /**
@@ -311,11 +318,7 @@ export class Coordinator {
     const result = await this.deps.log.decideAbort(txId, reason, this.isoNow());
     const record = result.record;
     if (!record) return { kind: 'unknown' };
-    if (result.applied) {
-      this.countDecision(record);
-      const after = readyToFinish(record) ? await this.finish(record) : (await this.phaseTwo(record, awaitingAck(record)), record);
-      return { kind: 'aborted', record: after, decidedNow: true };
-    }
+    if (result.applied) return { kind: 'aborted', record: await this.decided(record), decidedNow: true };
     const after = record.status === 'PREPARING' ? await this.drive(record, false) : record;
     return after.decision === 'ABORT' ? { kind: 'aborted', record: after, decidedNow: false } : { kind: 'committed', record: after };
   }

@@ -29,11 +29,10 @@ export interface SweepDeps {
 export type SweepOutcome = { group: string; open: number; kind: 'supervised'; execution: string } | { group: string; open: number; kind: 'failed'; error: string };
 
 export interface SweepReport {
+  /** Open transactions seen. */
   scanned: number;
   groups: number;
   outcomes: SweepOutcome[];
-  /** Open transactions seen. */
-  open: number;
   /** Open transactions whose prepare deadline passed more than STUCK_AFTER_MS ago: the in-doubt gauge. */
   stuck: number;
 }
@@ -75,7 +74,7 @@ export async function sweep(deps: SweepDeps, options: SweepOptions): Promise<Swe
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, todo.length) }, worker));
-  return { scanned, groups: groups.size, outcomes, open: scanned, stuck };
+  return { scanned, groups: groups.size, outcomes, stuck };
 }
 
 const sweeperEnv = z.object({ STATE_MACHINE_ARN: z.string().min(1) });

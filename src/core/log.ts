@@ -117,15 +117,16 @@ export abstract class TableTxLog implements TxLogPort {
     return this.update(txId, 'park', PHASE_STATUS[phase], LOG_TRANSITIONS.park.write(phase, service));
   }
 
-  /** Read, then the conditional write (the map exists or not); one retry when a concurrent release of another participant moved it. */
+  /**
+   * The conditional write as the first release (the map must be absent: the common case), and once
+   * more adding to the map when the record a failed write answers has one without this participant
+   * (an earlier or concurrent release of another). No read before.
+   */
   async release(txId: string, phase: 'COMMIT' | 'ABORT', participant: string, entry: ReleaseEntry): Promise<WriteResult> {
-    for (let attempt = 0; ; attempt++) {
-      const current = await this.get(txId);
-      if (!current) return { applied: false, record: undefined };
-      const result = await this.update(txId, 'release', PHASE_STATUS[phase], LOG_TRANSITIONS.release.write(phase, participant, entry, current.releases !== undefined));
-      const raced = !result.applied && result.record?.releases !== undefined && result.record.releases[participant] === undefined && current.releases === undefined;
-      if (!raced || attempt >= 1) return result;
-    }
+    const first = await this.update(txId, 'release', PHASE_STATUS[phase], LOG_TRANSITIONS.release.write(phase, participant, entry, false));
+    const now = first.record;
+    if (first.applied || now?.status !== PHASE_STATUS[phase] || now.releases === undefined || now.releases[participant] !== undefined) return first;
+    return this.update(txId, 'release', PHASE_STATUS[phase], LOG_TRANSITIONS.release.write(phase, participant, entry, true));
   }
 
   /**

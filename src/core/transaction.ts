@@ -338,10 +338,7 @@ export interface Decision {
  */
 export function tally(tx: Pick<TxRecord, 'services' | 'votes' | 'ok' | 'req'>): Decision | undefined {
   const no = tx.services.find((s) => tx.votes[s]?.vote === 'NO');
-  if (no) {
-    const reason = tx.votes[no]?.reason;
-    return { outcome: 'ABORT', reason: `${no} voted NO` };
-  }
+  if (no) return { outcome: 'ABORT', reason: noVoteReason(no) };
   const allIn = mutated('commitWithoutEveryYes') ? tx.ok > 0 : tx.ok === tx.req;
   return allIn ? { outcome: 'COMMIT', reason: 'every participant voted YES' } : undefined;
 }
@@ -433,10 +430,19 @@ export function inDoubt(tx: Pick<TxRecord, 'services' | 'votes' | 'acks' | 'deci
   return tx.inDoubtSince === undefined ? [] : awaitingAck(tx);
 }
 
+const VOTED_NO = ' voted NO';
+
+/** The decision reason a NO records: the voter only (its own reason is kept once, in its vote). */
+export function noVoteReason(participant: string): string {
+  return `${participant}${VOTED_NO}`;
+}
+
 /** The decision's reason as clients read it: a NO's own reason is kept once, in the vote, and shown here. */
 export function decisionReasonOf(tx: Pick<TxRecord, 'decision' | 'decisionReason' | 'votes'>): string | undefined {
-  const no = tx.decision === 'ABORT' ? Object.entries(tx.votes).find(([p, v]) => v.vote === 'NO' && tx.decisionReason === `${p} voted NO`)?.[1] : undefined;
-  return no?.reason ? `${tx.decisionReason}: ${no.reason}` : tx.decisionReason;
+  const reason = tx.decisionReason;
+  if (tx.decision !== 'ABORT' || reason === undefined || !reason.endsWith(VOTED_NO)) return reason;
+  const vote = tx.votes[reason.slice(0, -VOTED_NO.length)];
+  return vote?.vote === 'NO' && vote.reason ? `${reason}: ${vote.reason}` : reason;
 }
 
 export function toView(tx: TxRecord): TxView {

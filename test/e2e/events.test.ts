@@ -20,6 +20,16 @@ afterAll(async () => {
 });
 
 const of = (txId: string, type: string) => seen.filter((e) => e['detail-type'] === type && (e.detail as { txId?: string }).txId === txId);
+/** Waits until exactly one event of `type` for `txId` has arrived, and answers it. */
+const one = (txId: string, type: string, timeout: number, interval: number): Promise<PublishedEvent> =>
+  vi.waitFor(
+    () => {
+      const found = of(txId, type);
+      expect(found).toHaveLength(1);
+      return found[0]!;
+    },
+    { timeout, interval },
+  );
 
 describe('decision events', () => {
   it('Transaction Decided, Participant In Doubt and Transaction Finished arrive on the stack\'s bus, once each, and are metered', async () => {
@@ -31,45 +41,24 @@ describe('decision events', () => {
     const silentReplies = h.stack.outputs.replyQueueUrls.silent!;
 
     await h.sendRaw(silentReplies, { v: 1, type: 'VOTE', txId, participant: 'silent', vote: 'YES' });
-    const [decided] = await vi.waitFor(
-      () => {
-        const found = of(txId, 'Transaction Decided');
-        expect(found).toHaveLength(1);
-        return found;
-      },
-      { timeout: 30_000, interval: 100 },
-    );
+    const decided = await one(txId, 'Transaction Decided', 30_000, 100);
     expect(decided).toMatchObject({
       source: 'dtc',
       bus: 'dtc-events',
       detail: { v: 1, txId, outcome: 'COMMIT', reason: 'every participant voted YES', participants: ['inventory', 'payment', 'shipping', 'order', 'silent'] },
     });
     // The envelope's time is the decision's, to the second (EventBridge's precision).
-    expect(decided!.time).toBe((decided!.detail as { decidedAt: string }).decidedAt.replace(/\.\d+Z$/, 'Z'));
+    expect(decided.time).toBe((decided.detail as { decidedAt: string }).decidedAt.replace(/\.\d+Z$/, 'Z'));
 
     // The shop acknowledges; silent does not, and is marked in doubt after three commit timeouts.
-    const [inDoubt] = await vi.waitFor(
-      () => {
-        const found = of(txId, 'Participant In Doubt');
-        expect(found).toHaveLength(1);
-        return found;
-      },
-      { timeout: 60_000, interval: 200 },
-    );
+    const inDoubt = await one(txId, 'Participant In Doubt', 60_000, 200);
     expect(inDoubt).toMatchObject({ source: 'dtc', bus: 'dtc-events', detail: { v: 1, txId, participant: 'silent', outcome: 'COMMIT', since: expect.any(String) } });
     expect(of(txId, 'Transaction Finished')).toEqual([]);
 
     await h.sendRaw(silentReplies, { v: 1, type: 'ACK', txId, participant: 'silent', phase: 'COMMIT' });
     const tx = await h.waitForEnd(txId, 30_000);
     expect(tx.status).toBe('COMMITTED');
-    const [finished] = await vi.waitFor(
-      () => {
-        const found = of(txId, 'Transaction Finished');
-        expect(found).toHaveLength(1);
-        return found;
-      },
-      { timeout: 30_000, interval: 100 },
-    );
+    const finished = await one(txId, 'Transaction Finished', 30_000, 100);
     expect(finished).toMatchObject({ source: 'dtc', bus: 'dtc-events', detail: { v: 1, txId, outcome: 'COMMIT', finishedAt: tx.finishedAt } });
 
     // A duplicate acknowledgement re-drives nothing and publishes nothing.

@@ -391,6 +391,18 @@ describe('release()', () => {
     expect(s.takeAll()).toEqual({ ...none, inventory: [`ABORT:${txId}`] });
   });
 
+  it('adds a second release to the first, and finishes once both are released', async () => {
+    const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT, SHIPPING, ORDER]));
+    await s.vote(txId, PAYMENT, 'NO', 'no');
+    s.takeAll();
+    expect(await s.coordinator.release(txId, SHIPPING, 'ops', 'retired')).toMatchObject({ kind: 'released', record: { status: 'ABORTING' } });
+    await s.ack(txId, INVENTORY, 'ABORT');
+    const out = await s.coordinator.release(txId, ORDER, 'ops', 'retired too');
+    expect(out).toMatchObject({ kind: 'released', record: { status: 'ABORTED', releases: { shipping: { reason: 'retired' }, order: { reason: 'retired too' } } } });
+    expect(await s.coordinator.release(txId, ORDER, 'ops', 'again')).toMatchObject({ kind: 'refused' });
+  });
+
   it('refuses an unknown transaction, a stranger, an undecided transaction, and a participant owed nothing', async () => {
     const { s, txId } = await decidedWithSilent();
     expect(await s.coordinator.release('tx-nobody-1', SHIPPING, 'ops', 'r')).toEqual({ kind: 'unknown' });
