@@ -6,10 +6,10 @@
 // access to the log table or to Step Functions.
 import type { AbortOutcome } from '../coordinator';
 import type { TxLogPort } from '../core/ports';
-import type { TxRecord } from '../core/transaction';
-import { type DecisionRouteOptions, coordinatorRoute, decisionFacts, decisionRoute } from '../participant/decision-route';
+import { type DecisionFacts, type DecisionRouteOptions, coordinatorRoute, decisionFacts, decisionRoute } from '../participant/decision-route';
 
-export type TxFacts = Pick<TxRecord, 'txId' | 'status' | 'createdAt'>;
+/** What a participant may know of a transaction: the facts the decision route shows. */
+export type TxFacts = DecisionFacts;
 
 export interface AbortResult {
   /** True when this call wrote the decision; false when a decision existed already. */
