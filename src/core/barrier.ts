@@ -128,14 +128,8 @@ function decidePrepare(record: BarrierRecord, operation: unknown, progress: Prog
 
 function decideCommit(record: BarrierRecord, progress: Progress): Step {
   if (record.state === 'COMMITTED') return { kind: 'ack', phase: 'COMMIT' };
-  if (record.state === 'PREPARED' && record.vote === 'YES') {
-    if (!progress.phaseTwo) return { kind: 'commit', operation: record.operation };
-    return { kind: 'write', next: { state: 'COMMITTED', operation: record.operation }, ...(progress.phaseTwo.length > 0 ? { writes: progress.phaseTwo } : {}) };
-  }
-  // READ_ONLY prepared nothing, so there is nothing to commit; acknowledge to stay idempotent.
-  if (record.state === 'PREPARED' && record.vote === 'READ_ONLY') {
-    return { kind: 'write', next: { state: 'COMMITTED', operation: record.operation } };
-  }
+  // READ_ONLY prepared nothing and gets no user commit: it only records COMMITTED, to stay idempotent.
+  if (record.state === 'PREPARED' && record.vote !== 'NO') return finishPrepared(record, progress, { state: 'COMMITTED', operation: record.operation }, 'commit');
   // Never user commit on an aborted (or unprepared) barrier.
   return { kind: 'violation', reason: `COMMIT received in barrier state ${describe(record)}` };
 }
@@ -147,19 +141,24 @@ function decideAbort(record: BarrierRecord, progress: Progress): Step {
     case 'PREPARING':
       // A prepare run's effect lands only with PREPARED, so there is nothing to release.
       return { kind: 'write', next: { state: 'ABORTED', prepareStarted: true, operation: record.operation } };
-    case 'PREPARED': {
-      const next: BarrierRecord = { state: 'ABORTED', prepareStarted: true, operation: record.operation };
-      // Only a YES holds something; user abort releases it in the same write that records ABORTED.
-      if (record.vote !== 'YES') return { kind: 'write', next };
-      if (!progress.phaseTwo) return { kind: 'abort', operation: record.operation };
-      return { kind: 'write', next, ...(progress.phaseTwo.length > 0 ? { writes: progress.phaseTwo } : {}) };
-    }
+    case 'PREPARED':
+      return finishPrepared(record, progress, { state: 'ABORTED', prepareStarted: true, operation: record.operation }, 'abort');
     case 'ABORTED':
       return { kind: 'ack', phase: 'ABORT' };
     case 'COMMITTED':
       // Never user abort on a committed barrier.
       return { kind: 'violation', reason: 'ABORT received after COMMIT was recorded' };
   }
+}
+
+/**
+ * Phase two on a PREPARED barrier: only a YES holds something, so only a YES runs the user's
+ * `handler` (commit or abort), whose effect lands in the same write that records `next`.
+ */
+function finishPrepared(record: Extract<BarrierRecord, { state: 'PREPARED' }>, progress: Progress, next: BarrierRecord, handler: 'commit' | 'abort'): Step {
+  if (record.vote !== 'YES') return { kind: 'write', next };
+  if (!progress.phaseTwo) return { kind: handler, operation: record.operation };
+  return { kind: 'write', next, ...(progress.phaseTwo.length > 0 ? { writes: progress.phaseTwo } : {}) };
 }
 
 export function describe(record: BarrierRecord): string {

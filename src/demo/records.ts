@@ -58,27 +58,23 @@ export class DemoTable {
 
   /** The write that moves the txId's hold from held to done. */
   consumeHold(pk: string, txId: string, quantity: number, f: HoldFields): TransactWrite {
-    return {
-      Update: {
-        TableName: this.name,
-        Key: { pk },
-        UpdateExpression: 'SET #held = #held - :q, #done = #done + :q REMOVE holds.#tx',
-        ConditionExpression: 'holds.#tx = :q',
-        ExpressionAttributeNames: { '#held': f.held, '#done': f.done, '#tx': txId },
-        ExpressionAttributeValues: { ':q': quantity },
-      },
-    };
+    return this.settleHold(pk, txId, quantity, f.held, f.done);
   }
 
   /** The write that moves the txId's hold back to free. */
   releaseHold(pk: string, txId: string, quantity: number, f: HoldFields): TransactWrite {
+    return this.settleHold(pk, txId, quantity, f.held, f.free);
+  }
+
+  /** Moves the txId's hold of `quantity` from the `held` counter to `into` and forgets it; refused unless that hold is there. */
+  private settleHold(pk: string, txId: string, quantity: number, held: string, into: string): TransactWrite {
     return {
       Update: {
         TableName: this.name,
         Key: { pk },
-        UpdateExpression: 'SET #free = #free + :q, #held = #held - :q REMOVE holds.#tx',
+        UpdateExpression: 'SET #held = #held - :q, #into = #into + :q REMOVE holds.#tx',
         ConditionExpression: 'holds.#tx = :q',
-        ExpressionAttributeNames: { '#free': f.free, '#held': f.held, '#tx': txId },
+        ExpressionAttributeNames: { '#held': held, '#into': into, '#tx': txId },
         ExpressionAttributeValues: { ':q': quantity },
       },
     };

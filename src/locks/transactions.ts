@@ -6,10 +6,10 @@
 // access to the log table or to Step Functions.
 import type { AbortOutcome } from '../coordinator';
 import type { TxLogPort } from '../core/ports';
-import type { TxRecord } from '../core/transaction';
-import { DEFAULT_DECISION_TIMEOUT_MS, type DecisionRouteOptions, decisionFacts, decisionRoute } from '../participant/decision-route';
+import { type DecisionFacts, type DecisionRouteOptions, coordinatorRoute, decisionFacts, decisionRoute } from '../participant/decision-route';
 
-export type TxFacts = Pick<TxRecord, 'txId' | 'status' | 'createdAt'>;
+/** What a participant may know of a transaction: the facts the decision route shows. */
+export type TxFacts = DecisionFacts;
 
 export interface AbortResult {
   /** True when this call wrote the decision; false when a decision existed already. */
@@ -45,19 +45,16 @@ export type ApiTransactionsOptions = DecisionRouteOptions;
 
 /** A participant's view: the facts through `GET /transactions/{id}/decision`, the abort through `POST /transactions/{id}/abort`. */
 export function apiTransactions(options: ApiTransactionsOptions): TransactionPort {
-  const doFetch = options.fetch ?? fetch;
-  const base = options.baseUrl.replace(/\/+$/, '');
-  const timeoutMs = options.timeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS;
+  const call = coordinatorRoute(options);
   return {
     get: decisionRoute(options),
     async abort(txId, reason) {
-      const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}/abort`, {
+      const res = await call(`/transactions/${encodeURIComponent(txId)}/abort`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ reason }),
-        signal: AbortSignal.timeout(timeoutMs),
       });
-      const body = (await res.json().catch(() => undefined)) as { decidedNow?: unknown; transaction?: unknown } | undefined;
+      const body = res.body as { decidedNow?: unknown; transaction?: unknown } | undefined;
       if (res.status === 404) return { applied: false, record: undefined };
       const record = decisionFacts(body?.transaction);
       if ((res.status !== 202 && res.status !== 409) || !record) throw new Error(`POST /transactions/${txId}/abort answered ${res.status}: ${JSON.stringify(body)}`);

@@ -10,6 +10,7 @@ import { systemRandom, systemSleep } from '../aws/system';
 import { ABSENT, type BarrierRecord, type BarrierWriteResult, type StoredBarrier } from '../core/barrier';
 import { BARRIER_KEY_PREFIX, barrierKey, decodeBarrier, encodeBarrier, unsettled } from '../core/barrier-item';
 import type { BarrierStorePort, Sleep, UnsettledBarrier } from '../core/ports';
+import { backoffMs } from '../core/recovery';
 
 export { BARRIER_KEY_PREFIX, barrierKey };
 export type { UnsettledBarrier };
@@ -98,7 +99,7 @@ export class BarrierStore implements BarrierStorePort<TransactWrite> {
         if (failed.length > 0) return { kind: 'rejected', reason: `condition failed on ${failed.join(', ')}` };
         // Only conflicts with other transactions in flight (or throttling): nothing was written; try again.
         if (attempt >= CONFLICT_ATTEMPTS || !codes.every((c) => c === 'None' || c === 'TransactionConflict' || c === 'ThrottlingError')) throw err;
-        await this.sleep(Math.round(20 * 2 ** attempt * (0.5 + systemRandom())));
+        await this.sleep(backoffMs(attempt, 40, 1_000, systemRandom()));
       }
     }
   }

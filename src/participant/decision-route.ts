@@ -25,24 +25,43 @@ export function decisionFacts(body: unknown): DecisionFacts | undefined {
   return b && typeof b.txId === 'string' && isStatus(b.status) && typeof b.createdAt === 'string' ? { txId: b.txId, status: b.status, createdAt: b.createdAt } : undefined;
 }
 
+/** What a coordinator route answered: its status and its JSON body (undefined if it sent none). */
+export interface RouteAnswer {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * Calls a route under `baseUrl` with the options' fetch and per-request timeout, and reads its JSON
+ * body: the one place a participant's clients of the coordinator API (this module's route, the
+ * abort route of src/locks/transactions.ts) build the URL and the request.
+ */
+export function coordinatorRoute(options: DecisionRouteOptions): (path: string, init?: Omit<RequestInit, 'signal'>) => Promise<RouteAnswer> {
+  const doFetch = options.fetch ?? fetch;
+  const base = options.baseUrl.replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS;
+  return async (path, init = {}) => {
+    const res = await doFetch(`${base}${path}`, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    return { status: res.status, body: await res.json().catch(() => undefined) };
+  };
+}
+
 /**
  * Reads the route: the transaction's facts, or undefined when the coordinator itself answers that it
  * has no such transaction. Any other answer throws (ask again later): a 404 from a wrong URL or a
  * missing route must never pass for "no record", which means presumed abort.
  */
 export function decisionRoute(options: DecisionRouteOptions): (txId: string) => Promise<DecisionFacts | undefined> {
-  const doFetch = options.fetch ?? fetch;
-  const base = options.baseUrl.replace(/\/+$/, '');
-  const timeoutMs = options.timeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS;
+  const call = coordinatorRoute(options);
   return async (txId) => {
-    const res = await doFetch(`${base}/transactions/${encodeURIComponent(txId)}/decision`, { signal: AbortSignal.timeout(timeoutMs) });
-    const body = (await res.json().catch(() => undefined)) as { error?: { code?: unknown; message?: unknown } } | undefined;
-    if (res.status === 404) {
-      if (body?.error?.code === 'NotFound' && body.error.message === `no transaction ${txId}`) return undefined;
+    const { status, body } = await call(`/transactions/${encodeURIComponent(txId)}/decision`);
+    if (status === 404) {
+      const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+      if (error?.code === 'NotFound' && error.message === `no transaction ${txId}`) return undefined;
       throw new Error(`GET /transactions/${txId}/decision: 404 that is not the coordinator's (${JSON.stringify(body)}); check baseUrl`);
     }
     const facts = decisionFacts(body);
-    if (res.status !== 200 || !facts) throw new Error(`GET /transactions/${txId}/decision answered ${res.status}: ${JSON.stringify(body)}`);
+    if (status !== 200 || !facts) throw new Error(`GET /transactions/${txId}/decision answered ${status}: ${JSON.stringify(body)}`);
     return facts;
   };
 }

@@ -216,10 +216,9 @@ export function createRunner<W = TransactWrite>(options: RunnerOptions<W>): Part
     // A READ_ONLY voter keeps its read locks until phase two reaches it (the coordinator sends it
     // COMMIT or ABORT and waits for its ACK): releasing them at the vote would break two-phase
     // locking (docs/consistency.md). They go with its ACK.
-    if (outcome.kind === 'ack') await releaseLocks();
-    if (outcome.kind === 'vote' && outcome.vote === 'NO') await releaseLocks();
-    if (locks && outcome.kind === 'vote' && (outcome.vote === 'YES' || outcome.vote === 'READ_ONLY')) {
-      // Nothing runs for this transaction here until the decision arrives: cover the undecided window.
+    if (outcome.kind === 'ack' || (outcome.kind === 'vote' && outcome.vote === 'NO')) await releaseLocks();
+    else if (locks && outcome.kind === 'vote') {
+      // YES or READ_ONLY: nothing runs for this transaction here until the decision arrives, so cover the undecided window.
       const coverMs = Math.min(LOCK_LIMITS.maxLeaseMs, Math.max(lockLeaseMs, message.deadlineAt - nowMs() + LOCK_DEADLINE_GRACE_MS));
       const lost = await locks.renewAll(owner, scope, coverMs);
       // A lost lock was taken over, which only happens once the transaction can no longer commit.

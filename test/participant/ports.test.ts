@@ -4,15 +4,12 @@
 // run exactly when the test says.
 import { describe, expect, it } from 'vitest';
 import type { Sleep } from '../../src/core/ports';
-import { LockService } from '../../src/locks/service';
-import type { TransactionPort } from '../../src/locks/transactions';
 import { MemoryBarrierStore } from '../../src/memory/barrier';
-import { MemoryLockStore } from '../../src/memory/locks';
 import { MemoryQueue, MemoryReplySender } from '../../src/memory/sqs';
-import type { ReplyMessage } from '../../src/core/messages';
 import { defineParticipant } from '../../src/participant/define';
 import { createRunner } from '../../src/participant/runner';
 import { memoryLogger, message } from '../support/fixtures';
+import { runnerPorts } from '../support/runner-ports';
 
 /** Virtual time: sleepers wake in due order when the test advances the clock. */
 class VirtualTime {
@@ -62,20 +59,7 @@ describe('a runner built from ports', () => {
   it('renews a slow prepare claim on virtual time; a duplicate polls, then re-sends the vote; locks are held and released', async () => {
     const time = new VirtualTime();
     const barrier = new MemoryBarrierStore('tester');
-    const replyQueue = new MemoryQueue('replies', { clock: () => time.nowMs });
-    const replies = new MemoryReplySender(replyQueue);
-    /** Takes (and forgets) what was sent so far. */
-    const sent = (): ReplyMessage[] =>
-      replyQueue.receive(10).map((m) => {
-        replyQueue.delete(m.receiptHandle);
-        return JSON.parse(m.body) as ReplyMessage;
-      });
-    const lockStore = new MemoryLockStore();
-    const transactions: TransactionPort = {
-      get: (txId) => Promise.resolve({ txId, status: 'PREPARING', createdAt: new Date(time.nowMs).toISOString() }),
-      abort: () => Promise.reject(new Error('nobody is aborted here')),
-    };
-    const locks = new LockService({ store: lockStore, transactions, nowMs: () => time.nowMs, random: () => 0.5, sleep: time.sleep });
+    const { replies, sent, lockStore, locks } = runnerPorts(() => time.nowMs, time.sleep);
     const release = gate();
     let prepares = 0;
     const participant = defineParticipant({

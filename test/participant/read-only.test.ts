@@ -1,30 +1,18 @@
 // A READ_ONLY voter keeps its read locks until the decision reaches it (docs/consistency.md): the
 // runner holds them past the vote, and releases them when COMMIT or ABORT arrives, before its ACK.
 import { describe, expect, it } from 'vitest';
-import { LockService } from '../../src/locks/service';
-import type { TransactionPort } from '../../src/locks/transactions';
 import { MemoryBarrierStore } from '../../src/memory/barrier';
-import { MemoryLockStore } from '../../src/memory/locks';
-import { MemoryQueue, MemoryReplySender } from '../../src/memory/sqs';
-import type { ReplyMessage } from '../../src/core/messages';
 import { defineParticipant } from '../../src/participant/define';
 import { createRunner } from '../../src/participant/runner';
 import { memoryLogger, message } from '../support/fixtures';
+import { runnerPorts } from '../support/runner-ports';
 
 function setup() {
   let nowMs = 1_800_000_000_000;
-  const replyQueue = new MemoryQueue('replies', { clock: () => nowMs });
-  const sent = (): ReplyMessage[] =>
-    replyQueue.receive(10).map((m) => {
-      replyQueue.delete(m.receiptHandle);
-      return JSON.parse(m.body) as ReplyMessage;
-    });
-  const lockStore = new MemoryLockStore();
-  const transactions: TransactionPort = {
-    get: (txId) => Promise.resolve({ txId, status: 'PREPARING', createdAt: new Date(nowMs).toISOString() }),
-    abort: () => Promise.reject(new Error('nobody is aborted here')),
-  };
-  const locks = new LockService({ store: lockStore, transactions, nowMs: () => nowMs, random: () => 0.5, sleep: async (ms) => void (nowMs += ms) });
+  const { replies, sent, lockStore, locks } = runnerPorts(
+    () => nowMs,
+    async (ms) => void (nowMs += ms),
+  );
   const aborts: string[] = [];
   const participant = defineParticipant({
     service: 'reader',
@@ -44,7 +32,7 @@ function setup() {
   const runner = createRunner({
     participant,
     barrierStore: new MemoryBarrierStore('reader'),
-    replies: new MemoryReplySender(replyQueue),
+    replies,
     locks,
     nowMs: () => nowMs,
     newRunId: () => `run-${++runs}`,
