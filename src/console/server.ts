@@ -47,13 +47,7 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
       return signedHeaders(request, credentials, region);
     });
   const source = new ConsoleSource({
-    targets: {
-      apiUrl: outputs.apiUrl,
-      txTable: outputs.txTable,
-      ...(outputs.lockTable ? { lockTable: outputs.lockTable } : {}),
-      participantQueues: outputs.participantQueues,
-      replyQueueUrls: outputs.replyQueueUrls,
-    },
+    targets: outputs,
     dynamodb,
     sqs: options.sqs,
     sign,

@@ -14,6 +14,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DeployedOutputs } from '../../localstack/outputs';
 import { LockStore } from '../aws/lock-store';
 import { TxLog, documentClient } from '../aws/log-store';
 import { COORDINATOR_LOCK_SCOPE } from '../coordinator';
@@ -25,17 +26,11 @@ import { type LockView, view as lockView } from '../locks/service';
 import { systemClock } from '../aws/system';
 import { countByStatus, type Series, seriesOf } from './series';
 
-/** Where the console finds the stack: what `cdk deploy --outputs-file` or the embedded stack's outputs say. */
-export interface ConsoleTargets {
-  /** The API's base URL (a deployed one includes its stage). */
-  apiUrl: string;
-  txTable: string;
-  lockTable?: string;
-  /** Participant -> its request queue URL. */
-  participantQueues: Record<string, string>;
-  /** Participant -> its reply queue URL. */
-  replyQueueUrls: Record<string, string>;
-}
+/**
+ * Where the console finds the stack: what `cdk deploy --outputs-file` says (readDeployedOutputs), or
+ * the embedded stack's outputs. An empty lockTable is none.
+ */
+export type ConsoleTargets = Pick<DeployedOutputs, 'apiUrl' | 'txTable' | 'lockTable' | 'participantQueues' | 'replyQueueUrls'>;
 
 export interface ApiRequest {
   method: string;
