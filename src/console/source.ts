@@ -7,7 +7,6 @@ import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
-  GetQueueUrlCommand,
   type Message,
   ReceiveMessageCommand,
   SendMessageCommand,
@@ -16,6 +15,7 @@ import {
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DeployedOutputs } from '../../localstack/outputs';
 import { LockStore } from '../aws/lock-store';
+import { readRedrivePolicy } from '../aws/queues';
 import { TxLog, documentClient } from '../aws/log-store';
 import { COORDINATOR_LOCK_SCOPE } from '../coordinator';
 import { buildWaitForGraph } from '../core/deadlock';
@@ -308,22 +308,18 @@ export class ConsoleSource {
       ...Object.entries(participantQueues).map(([service, url]) => queue(url, 'requests', service)),
       ...Object.entries(replyQueueUrls).map(([service, url]) => queue(url, 'replies', service)),
     ];
+    const targets = await Promise.all(sources.map((source) => readRedrivePolicy(this.options.sqs, source.url)));
     const dlqs = new Map<string, QueueInfo>();
-    for (const source of sources) {
-      const out = await this.options.sqs.send(new GetQueueAttributesCommand({ QueueUrl: source.url, AttributeNames: ['RedrivePolicy'] }));
-      const policy = out.Attributes?.RedrivePolicy;
-      if (!policy) continue;
-      const arn = String((JSON.parse(policy) as { deadLetterTargetArn?: unknown }).deadLetterTargetArn ?? '');
-      const m = /^arn:[^:]+:sqs:[^:]*:(\d*):(.+)$/.exec(arn);
-      if (!m) throw new Error(`queue ${source.name} names a dead-letter queue that is not an SQS ARN: ${arn}`);
-      let dlq = dlqs.get(arn);
+    sources.forEach((source, i) => {
+      const url = targets[i]?.url;
+      if (!url) return;
+      let dlq = dlqs.get(url);
       if (!dlq) {
-        const found = await this.options.sqs.send(new GetQueueUrlCommand({ QueueName: m[2]!, ...(m[1] ? { QueueOwnerAWSAccountId: m[1] } : {}) }));
-        dlq = { ...queue(found.QueueUrl!, 'dead-letter', source.kind === 'requests' ? source.service : undefined), sources: [] };
-        dlqs.set(arn, dlq);
+        dlq = { ...queue(url, 'dead-letter', source.kind === 'requests' ? source.service : undefined), sources: [] };
+        dlqs.set(url, dlq);
       }
       dlq.sources!.push(source.url);
-    }
+    });
     return [...sources, ...dlqs.values()];
   }
 
