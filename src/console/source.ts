@@ -21,7 +21,7 @@ import { COORDINATOR_LOCK_SCOPE } from '../coordinator';
 import { buildWaitForGraph } from '../core/deadlock';
 import { ownerKey, parseOwnerKey } from '../core/locks';
 import type { DeadlockRecord } from '../core/ports';
-import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, groupInfo, toView } from '../core/transaction';
+import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, groupInfo, inDoubt, toView } from '../core/transaction';
 import { type LockView, view as lockView } from '../locks/service';
 import { systemClock } from '../aws/system';
 import { countByStatus, type Series, seriesOf } from './series';
@@ -464,10 +464,10 @@ function passes(v: TxView, filter: Filter): boolean {
 export function inDoubtOf(records: readonly TxRecord[]): InDoubtEntry[] {
   const entries: InDoubtEntry[] = [];
   for (const r of records) {
-    const v = toView(r);
+    const doubtful = inDoubt(r);
     const base = { txId: r.txId, status: r.status, ...(r.decision ? { decision: r.decision } : {}), ...(r.parkedWith ? { parkedWith: r.parkedWith } : {}) };
-    for (const p of v.participants) if (p.inDoubtSince) entries.push({ ...base, participant: p.service, since: p.inDoubtSince });
-    if (r.parkedWith && !v.participants.some((p) => p.service === r.parkedWith && p.inDoubtSince)) entries.push({ ...base, participant: r.parkedWith });
+    for (const service of doubtful) entries.push({ ...base, participant: service, since: r.inDoubtSince! });
+    if (r.parkedWith && !doubtful.includes(r.parkedWith)) entries.push({ ...base, participant: r.parkedWith });
   }
   return entries.sort((a, b) => (a.since ?? '').localeCompare(b.since ?? '') || a.txId.localeCompare(b.txId));
 }
