@@ -18,7 +18,7 @@ import { LockStore } from '../aws/lock-store';
 import { readRedrivePolicy } from '../aws/queues';
 import { TxLog, documentClient } from '../aws/log-store';
 import { COORDINATOR_LOCK_SCOPE } from '../coordinator';
-import { buildWaitForGraph } from '../core/deadlock';
+import { type WaitEdge, buildWaitForGraph, waitEdges } from '../core/deadlock';
 import { ownerKey, parseOwnerKey } from '../core/locks';
 import type { DeadlockRecord } from '../core/ports';
 import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, groupInfo, inDoubt, toView } from '../core/transaction';
@@ -104,7 +104,7 @@ export interface Overview {
   open: { total: number; parked: Record<string, number> };
   inDoubt: InDoubtEntry[];
   locks: LockView[];
-  waitFor: { nodes: { id: string; kind: string; label: string }[]; edges: { waiter: string; holder: string; resource: string }[] };
+  waitFor: { nodes: { id: string; kind: string; label: string }[]; edges: WaitEdge[] };
   deadlocks: DeadlockRecord[];
   queues: QueueInfo[];
 }
@@ -421,11 +421,7 @@ export class ConsoleSource {
       const ref = parseOwnerKey(key);
       return { id: key, kind: ref.kind, label: ref.kind === 'tx' ? ref.id.slice(0, 8) : ref.id };
     });
-    const edges = [...graph.resources].map(([pair, resource]) => {
-      const [waiter, holder] = pair.split('\n') as [string, string];
-      return { waiter, holder, resource };
-    });
-    return { locks: locks.sort((a, b) => a.resource.localeCompare(b.resource)), waitFor: { nodes, edges } };
+    return { locks: locks.sort((a, b) => a.resource.localeCompare(b.resource)), waitFor: { nodes, edges: waitEdges(graph) } };
   }
 
   private async callApi(method: string, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
