@@ -24,6 +24,7 @@ import type { DeadlockRecord } from '../core/ports';
 import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, groupInfo, inDoubt, toView } from '../core/transaction';
 import { type LockView, view as lockView } from '../locks/service';
 import { systemClock } from '../aws/system';
+import type { RequestToSign } from '../local/sigv4';
 import { countByStatus, type Series, seriesOf } from './series';
 
 /**
@@ -32,19 +33,12 @@ import { countByStatus, type Series, seriesOf } from './series';
  */
 export type ConsoleTargets = Pick<DeployedOutputs, 'apiUrl' | 'txTable' | 'lockTable' | 'participantQueues' | 'replyQueueUrls'>;
 
-export interface ApiRequest {
-  method: string;
-  url: URL;
-  headers: Record<string, string>;
-  body?: string;
-}
-
 export interface ConsoleSourceOptions {
   targets: ConsoleTargets;
   dynamodb: DynamoDBClient;
   sqs: SQSClient;
   /** The headers to send an API request with (SigV4 with the operator's credentials); absent: as they are. */
-  sign?: (request: ApiRequest) => Promise<Record<string, string>>;
+  sign?: (request: RequestToSign) => Promise<Record<string, string>>;
   now?: () => number;
 }
 
