@@ -250,19 +250,13 @@ function select(txId) {
   drawTx();
 }
 
-/** created → each vote → decision → each acknowledgement (and in doubt, release…) → finished, in time order. */
+/** created → each vote → decision → each acknowledgement (and in doubt, release) → finished, in time order. */
 function timeline(v) {
   const steps = [{ at: v.createdAt, text: `created with ${v.participants.map((p) => p.service).join(', ')}` }];
   for (const p of v.participants) {
     if (p.votedAt) steps.push({ at: p.votedAt, text: [`${p.service} voted `, status(p.vote), p.reason ? `: ${p.reason}` : ''] });
     if (p.inDoubtSince) steps.push({ at: p.inDoubtSince, text: `${p.service} found in doubt` });
     if (p.ackedAt) steps.push({ at: p.ackedAt, text: [`${p.service} acknowledged `, status(p.ack)] });
-    // Anything else the API records per participant with a time (a release, say) shows as it is named.
-    for (const [k, at] of Object.entries(p)) {
-      if (!/At$/.test(k) || ['votedAt', 'ackedAt'].includes(k) || typeof at !== 'string') continue;
-      const extra = Object.entries(p).filter(([x]) => x.startsWith(k.slice(0, -2)) && x !== k).map(([x, val]) => `${x}: ${val}`).join(', ');
-      steps.push({ at, text: `${p.service} ${k.slice(0, -2)}${extra ? ` (${extra})` : ''}` });
-    }
   }
   for (const r of v.releases || []) steps.push({ at: r.at, text: `${r.participant} released by ${r.operator}: ${r.reason}` });
   if (v.decision) steps.push({ at: v.decision.at || v.decidedAt, text: ['decided ', status(v.decision.outcome), v.decision.reason ? `: ${v.decision.reason}` : ''] });
