@@ -21,7 +21,7 @@ import { COORDINATOR_LOCK_SCOPE } from '../coordinator';
 import { type WaitEdge, buildWaitForGraph, waitEdges } from '../core/deadlock';
 import { ownerKey, parseOwnerKey } from '../core/locks';
 import type { DeadlockRecord } from '../core/ports';
-import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, groupInfo, inDoubt, toView } from '../core/transaction';
+import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, awaitingAck, groupInfo, inDoubt, toView } from '../core/transaction';
 import { type LockView, view as lockView } from '../locks/service';
 import { systemClock } from '../aws/system';
 import type { RequestToSign } from '../local/sigv4';
@@ -174,12 +174,13 @@ export class ConsoleSource {
       .slice(0, limit);
   }
 
-  async transaction(txId: string): Promise<TxView | undefined> {
+  /** The transaction's view, with the participants phase two still waits for once decided (the page offers to release them). */
+  async transaction(txId: string): Promise<(TxView & { awaitingAck: string[] }) | undefined> {
     if (!/^[A-Za-z0-9-]{8,64}$/.test(txId)) throw new BadRequest('a transaction id is 8-64 letters, digits or dashes');
     const record = await this.log.get(txId);
     if (!record) return undefined;
     if (this.known.has(txId)) this.known.set(txId, record);
-    return toView(record);
+    return { ...toView(record), awaitingAck: record.decision && !record.finishedAt ? awaitingAck(record) : [] };
   }
 
   /** POST /transactions/{id}/abort on the API: its status and body as they are. */

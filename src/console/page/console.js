@@ -285,17 +285,15 @@ async function drawTx() {
   const kept = document.getElementById('abort-reason');
   if (kept && box.dataset.id === v.txId) reason.value = kept.value;
   box.dataset.id = v.txId;
-  // Phase two still waits for these: an operator may release one that is retired for good.
-  const released = new Set((v.releases || []).map((r) => r.participant));
-  const owing = v.decision && !v.finishedAt ? v.participants.filter((p) => !p.ack && !released.has(p.service) && p.vote !== 'NO') : [];
   box.replaceChildren(
     el('p', {}, el('code', { id: 'tx-id' }, v.txId), ' ', status(v.status), v.parkedWith ? el('span', { class: 'muted' }, ` · parked with ${v.parkedWith}`) : ''),
     timeline(v),
     v.status === 'PREPARING'
       ? el('div', { class: 'actions' }, reason, el('button', { id: 'abort', class: 'danger', onclick: () => abort(v.txId) }, 'Abort transaction'))
       : '',
-    owing.length
-      ? el('div', { class: 'actions' }, el('span', { class: 'muted' }, 'Waiting for acknowledgements from:'), ...owing.map((p) => el('button', { class: 'danger', 'data-release': p.service, onclick: () => openRelease({ txId: v.txId, participant: p.service }) }, `Release ${p.service}…`)))
+    // Phase two still waits for these: an operator may release one that is retired for good.
+    v.awaitingAck.length
+      ? el('div', { class: 'actions' }, el('span', { class: 'muted' }, 'Waiting for acknowledgements from:'), ...v.awaitingAck.map((service) => el('button', { class: 'danger', 'data-release': service, onclick: () => openRelease({ txId: v.txId, participant: service }) }, `Release ${service}…`)))
       : '',
   );
 }
