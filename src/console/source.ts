@@ -20,6 +20,7 @@ import { TxLog, documentClient } from '../aws/log-store';
 import { COORDINATOR_LOCK_SCOPE } from '../coordinator';
 import { type WaitEdge, buildWaitForGraph, waitEdges } from '../core/deadlock';
 import { ownerKey, parseOwnerKey } from '../core/locks';
+import { serviceName, txId as txIdSchema } from '../core/messages';
 import type { DeadlockRecord } from '../core/ports';
 import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, awaitingAck, groupInfo, inDoubt, toView } from '../core/transaction';
 import { type LockView, view as lockView } from '../locks/service';
@@ -159,7 +160,7 @@ export class ConsoleSource {
   /** The most recent transactions (of the window, newest first) that pass the filter; `id` looks one up whatever its age. */
   async transactions(filter: Filter): Promise<TxView[]> {
     if (filter.status !== undefined && !(TX_STATUSES as readonly string[]).includes(filter.status)) throw new BadRequest(`status must be one of ${TX_STATUSES.join(', ')}`);
-    if (filter.participant !== undefined && !/^[a-z][a-z0-9-]{0,39}$/.test(filter.participant)) throw new BadRequest('participant must be a service name');
+    if (filter.participant !== undefined && !serviceName.safeParse(filter.participant).success) throw new BadRequest('participant must be a service name');
     const limit = filter.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new BadRequest('limit must be a whole number from 1 to 500');
     if (filter.id !== undefined && filter.id !== '') {
@@ -176,7 +177,7 @@ export class ConsoleSource {
 
   /** The transaction's view, with the participants phase two still waits for once decided (the page offers to release them). */
   async transaction(txId: string): Promise<(TxView & { awaitingAck: string[] }) | undefined> {
-    if (!/^[A-Za-z0-9-]{8,64}$/.test(txId)) throw new BadRequest('a transaction id is 8-64 letters, digits or dashes');
+    if (!txIdSchema.safeParse(txId).success) throw new BadRequest('a transaction id is 8-64 letters, digits or dashes');
     const record = await this.log.get(txId);
     if (!record) return undefined;
     if (this.known.has(txId)) this.known.set(txId, record);
