@@ -21,6 +21,7 @@ import { COORDINATOR_LOCK_SCOPE } from '../coordinator';
 import { type WaitEdge, buildWaitForGraph, waitEdges } from '../core/deadlock';
 import { ownerKey, parseOwnerKey } from '../core/locks';
 import { serviceName, txId as txIdSchema } from '../core/messages';
+import { isFinal } from '../core/recovery';
 import type { DeadlockRecord } from '../core/ports';
 import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, awaitingAck, groupInfo, inDoubt, toView } from '../core/transaction';
 import { type LockView, view as lockView } from '../locks/service';
@@ -61,8 +62,6 @@ const FRESH_MS = 1_000;
 export const MAX_REDRIVE = 1_000;
 /** The attributes a dead letter carries about its dead-lettering (src/aws/queues.ts): dropped on redrive. */
 const DEAD_LETTER_ATTRIBUTES = new Set(['dtc-reason', 'dtc-participant', 'dtc-source']);
-
-const FINAL: ReadonlySet<TxStatus> = new Set(['COMMITTED', 'ABORTED']);
 
 export interface QueueInfo {
   name: string;
@@ -139,7 +138,7 @@ export class ConsoleSource {
     const records = [...this.known.values()];
     const { groups, ...open } = await this.openGroups();
     const [oldOpen, queues, deadlocks] = await Promise.all([this.oldOpen(groups, nowMs), this.queues(), this.deadlocks()]);
-    const openRecords = [...records.filter((r) => !FINAL.has(r.status)), ...oldOpen.filter((r) => !this.known.has(r.txId))];
+    const openRecords = [...records.filter((r) => !isFinal(r.status)), ...oldOpen.filter((r) => !this.known.has(r.txId))];
     const { locks, waitFor } = await this.lockPicture(openRecords, nowMs);
     return {
       now: new Date(nowMs).toISOString(),
@@ -348,8 +347,8 @@ export class ConsoleSource {
       more = pages === MAX_PAGES - 1;
     }
     this.sampled = more;
-    const open = [...this.known.values()].filter((r) => !FINAL.has(r.status)).map((r) => r.txId);
-    const wanted = [...new Set([...ids.filter((id) => !this.known.has(id) || !FINAL.has(this.known.get(id)!.status)), ...open])];
+    const open = [...this.known.values()].filter((r) => !isFinal(r.status)).map((r) => r.txId);
+    const wanted = [...new Set([...ids.filter((id) => !this.known.has(id) || !isFinal(this.known.get(id)!.status)), ...open])];
     for (const record of await this.log.getMany(wanted)) this.known.set(record.txId, record);
     for (const record of this.known.values()) if (record.createdAt < since) this.known.delete(record.txId);
     if (this.known.size > MAX_KEPT) {
