@@ -1,5 +1,5 @@
 // Messages to participants, one SQS queue per participant service, each with its dead-letter queue.
-import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, GetQueueUrlCommand, SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { type ParticipantMessage, clipReason } from '../core/messages';
 import type { ParticipantQueuesPort } from '../core/ports';
 
@@ -21,6 +21,26 @@ export function deadLetterAttributes(
     attributes[name] = typeof value === 'number' ? { DataType: 'Number', StringValue: String(value) } : { DataType: 'String', StringValue: value };
   }
   return attributes;
+}
+
+/** A queue's dead-letter queue and receive limit. */
+export interface DeadLetterTarget {
+  url: string;
+  maxReceiveCount: number;
+}
+
+/** The queue's dead-letter queue, from its RedrivePolicy; undefined when it has none. */
+export async function readRedrivePolicy(sqs: SQSClient, queueUrl: string): Promise<DeadLetterTarget | undefined> {
+  const attrs = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }));
+  const raw = attrs.Attributes?.RedrivePolicy;
+  if (!raw) return undefined;
+  const policy = JSON.parse(raw) as { deadLetterTargetArn?: string; maxReceiveCount?: number | string };
+  // arn:aws:sqs:<region>:<account>:<name>
+  const [, , , , account, name] = (policy.deadLetterTargetArn ?? '').split(':');
+  if (!name) return undefined;
+  const out = await sqs.send(new GetQueueUrlCommand({ QueueName: name, ...(account ? { QueueOwnerAWSAccountId: account } : {}) }));
+  const maxReceiveCount = Number(policy.maxReceiveCount ?? 0);
+  return out.QueueUrl && maxReceiveCount > 0 ? { url: out.QueueUrl, maxReceiveCount } : undefined;
 }
 
 /**

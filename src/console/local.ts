@@ -10,13 +10,7 @@ import { ConsoleSource } from './source';
 export function addConsole(stack: LocalStack): ConsoleSource {
   const { outputs } = stack;
   const source = new ConsoleSource({
-    targets: {
-      apiUrl: outputs.apiUrl,
-      txTable: outputs.txTable,
-      ...(outputs.lockTable ? { lockTable: outputs.lockTable } : {}),
-      participantQueues: outputs.participantQueues,
-      replyQueueUrls: outputs.replyQueueUrls,
-    },
+    targets: outputs,
     dynamodb: stack.dynamodb,
     sqs: stack.sqs,
     // With DTC_REQUIRE_AUTH=1 the gateway checks signatures: the console signs as any client would.

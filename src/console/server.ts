@@ -13,7 +13,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { type DeployedOutputs, readDeployedOutputs } from '../../localstack/outputs';
 import { signedHeaders } from '../local/sigv4';
 import { consoleHandler } from './handler';
-import { type ApiRequest, ConsoleSource } from './source';
+import { ConsoleSource } from './source';
 
 export const DEFAULT_PORT = 4100;
 
@@ -21,8 +21,6 @@ export interface ConsoleServerOptions {
   outputs: DeployedOutputs;
   dynamodb: DynamoDBClient;
   sqs: SQSClient;
-  /** How API requests are signed (by default: SigV4 with the DynamoDB client's credentials and region). */
-  sign?: (request: ApiRequest) => Promise<Record<string, string>>;
   port?: number;
 }
 
@@ -38,25 +36,13 @@ export function apiRegion(apiUrl: string): string | undefined {
 
 export async function startConsoleServer(options: ConsoleServerOptions): Promise<ConsoleServer> {
   const { outputs, dynamodb } = options;
-  const sign =
-    options.sign ??
-    (async (request: ApiRequest) => {
-      // Resolved on every call: the SDK caches the credentials and refreshes them before they expire.
-      const credentials = await dynamodb.config.credentials();
-      const region = apiRegion(outputs.apiUrl) ?? (await dynamodb.config.region());
-      return signedHeaders(request, credentials, region);
-    });
   const source = new ConsoleSource({
-    targets: {
-      apiUrl: outputs.apiUrl,
-      txTable: outputs.txTable,
-      ...(outputs.lockTable ? { lockTable: outputs.lockTable } : {}),
-      participantQueues: outputs.participantQueues,
-      replyQueueUrls: outputs.replyQueueUrls,
-    },
+    targets: outputs,
     dynamodb,
     sqs: options.sqs,
-    sign,
+    // API requests are signed with SigV4 with the DynamoDB client's credentials, resolved on every
+    // call (the SDK caches them and refreshes them before they expire), in the API's region.
+    sign: async (request) => signedHeaders(request, await dynamodb.config.credentials(), apiRegion(outputs.apiUrl) ?? (await dynamodb.config.region())),
   });
   const serve = consoleHandler(source, { target: 'deployed', apiUrl: outputs.apiUrl });
   const server = http.createServer((req, res) => {

@@ -7,49 +7,40 @@ import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
-  GetQueueUrlCommand,
   type Message,
   ReceiveMessageCommand,
   SendMessageCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DeployedOutputs } from '../../localstack/outputs';
 import { LockStore } from '../aws/lock-store';
+import { readRedrivePolicy } from '../aws/queues';
 import { TxLog, documentClient } from '../aws/log-store';
 import { COORDINATOR_LOCK_SCOPE } from '../coordinator';
-import { buildWaitForGraph } from '../core/deadlock';
+import { type WaitEdge, buildWaitForGraph, waitEdges } from '../core/deadlock';
 import { ownerKey, parseOwnerKey } from '../core/locks';
+import { serviceName, txId as txIdSchema } from '../core/messages';
+import { isFinal } from '../core/recovery';
 import type { DeadlockRecord } from '../core/ports';
-import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, groupInfo, toView } from '../core/transaction';
+import { type TxRecord, type TxStatus, type TxView, TX_STATUSES, awaitingAck, groupInfo, inDoubt, toView } from '../core/transaction';
 import { type LockView, view as lockView } from '../locks/service';
 import { systemClock } from '../aws/system';
+import type { RequestToSign } from '../local/sigv4';
 import { countByStatus, type Series, seriesOf } from './series';
 
-/** Where the console finds the stack: what `cdk deploy --outputs-file` or the embedded stack's outputs say. */
-export interface ConsoleTargets {
-  /** The API's base URL (a deployed one includes its stage). */
-  apiUrl: string;
-  txTable: string;
-  lockTable?: string;
-  /** Participant -> its request queue URL. */
-  participantQueues: Record<string, string>;
-  /** Participant -> its reply queue URL. */
-  replyQueueUrls: Record<string, string>;
-}
-
-export interface ApiRequest {
-  method: string;
-  url: URL;
-  headers: Record<string, string>;
-  body?: string;
-}
+/**
+ * Where the console finds the stack: what `cdk deploy --outputs-file` says (readDeployedOutputs), or
+ * the embedded stack's outputs. An empty lockTable is none.
+ */
+export type ConsoleTargets = Pick<DeployedOutputs, 'apiUrl' | 'txTable' | 'lockTable' | 'participantQueues' | 'replyQueueUrls'>;
 
 export interface ConsoleSourceOptions {
   targets: ConsoleTargets;
   dynamodb: DynamoDBClient;
   sqs: SQSClient;
   /** The headers to send an API request with (SigV4 with the operator's credentials); absent: as they are. */
-  sign?: (request: ApiRequest) => Promise<Record<string, string>>;
+  sign?: (request: RequestToSign) => Promise<Record<string, string>>;
   now?: () => number;
 }
 
@@ -71,8 +62,6 @@ const FRESH_MS = 1_000;
 export const MAX_REDRIVE = 1_000;
 /** The attributes a dead letter carries about its dead-lettering (src/aws/queues.ts): dropped on redrive. */
 const DEAD_LETTER_ATTRIBUTES = new Set(['dtc-reason', 'dtc-participant', 'dtc-source']);
-
-const FINAL: ReadonlySet<TxStatus> = new Set(['COMMITTED', 'ABORTED']);
 
 export interface QueueInfo {
   name: string;
@@ -109,7 +98,7 @@ export interface Overview {
   open: { total: number; parked: Record<string, number> };
   inDoubt: InDoubtEntry[];
   locks: LockView[];
-  waitFor: { nodes: { id: string; kind: string; label: string }[]; edges: { waiter: string; holder: string; resource: string }[] };
+  waitFor: { nodes: { id: string; kind: string; label: string }[]; edges: WaitEdge[] };
   deadlocks: DeadlockRecord[];
   queues: QueueInfo[];
 }
@@ -149,7 +138,7 @@ export class ConsoleSource {
     const records = [...this.known.values()];
     const { groups, ...open } = await this.openGroups();
     const [oldOpen, queues, deadlocks] = await Promise.all([this.oldOpen(groups, nowMs), this.queues(), this.deadlocks()]);
-    const openRecords = [...records.filter((r) => !FINAL.has(r.status)), ...oldOpen.filter((r) => !this.known.has(r.txId))];
+    const openRecords = [...records.filter((r) => !isFinal(r.status)), ...oldOpen.filter((r) => !this.known.has(r.txId))];
     const { locks, waitFor } = await this.lockPicture(openRecords, nowMs);
     return {
       now: new Date(nowMs).toISOString(),
@@ -170,7 +159,7 @@ export class ConsoleSource {
   /** The most recent transactions (of the window, newest first) that pass the filter; `id` looks one up whatever its age. */
   async transactions(filter: Filter): Promise<TxView[]> {
     if (filter.status !== undefined && !(TX_STATUSES as readonly string[]).includes(filter.status)) throw new BadRequest(`status must be one of ${TX_STATUSES.join(', ')}`);
-    if (filter.participant !== undefined && !/^[a-z][a-z0-9-]{0,39}$/.test(filter.participant)) throw new BadRequest('participant must be a service name');
+    if (filter.participant !== undefined && !serviceName.safeParse(filter.participant).success) throw new BadRequest('participant must be a service name');
     const limit = filter.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new BadRequest('limit must be a whole number from 1 to 500');
     if (filter.id !== undefined && filter.id !== '') {
@@ -185,12 +174,13 @@ export class ConsoleSource {
       .slice(0, limit);
   }
 
-  async transaction(txId: string): Promise<TxView | undefined> {
-    if (!/^[A-Za-z0-9-]{8,64}$/.test(txId)) throw new BadRequest('a transaction id is 8-64 letters, digits or dashes');
+  /** The transaction's view, with the participants phase two still waits for once decided (the page offers to release them). */
+  async transaction(txId: string): Promise<(TxView & { awaitingAck: string[] }) | undefined> {
+    if (!txIdSchema.safeParse(txId).success) throw new BadRequest('a transaction id is 8-64 letters, digits or dashes');
     const record = await this.log.get(txId);
     if (!record) return undefined;
     if (this.known.has(txId)) this.known.set(txId, record);
-    return toView(record);
+    return { ...toView(record), awaitingAck: record.decision && !record.finishedAt ? awaitingAck(record) : [] };
   }
 
   /** POST /transactions/{id}/abort on the API: its status and body as they are. */
@@ -313,22 +303,18 @@ export class ConsoleSource {
       ...Object.entries(participantQueues).map(([service, url]) => queue(url, 'requests', service)),
       ...Object.entries(replyQueueUrls).map(([service, url]) => queue(url, 'replies', service)),
     ];
+    const targets = await Promise.all(sources.map((source) => readRedrivePolicy(this.options.sqs, source.url)));
     const dlqs = new Map<string, QueueInfo>();
-    for (const source of sources) {
-      const out = await this.options.sqs.send(new GetQueueAttributesCommand({ QueueUrl: source.url, AttributeNames: ['RedrivePolicy'] }));
-      const policy = out.Attributes?.RedrivePolicy;
-      if (!policy) continue;
-      const arn = String((JSON.parse(policy) as { deadLetterTargetArn?: unknown }).deadLetterTargetArn ?? '');
-      const m = /^arn:[^:]+:sqs:[^:]*:(\d*):(.+)$/.exec(arn);
-      if (!m) throw new Error(`queue ${source.name} names a dead-letter queue that is not an SQS ARN: ${arn}`);
-      let dlq = dlqs.get(arn);
+    sources.forEach((source, i) => {
+      const url = targets[i]?.url;
+      if (!url) return;
+      let dlq = dlqs.get(url);
       if (!dlq) {
-        const found = await this.options.sqs.send(new GetQueueUrlCommand({ QueueName: m[2]!, ...(m[1] ? { QueueOwnerAWSAccountId: m[1] } : {}) }));
-        dlq = { ...queue(found.QueueUrl!, 'dead-letter', source.kind === 'requests' ? source.service : undefined), sources: [] };
-        dlqs.set(arn, dlq);
+        dlq = { ...queue(url, 'dead-letter', source.kind === 'requests' ? source.service : undefined), sources: [] };
+        dlqs.set(url, dlq);
       }
       dlq.sources!.push(source.url);
-    }
+    });
     return [...sources, ...dlqs.values()];
   }
 
@@ -361,8 +347,8 @@ export class ConsoleSource {
       more = pages === MAX_PAGES - 1;
     }
     this.sampled = more;
-    const open = [...this.known.values()].filter((r) => !FINAL.has(r.status)).map((r) => r.txId);
-    const wanted = [...new Set([...ids.filter((id) => !this.known.has(id) || !FINAL.has(this.known.get(id)!.status)), ...open])];
+    const open = [...this.known.values()].filter((r) => !isFinal(r.status)).map((r) => r.txId);
+    const wanted = [...new Set([...ids.filter((id) => !this.known.has(id) || !isFinal(this.known.get(id)!.status)), ...open])];
     for (const record of await this.log.getMany(wanted)) this.known.set(record.txId, record);
     for (const record of this.known.values()) if (record.createdAt < since) this.known.delete(record.txId);
     if (this.known.size > MAX_KEPT) {
@@ -430,11 +416,7 @@ export class ConsoleSource {
       const ref = parseOwnerKey(key);
       return { id: key, kind: ref.kind, label: ref.kind === 'tx' ? ref.id.slice(0, 8) : ref.id };
     });
-    const edges = [...graph.resources].map(([pair, resource]) => {
-      const [waiter, holder] = pair.split('\n') as [string, string];
-      return { waiter, holder, resource };
-    });
-    return { locks: locks.sort((a, b) => a.resource.localeCompare(b.resource)), waitFor: { nodes, edges } };
+    return { locks: locks.sort((a, b) => a.resource.localeCompare(b.resource)), waitFor: { nodes, edges: waitEdges(graph) } };
   }
 
   private async callApi(method: string, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
@@ -473,10 +455,10 @@ function passes(v: TxView, filter: Filter): boolean {
 export function inDoubtOf(records: readonly TxRecord[]): InDoubtEntry[] {
   const entries: InDoubtEntry[] = [];
   for (const r of records) {
-    const v = toView(r);
+    const doubtful = inDoubt(r);
     const base = { txId: r.txId, status: r.status, ...(r.decision ? { decision: r.decision } : {}), ...(r.parkedWith ? { parkedWith: r.parkedWith } : {}) };
-    for (const p of v.participants) if (p.inDoubtSince) entries.push({ ...base, participant: p.service, since: p.inDoubtSince });
-    if (r.parkedWith && !v.participants.some((p) => p.service === r.parkedWith && p.inDoubtSince)) entries.push({ ...base, participant: r.parkedWith });
+    for (const service of doubtful) entries.push({ ...base, participant: service, since: r.inDoubtSince! });
+    if (r.parkedWith && !doubtful.includes(r.parkedWith)) entries.push({ ...base, participant: r.parkedWith });
   }
   return entries.sort((a, b) => (a.since ?? '').localeCompare(b.since ?? '') || a.txId.localeCompare(b.txId));
 }

@@ -37,6 +37,14 @@ export function buildWaitForGraph(items: Iterable<Pick<LockItem, 'resource' | 'o
   return graph;
 }
 
+/** Every edge of the graph with the resource behind it, in the order they were added. */
+export function waitEdges(graph: WaitForGraph): WaitEdge[] {
+  return [...graph.resources].map(([key, resource]) => {
+    const [waiter, holder] = key.split('\n') as [string, string];
+    return { waiter, holder, resource };
+  });
+}
+
 export function addEdge(graph: WaitForGraph, from: string, to: string, resource: string): void {
   const key = edgeKey(from, to);
   if (graph.resources.has(key)) return;

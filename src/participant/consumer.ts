@@ -5,14 +5,12 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
-  GetQueueAttributesCommand,
-  GetQueueUrlCommand,
   type Message,
   ReceiveMessageCommand,
   SQSClient,
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
-import { deadLetterAttributes } from '../aws/queues';
+import { type DeadLetterTarget, deadLetterAttributes, readRedrivePolicy } from '../aws/queues';
 import { systemClock, systemSleep } from '../aws/system';
 import type { Sleep } from '../core/ports';
 import { BarrierBusyError, ProtocolViolationError } from '../core/barrier';
@@ -220,24 +218,6 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       await Promise.all(inFlight);
     },
   };
-}
-
-interface DeadLetterTarget {
-  url: string;
-  maxReceiveCount: number;
-}
-
-async function readRedrivePolicy(sqs: SQSClient, queueUrl: string): Promise<DeadLetterTarget | undefined> {
-  const attrs = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }));
-  const raw = attrs.Attributes?.RedrivePolicy;
-  if (!raw) return undefined;
-  const policy = JSON.parse(raw) as { deadLetterTargetArn?: string; maxReceiveCount?: number | string };
-  // arn:aws:sqs:<region>:<account>:<name>
-  const [, , , , account, name] = (policy.deadLetterTargetArn ?? '').split(':');
-  if (!name) return undefined;
-  const out = await sqs.send(new GetQueueUrlCommand({ QueueName: name, ...(account ? { QueueOwnerAWSAccountId: account } : {}) }));
-  const maxReceiveCount = Number(policy.maxReceiveCount ?? 0);
-  return out.QueueUrl && maxReceiveCount > 0 ? { url: out.QueueUrl, maxReceiveCount } : undefined;
 }
 
 function receiveCount(message: Message): number {

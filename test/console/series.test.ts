@@ -1,9 +1,10 @@
 // The console's pure parts: throughput and latency per time bucket, counts by status, who is in
-// doubt, and where a dead letter goes back to.
+// doubt, where a dead letter goes back to, and the wait-for graph's edges as the page draws them.
 import type { Message } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import { countByStatus, percentile, seriesOf } from '../../src/console/series';
 import { inDoubtOf, sourceOf } from '../../src/console/source';
+import { type WaitForGraph, addEdge, waitEdges } from '../../src/core/deadlock';
 import type { TxRecord } from '../../src/core/transaction';
 
 const at = (ms: number) => new Date(Date.parse('2026-11-30T10:00:00.000Z') + ms).toISOString();
@@ -101,5 +102,18 @@ describe('sourceOf', () => {
     expect(sourceOf({ Body: '{"participant":"c"}' }, byArn, both, replies)).toBeUndefined();
     expect(sourceOf({ Body: '{"participant":"b"}' }, byArn, [replies.a], replies)).toBe(replies.a);
     expect(sourceOf({ Body: '{"participant":"b"}' }, byArn, [replies.a, 'https://q/other'], replies)).toBeUndefined();
+  });
+});
+
+describe('waitEdges', () => {
+  it('lists each edge of the wait-for graph once, with the resource behind it, in the order found', () => {
+    const graph: WaitForGraph = { adjacency: new Map(), resources: new Map() };
+    addEdge(graph, 'tx#a', 'tx#b', 'r1');
+    addEdge(graph, 'owner#ops', 'tx#a', 'r2');
+    addEdge(graph, 'tx#a', 'tx#b', 'r3');
+    expect(waitEdges(graph)).toEqual([
+      { waiter: 'tx#a', holder: 'tx#b', resource: 'r1' },
+      { waiter: 'owner#ops', holder: 'tx#a', resource: 'r2' },
+    ]);
   });
 });

@@ -250,19 +250,13 @@ function select(txId) {
   drawTx();
 }
 
-/** created → each vote → decision → each acknowledgement (and in doubt, release…) → finished, in time order. */
+/** created → each vote → decision → each acknowledgement (and in doubt, release) → finished, in time order. */
 function timeline(v) {
   const steps = [{ at: v.createdAt, text: `created with ${v.participants.map((p) => p.service).join(', ')}` }];
   for (const p of v.participants) {
     if (p.votedAt) steps.push({ at: p.votedAt, text: [`${p.service} voted `, status(p.vote), p.reason ? `: ${p.reason}` : ''] });
     if (p.inDoubtSince) steps.push({ at: p.inDoubtSince, text: `${p.service} found in doubt` });
     if (p.ackedAt) steps.push({ at: p.ackedAt, text: [`${p.service} acknowledged `, status(p.ack)] });
-    // Anything else the API records per participant with a time (a release, say) shows as it is named.
-    for (const [k, at] of Object.entries(p)) {
-      if (!/At$/.test(k) || ['votedAt', 'ackedAt'].includes(k) || typeof at !== 'string') continue;
-      const extra = Object.entries(p).filter(([x]) => x.startsWith(k.slice(0, -2)) && x !== k).map(([x, val]) => `${x}: ${val}`).join(', ');
-      steps.push({ at, text: `${p.service} ${k.slice(0, -2)}${extra ? ` (${extra})` : ''}` });
-    }
   }
   for (const r of v.releases || []) steps.push({ at: r.at, text: `${r.participant} released by ${r.operator}: ${r.reason}` });
   if (v.decision) steps.push({ at: v.decision.at || v.decidedAt, text: ['decided ', status(v.decision.outcome), v.decision.reason ? `: ${v.decision.reason}` : ''] });
@@ -291,17 +285,15 @@ async function drawTx() {
   const kept = document.getElementById('abort-reason');
   if (kept && box.dataset.id === v.txId) reason.value = kept.value;
   box.dataset.id = v.txId;
-  // Phase two still waits for these: an operator may release one that is retired for good.
-  const released = new Set((v.releases || []).map((r) => r.participant));
-  const owing = v.decision && !v.finishedAt ? v.participants.filter((p) => !p.ack && !released.has(p.service) && p.vote !== 'NO') : [];
   box.replaceChildren(
     el('p', {}, el('code', { id: 'tx-id' }, v.txId), ' ', status(v.status), v.parkedWith ? el('span', { class: 'muted' }, ` · parked with ${v.parkedWith}`) : ''),
     timeline(v),
     v.status === 'PREPARING'
       ? el('div', { class: 'actions' }, reason, el('button', { id: 'abort', class: 'danger', onclick: () => abort(v.txId) }, 'Abort transaction'))
       : '',
-    owing.length
-      ? el('div', { class: 'actions' }, el('span', { class: 'muted' }, 'Waiting for acknowledgements from:'), ...owing.map((p) => el('button', { class: 'danger', 'data-release': p.service, onclick: () => openRelease({ txId: v.txId, participant: p.service }) }, `Release ${p.service}…`)))
+    // Phase two still waits for these: an operator may release one that is retired for good.
+    v.awaitingAck.length
+      ? el('div', { class: 'actions' }, el('span', { class: 'muted' }, 'Waiting for acknowledgements from:'), ...v.awaitingAck.map((service) => el('button', { class: 'danger', 'data-release': service, onclick: () => openRelease({ txId: v.txId, participant: service }) }, `Release ${service}…`)))
       : '',
   );
 }
