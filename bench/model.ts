@@ -78,7 +78,8 @@ export interface SupervisionUse {
   transitionsPerGroup: number;
   /**
    * Seconds of api function execution per transaction (measured): R times it is the number of
-   * api instances a rate R keeps busy, and each instance starts each group it sees once.
+   * api instances a rate R keeps busy. Each instance claims each group it sees once (a conditional
+   * put of the group's item, 1 write unit); the one claim that wins calls StartExecution.
    */
   apiSecondsPerTransaction: number;
 }
@@ -213,21 +214,28 @@ const GROUP_KEY = /^g-\d+-\d+-\d+$/;
 /**
  * How much of each quota one transaction uses; with `shards`, as if supervision had that many
  * shards: a group key takes 2 write units per transaction of its group (created and finished), so
- * its share of the rate is 2/Z; each api instance starts each group it sees once, so StartExecution
- * per transaction is (Z / B) x the api's seconds per transaction, whatever the rate.
+ * its share of the rate is 2/Z; each api instance claims each group it sees once, so the claims add
+ * (Z / B) x the api's seconds per transaction to the log table's write units whatever the rate, and
+ * a group's own item takes B⁻¹ x the api's seconds per transaction while its bucket is current.
+ * StartExecution is once per group: (Z / B) calls a second whatever the rate (capacityRows).
  */
 export function usePerTransaction(input: ModelInput, shards = input.supervision?.shards): Record<QuotaId, number> {
   const p = input.perTransaction;
   const s = input.supervision;
   const groupKeyHottest = GROUP_KEY.test(input.hottestKey.key);
+  const supervised = s !== undefined && shards !== undefined;
   const partition =
-    s && shards !== undefined && groupKeyHottest
+    supervised && groupKeyHottest
       ? Math.max(input.hottestOtherKeyWriteUnits ?? 0, (input.hottestKey.writeUnitsPerTransaction * s.shards) / shards)
       : input.hottestKey.writeUnitsPerTransaction;
+  // Upper bounds: every instance claims every group (the measured run's own claims are in the
+  // busiest table's figure already, and counted again here).
+  const claims = supervised ? (shards / s.bucketSeconds) * s.apiSecondsPerTransaction : 0;
+  const claimKey = supervised ? s.apiSecondsPerTransaction / s.bucketSeconds : 0;
   return {
-    dynamodbTableWrites: input.busiestTable.writeUnitsPerTransaction,
-    dynamodbPartitionWrites: partition,
-    startExecution: s && shards !== undefined ? (shards / s.bucketSeconds) * s.apiSecondsPerTransaction : p.startExecutions,
+    dynamodbTableWrites: input.busiestTable.writeUnitsPerTransaction + claims,
+    dynamodbPartitionWrites: Math.max(partition, claimKey),
+    startExecution: p.startExecutions,
     stateTransitions: p.stateTransitions,
     sendTaskResult: input.taskResults,
     sendTaskHeartbeat: input.taskHeartbeats,
@@ -251,9 +259,9 @@ export interface CapacityRow {
 }
 
 /**
- * Transactions per second each quota allows. State transitions are per group with `supervision`:
- * (Z / B) groups a second, each spending its transitions whatever its size, so they bind at no rate
- * (null) unless they exceed the quota at any rate (0).
+ * Transactions per second each quota allows. State transitions and StartExecution are per group
+ * with `supervision`: (Z / B) groups a second, each started once and spending its transitions
+ * whatever its size, so they bind at no rate (null) unless they exceed the quota at any rate (0).
  */
 export function capacityRows(input: ModelInput, quotas: Record<QuotaId, Quota> = DEFAULT_QUOTAS, shards = input.supervision?.shards): CapacityRow[] {
   const use = usePerTransaction(input, shards);
@@ -263,6 +271,7 @@ export function capacityRows(input: ModelInput, quotas: Record<QuotaId, Quota> =
     const u = use[id];
     let txPerSecond = u > 0 && Number.isFinite(q.limit) ? q.limit / u : null;
     if (id === 'stateTransitions' && s && shards !== undefined) txPerSecond = (shards / s.bucketSeconds) * s.transitionsPerGroup <= q.limit ? null : 0;
+    if (id === 'startExecution' && s && shards !== undefined) txPerSecond = shards / s.bucketSeconds <= q.limit ? null : 0;
     return { id, name: q.name, limit: q.limit, unit: q.unit, usePerTransaction: u, txPerSecond, source: q.source };
   });
 }
@@ -285,8 +294,8 @@ export const SHARD_CHOICES = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128];
 /**
  * The default quotas with every raise applied that changes a quota this transaction uses, and the
  * `supervisionShards` the raised quotas serve best: more shards cool the `open` index's group keys
- * (a per-partition limit no raise lifts), fewer make fewer StartExecution calls (each api instance
- * starts each group it sees).
+ * (a per-partition limit no raise lifts), fewer make fewer group claims (each api instance claims
+ * each group it sees).
  */
 export function raisedQuotas(input: ModelInput): { quotas: Record<QuotaId, Quota>; raises: string[]; shards?: number } {
   const use = usePerTransaction(input);

@@ -28,7 +28,6 @@ import {
   type ModelInput,
   type PerTransaction,
   type Templates,
-  usePerTransaction,
 } from './model';
 
 const { values } = parseArgs({
@@ -463,7 +462,7 @@ table([
   ]),
 ]);
 console.log(
-  `  StartExecution per transaction: ${fmt(perTransaction.startExecutions, 3)} measured in this one process (one api instance); modelled ${fmt(usePerTransaction(model).startExecution, 3)} = (${supervision.shards} shards / ${supervision.bucketSeconds} s) x ${fmt(apiSeconds, 3)} api seconds per transaction, as many api instances each start every group they see`,
+  `  StartExecution: ${fmt(perTransaction.startExecutions, 3)} per transaction measured, once per group: ${fmt(supervision.shards / supervision.bucketSeconds, 2)} calls/s whatever the rate; group claims modelled at ${fmt((supervision.shards / supervision.bucketSeconds) * apiSeconds, 3)} write units per transaction = (${supervision.shards} shards / ${supervision.bucketSeconds} s) x ${fmt(apiSeconds, 3)} api seconds per transaction, as many api instances each claim every group they see`,
 );
 console.log(`  state transitions: ${fmt(model.supervision!.transitionsPerGroup, 1)} per group x ${fmt(supervision.shards / supervision.bucketSeconds, 2)} groups/s, whatever the rate`);
 console.log(`  default quotas: ${fmt(cap.defaultQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.defaultQuotas.bindingQuota}`);

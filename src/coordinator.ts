@@ -47,8 +47,14 @@ export const START_RESERVE_MS = 2_000;
 const LOCK_DEADLINE_GRACE_MS = 5_000;
 /** The lock scope of resources the coordinator holds for a transaction (released when it finishes). */
 export const COORDINATOR_LOCK_SCOPE = 'coordinator';
-/** Groups whose supervisor this instance started (or found running): one StartExecution per group per instance. */
-const STARTED_GROUPS_KEPT = 256;
+/** Groups this instance has seen supervised (or claimed and not yet started) are remembered this many at most. */
+const GROUPS_KEPT = 256;
+
+/** Add to a bounded set of group names, forgetting the oldest. */
+function remember(groups: Set<string>, group: string): void {
+  groups.add(group);
+  if (groups.size > GROUPS_KEPT) groups.delete(groups.values().next().value!);
+}
 
 export interface CoordinatorDeps {
   config: CoordinatorConfig;
@@ -93,7 +99,10 @@ export class Coordinator {
   private readonly metrics: MetricsPort;
   private readonly events: DecisionEventsPort;
   private readonly supervision: SupervisionSettings;
+  /** Groups with a supervisor started (by this instance or another's claim): no more claims here. */
   private readonly startedGroups = new Set<string>();
+  /** Groups whose first start this instance claimed and has not yet made (its StartExecution failed). */
+  private readonly claimedGroups = new Set<string>();
 
   constructor(private readonly deps: CoordinatorDeps) {
     this.now = deps.now ?? systemClock;
@@ -174,18 +183,24 @@ export class Coordinator {
   }
 
   /**
-   * Make sure the group has a running supervisor: one StartExecution per group per instance (same
-   * name and input: idempotent while it runs). A start that fails is not the request's failure: the
-   * record is in the open index, and the sweeper gives every group with open members a supervisor.
+   * Make sure the group has a running supervisor, started once however many api instances see the
+   * group: the first to claim the group's generation 0 (a conditional put of `grp#<group>`) starts it,
+   * and every other instance leaves it to that one. A start that fails is not the request's failure:
+   * the claimant tries again with its next transaction of the group, and the sweeper gives every
+   * group with open members and no running supervisor one (a claimant that crashed before starting).
    */
   private async superviseGroup(group: string, starter: TxRecord): Promise<void> {
     if (this.startedGroups.has(group)) return;
     const arn = this.deps.config.stateMachineArn;
     if (!arn) throw new Error('STATE_MACHINE_ARN is not set for this function');
     try {
-      await ensureSupervisor({ log: this.deps.log, workflow: this.deps.workflow, now: this.now }, arn, group, starter);
-      this.startedGroups.add(group);
-      if (this.startedGroups.size > STARTED_GROUPS_KEPT) this.startedGroups.delete(this.startedGroups.values().next().value!);
+      const mine = this.claimedGroups.has(group) || (await this.deps.log.claimGroup(group, -1, new Date(this.now()).toISOString())) !== undefined;
+      if (mine) {
+        remember(this.claimedGroups, group);
+        await ensureSupervisor({ log: this.deps.log, workflow: this.deps.workflow, now: this.now }, arn, group, starter);
+        this.claimedGroups.delete(group);
+      }
+      remember(this.startedGroups, group);
     } catch (err) {
       this.metrics.count(METRIC.SupervisorStartFailures);
       void err;

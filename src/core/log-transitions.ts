@@ -213,7 +213,7 @@ export function createOpsWrite(item: OpsRecord): PutWrite {
   return { kind: 'put', condition: notExists('pk'), item: { ...item } };
 }
 
-/** Who supervises a group (its own item, `grp#<group>`), written only when a supervisor is replaced or continued. */
+/** Who supervises a group (its own item, `grp#<group>`), written by the group's first start (generation 0) and when a supervisor is replaced or continued. */
 export interface GroupRecord {
   pk: string;
   group: string;
@@ -240,13 +240,19 @@ export function supervisorName(group: string, gen: number): string {
   return gen === 0 ? group : `${group}-g${gen}`;
 }
 
-/** Claim generation `seenGen + 1` of a group's supervisor: one claimant per generation wins. */
+/**
+ * Claim generation `seenGen + 1` of a group's supervisor: one claimant per generation wins.
+ * `seenGen` -1 claims generation 0, the group's first start (no record yet): so one api instance
+ * starts a group's supervisor, however many see the group.
+ */
 export function claimGroupWrite(group: string, seenGen: number, at: string): PutWrite {
+  if (!Number.isInteger(seenGen) || seenGen < -1) throw new Error(`claimGroupWrite: seenGen must be a whole number or -1, got ${seenGen}`);
   const gen = seenGen + 1;
   const expiresAt = Math.floor(Date.parse(at) / 1000) + GROUP_KEPT_DAYS * 86_400;
   if (!Number.isFinite(expiresAt)) throw new Error(`claimGroupWrite: at must be an ISO time, got ${at}`);
   const item: GroupRecord = { pk: groupPk(group), group, gen, execution: supervisorName(group, gen), at, expiresAt };
-  return { kind: 'put', condition: seenGen === 0 ? or(notExists('pk'), eq('gen', 0)) : eq('gen', seenGen), item: { ...item } };
+  const condition = seenGen === -1 ? notExists('pk') : seenGen === 0 ? or(notExists('pk'), eq('gen', 0)) : eq('gen', seenGen);
+  return { kind: 'put', condition, item: { ...item } };
 }
 
 function assertEdge(name: TransitionName, from: TxStatus | null, to: TxStatus): void {

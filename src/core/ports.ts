@@ -115,7 +115,7 @@ export interface TxLogPort {
   keepItems(record: Pick<TxRecord, 'txId' | 'idempotencyKey'>, expiresAt: number): Promise<void>;
   /** Who supervises a group now (absent: the execution named after the group, generation 0). */
   readGroup(group: string): Promise<GroupRecord | undefined>;
-  /** Claim the next supervisor generation of a group; the winning record, or undefined when another claim won. */
+  /** Claim the next supervisor generation of a group (seenGen -1: its first start); the winning record, or undefined when another claim won. */
   claimGroup(group: string, seenGen: number, at: string): Promise<GroupRecord | undefined>;
 }
 

@@ -122,11 +122,13 @@ describe('capacity', () => {
         perTransaction: { apiRequests: 1, startExecutions: 0.1, stateTransitions: 0.8 },
       });
 
-    it('models StartExecution per api instance and group, and state transitions per group whatever the rate', () => {
+    it('models StartExecution and state transitions per group whatever the rate, and the group claims per api instance and group', () => {
       const rows = Object.fromEntries(capacityRows(supervised()).map((r) => [r.id, r]));
-      // (8 / 10 s) x 0.05 s: 0.04 starts per transaction, not the one-process measurement.
-      expect(rows.startExecution!.usePerTransaction).toBeCloseTo(0.04, 9);
-      expect(rows.startExecution!.txPerSecond).toBeCloseTo(300 / 0.04, 6);
+      // One start per group: 0.8 groups/s, far under 300/s at any rate; the use shown is as measured.
+      expect(rows.startExecution!.usePerTransaction).toBe(0.1);
+      expect(rows.startExecution!.txPerSecond).toBeNull();
+      // Every api instance claims every group: (8 / 10 s) x 0.05 s = 0.04 write units per transaction more.
+      expect(rows.dynamodbTableWrites!.usePerTransaction).toBeCloseTo(12.04, 9);
       // 0.8 groups/s x 7 transitions: far under 5,000/s at any rate.
       expect(rows.stateTransitions!.txPerSecond).toBeNull();
       expect(rows.dynamodbPartitionWrites!.txPerSecond).toBeCloseTo(4_000, 6);
@@ -134,17 +136,24 @@ describe('capacity', () => {
       const wide = Object.fromEntries(capacityRows(supervised(), undefined, 64).map((r) => [r.id, r]));
       expect(wide.dynamodbPartitionWrites!.usePerTransaction).toBeCloseTo(0.25 / 8, 9);
       expect(Object.fromEntries(capacityRows(supervised(0.05), undefined, 64).map((r) => [r.id, r.usePerTransaction])).dynamodbPartitionWrites).toBe(0.05);
-      expect(wide.startExecution!.usePerTransaction).toBeCloseTo(6.4 * 0.05, 9);
-      // Transitions bind only if the groups alone exceed the quota.
+      expect(wide.dynamodbTableWrites!.usePerTransaction).toBeCloseTo(12 + 6.4 * 0.05, 9);
+      // A group's own item takes each instance's claim while its bucket is current: 0.05 s / 10 s.
+      const slowApi = input({ ...supervised(0), supervision: { shards: 8, bucketSeconds: 10, transitionsPerGroup: 7, apiSecondsPerTransaction: 20 } });
+      expect(Object.fromEntries(capacityRows(slowApi, undefined, 64).map((r) => [r.id, r.usePerTransaction])).dynamodbPartitionWrites).toBe(2);
+      // Transitions and starts bind only if the groups alone exceed the quota.
       const busy = input({ ...supervised(), supervision: { shards: 8, bucketSeconds: 1, transitionsPerGroup: 1_000, apiSecondsPerTransaction: 0.05 } });
       expect(Object.fromEntries(capacityRows(busy).map((r) => [r.id, r.txPerSecond])).stateTransitions).toBe(0);
+      expect(Object.fromEntries(capacityRows(busy).map((r) => [r.id, r.txPerSecond])).startExecution).toBeNull();
+      const crowded = input({ ...supervised(), supervision: { shards: 400, bucketSeconds: 1, transitionsPerGroup: 7, apiSecondsPerTransaction: 0.05 } });
+      expect(Object.fromEntries(capacityRows(crowded).map((r) => [r.id, r.txPerSecond])).startExecution).toBe(0);
     });
 
     it('picks the shard count the raised quotas serve best, and names it among the raises', () => {
       const { raisedQuotas } = capacity(supervised());
-      // Group keys: 500 x Z tx/s; StartExecution: 1,500 / (Z / 10 x 0.05): Z = 24 gives 12,000 both ways.
-      expect(raisedQuotas).toMatchObject({ txPerSecond: 12_000, bindingQuota: expect.stringMatching(/partition key|StartExecution/) });
-      expect(raisedQuotas.raises).toContain('context supervisionShards 8 -> 24 (a setting, not a quota: the open index\'s group keys, 2 write units per transaction on one of Z keys)');
+      // Group keys: 500 x Z tx/s; the table: 300,000 / (12 + Z / 10 x 0.05). Z = 64: 32,000 and 24,351.
+      expect(raisedQuotas.bindingQuota).toMatch(/per on-demand table/);
+      expect(raisedQuotas.txPerSecond).toBeCloseTo(300_000 / (12 + 6.4 * 0.05), 6);
+      expect(raisedQuotas.raises).toContain('context supervisionShards 8 -> 64 (a setting, not a quota: the open index\'s group keys, 2 write units per transaction on one of Z keys)');
     });
   });
 });

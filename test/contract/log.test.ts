@@ -363,6 +363,19 @@ describe.each(ADAPTERS)('the transaction log on $name', (adapter) => {
     });
   });
 
+  it('claims a group\'s first start once (generation 0): one of racing claimants wins, and generation 1 can still be claimed over it', async () => {
+    const group = `g-1900000300-10-${adapter.name === 'memory' ? 0 : 1}`;
+    const claims = await Promise.all([1, 2, 3, 4].map((i) => log.claimGroup(group, -1, iso(T0 + i))));
+    const winners = claims.filter((c) => c !== undefined);
+    expect(winners).toHaveLength(1);
+    expect(winners[0]).toMatchObject({ pk: `grp#${group}`, group, gen: 0, execution: group });
+    expect(await log.readGroup(group)).toEqual(winners[0]);
+    expect(await log.claimGroup(group, -1, iso(T0 + 10))).toBeUndefined();
+    expect(await log.claimGroup(group, 0, iso(T0 + 11))).toMatchObject({ gen: 1, execution: `${group}-g1` });
+    expect(await log.claimGroup(group, -1, iso(T0 + 12))).toBeUndefined();
+    await expect(log.claimGroup(group, -2, iso(T0 + 13))).rejects.toThrow(/seenGen/);
+  });
+
   it('claims each generation of a group once: one of racing claimants wins, later claims of a seen generation fail', async () => {
     const group = `g-1900000200-10-${adapter.name === 'memory' ? 0 : 1}`;
     expect(await log.readGroup(group)).toBeUndefined();

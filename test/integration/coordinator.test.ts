@@ -112,11 +112,11 @@ describe('start', () => {
     // The supervisor sleeps first: until the starter's first due time (its deadline), at most its bucket's close.
     const bucketClosesAt = (Number(group.split('-')[1]) + DEFAULT_SUPERVISION.bucketSeconds) * 1000;
     expect(started).toEqual([{ name: group, input: { group, gen: 0, wakeAt: new Date(Math.min(clock + 10_000, bucketClosesAt)).toISOString() } }]);
-    expect(events).toEqual(['log.claimIdempotencyKey', 'log.create', `workflow.start ${group}`, 'send PREPARE:inventory,PREPARE:payment,PREPARE:shipping']);
+    expect(events).toEqual(['log.claimIdempotencyKey', 'log.create', 'log.claimGroup', `workflow.start ${group}`, 'send PREPARE:inventory,PREPARE:payment,PREPARE:shipping']);
     expect(sent.map((m) => [m.type, m.participant, m.operation, m.attempt, m.deadlineAt])).toEqual(services.map((s) => ['PREPARE', s, { n: s }, 1, clock + 10_000]));
   });
 
-  it('starts a group supervisor once per instance; a replay re-sends PREPARE only to the members still pending', async () => {
+  it('starts a group supervisor once (one claim of the group); a replay re-sends PREPARE only to the members still pending', async () => {
     const txId = await begin('key-replay-1');
     const other = await begin();
     expect(started).toHaveLength(supervisionGroup(other, clock, DEFAULT_SUPERVISION) === supervisionGroup(txId, clock, DEFAULT_SUPERVISION) ? 1 : 2);

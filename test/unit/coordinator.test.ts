@@ -4,12 +4,12 @@
 // is absolute, abort() answers by what the log says, and the reply batch knows a participant by the
 // queue its message came on. test/unit/supervisor.test.ts runs the supervisors.
 import { describe, expect, it } from 'vitest';
-import { type ReplyRecord, START_RESERVE_MS, replyBatch } from '../../src/coordinator';
+import { Coordinator, type ReplyRecord, START_RESERVE_MS, replyBatch } from '../../src/coordinator';
 import { type LockService, LockWaitTimeoutError } from '../../src/locks/service';
 import type { VoteEntry } from '../../src/core/transaction';
 import { MemoryTxLog } from '../../src/memory/log';
-import { memoryLogger } from '../support/fixtures';
-import { SERVICES, T0, iso, memoryStack } from './memory-stack';
+import { coordinatorConfig, memoryLogger } from '../support/fixtures';
+import { RecordingWorkflow, SERVICES, T0, iso, memoryStack } from './memory-stack';
 
 const [INVENTORY, PAYMENT, SHIPPING, ORDER] = SERVICES as [string, string, string, string];
 const none = { inventory: [], payment: [], shipping: [], order: [] };
@@ -34,6 +34,60 @@ describe('start', () => {
     const groups = new Set([r.og, ...ids.map((id) => s.record(id).og)]);
     expect(groups.size).toBeLessThan(21);
     expect(s.recording.starts.map((x) => x.name).sort()).toEqual([...groups].sort());
+  });
+
+  it('starts each group\'s supervisor once however many api instances see it: the first to claim the group starts it', async () => {
+    const s = memoryStack({ supervise: false });
+    // A StartExecution that fails once (a throttle): the claimant tries again with its next transaction.
+    let failNext = false;
+    const workflow = new (class extends RecordingWorkflow {
+      override async start(stateMachineArn: string, name: string, input: unknown): Promise<'started' | 'exists'> {
+        if (failNext) {
+          failNext = false;
+          throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+        }
+        return super.start(stateMachineArn, name, input);
+      }
+    })();
+    let ids = 0;
+    const instances = [1, 2, 3].map(
+      (i) =>
+        new Coordinator({
+          // One shard: every transaction of a bucket is in one group.
+          config: { ...coordinatorConfig('log', SERVICES), stateMachineArn: s.stateMachineArn, supervision: { shards: 1, bucketSeconds: 10 } },
+          log: s.log,
+          queues: s.queues,
+          workflow,
+          now: s.now,
+          newId: () => `tx-${i}-${String(++ids).padStart(6, '0')}`,
+        }),
+    );
+    const start = async (i: number): Promise<string> => {
+      const outcome = await instances[i]!.start(s.body());
+      if (outcome.kind !== 'started') throw new Error(`start answered ${JSON.stringify(outcome)}`);
+      return outcome.txId;
+    };
+    failNext = true;
+    const first = await start(0);
+    const group = s.record(first).og!;
+    // Instance 0 won the claim and its start failed; instances 1 and 2 see the claim and start nothing.
+    expect(workflow.starts).toEqual([]);
+    expect(await s.log.readGroup(group)).toMatchObject({ gen: 0, execution: group });
+    const same: string[] = [];
+    for (let i = 1; i <= 2; i++) same.push(await start(i));
+    expect(same.map((id) => s.record(id).og)).toEqual([group, group]);
+    expect(workflow.starts).toEqual([]);
+    // The claimant's next transaction of the group starts it; nobody starts it again.
+    expect(s.record(await start(0)).og).toBe(group);
+    for (let i = 0; i < 3; i++) await start(i);
+    expect(workflow.starts.map((x) => x.name)).toEqual([group]);
+    // A new bucket: one start, by whichever instance claims it first.
+    await s.timers.advanceTo(T0 + 60_000);
+    const later = await Promise.all([0, 1, 2, 0, 1, 2].map((i) => start(i)));
+    const groups = new Set(later.map((id) => s.record(id).og!));
+    expect(groups.size).toBe(1);
+    expect(groups.has(group)).toBe(false);
+    expect(workflow.starts.map((x) => x.name)).toEqual([group, ...groups]);
   });
 
   it('answers a retried start with the same idempotency key with the same transaction, re-sending PREPARE only to members still pending', async () => {
