@@ -92,6 +92,8 @@ export interface ModelInput {
   taskResults: number;
   /** SendTaskHeartbeat per transaction (a bucket of its own). */
   taskHeartbeats: number;
+  /** PutEvents calls per transaction (each carries 1 to 10 entries; the quota counts calls). */
+  putEventsRequests: number;
   busiestTable: { name: string; writeUnitsPerTransaction: number };
   hottestKey: { table: string; index: string | null; key: string; writeUnitsPerTransaction: number };
   /** Absent: every use is taken as measured per transaction. */
@@ -187,8 +189,9 @@ export const DEFAULT_QUOTAS: Record<QuotaId, Quota> = {
   apiRequests: { name: 'API Gateway requests per account-region', limit: 10_000, unit: 'requests/s', source: APIGW_QUOTAS, adjustable: true },
   // Standard queues "support a nearly unlimited number of transactions per second (TPS) per API action".
   sqsRequests: { name: 'SQS standard queue requests', limit: Infinity, unit: 'requests/s', source: SQS_QUOTAS, adjustable: false },
-  // PutEvents in us-east-1: 10,000 requests per second (counted here per entry: conservative).
-  putEvents: { name: 'EventBridge PutEvents (us-east-1)', limit: 10_000, unit: 'entries/s', source: EVENTS_QUOTAS, adjustable: true },
+  // "PutEvents throttle limit in transactions per second", us-east-1: 10,000; a transaction is a
+  // PutEvents call, of 1 to 10 entries (the coordinator sends up to 10 decisions' events in one).
+  putEvents: { name: 'EventBridge PutEvents (us-east-1)', limit: 10_000, unit: 'requests/s', source: EVENTS_QUOTAS, adjustable: true },
 };
 
 /**
@@ -243,7 +246,7 @@ export function usePerTransaction(input: ModelInput, shards = input.supervision?
     lambdaConcurrency: input.functions.reduce((sum, f) => sum + f.billedMs / 1000, 0),
     apiRequests: p.apiRequests,
     sqsRequests: p.sqsRequests,
-    putEvents: p.eventsPublished,
+    putEvents: input.putEventsRequests,
   };
 }
 

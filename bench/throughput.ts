@@ -360,6 +360,7 @@ const model: ModelInput = {
   apiKind: kind,
   taskResults: per(sfn('callbacks')),
   taskHeartbeats: per(sfn('heartbeats')),
+  putEventsRequests: per(requests.filter((x) => x.row.service === 'events').reduce((a, x) => a + x.delta, 0)),
   busiestTable: { name: busiest ? entityName(busiest.row.table, busiest.row.index) : '', writeUnitsPerTransaction: per(busiest?.delta ?? 0) },
   hottestKey: {
     table: hottest?.row.table ?? '',
@@ -438,7 +439,7 @@ table([
   ['SQS requests', fmt(perTransaction.sqsRequests)],
   ...[...sqs.coordinator].sort().map(([op, c]) => [`  ${op}`, fmt(per(c))]),
   ['API requests', fmt(perTransaction.apiRequests)],
-  ['events published', fmt(perTransaction.eventsPublished)],
+  ['events published', `${fmt(perTransaction.eventsPublished)} in ${fmt(model.putEventsRequests)} PutEvents calls`],
   ['log bytes', `${fmt(perTransaction.logBytes, 0)} (${fmt(per(handlerLogBytes), 0)} from handlers, ${fmt(per(platformLogBytes), 0)} START/END/REPORT)`],
 ]);
 console.log(`  busiest table: ${model.busiestTable.name} ${fmt(model.busiestTable.writeUnitsPerTransaction)} WRU/tx`);

@@ -3,9 +3,10 @@
 // AWS_ENDPOINT_URL_EVENTBRIDGE. Entries are checked as EventBridge checks them (1-10 per call, Source,
 // DetailType and Detail required, Detail a JSON object, 256 KB per call), each accepted one is
 // counted in the meter (`eventsPublished`: EventBridge bills per 64 KB chunk of an entry; ours are
-// far smaller), kept in memory (the most recent MAX_KEPT) and told to listeners: the local API's
-// `GET /events` streams them as Server-Sent Events, and the console shows them. No rules match
-// here: nothing on the embedded stack subscribes to these events but the stream.
+// far smaller; and the call as a request, which is what the PutEvents quota counts), kept in memory
+// (the most recent MAX_KEPT) and told to listeners: the local API's `GET /events` streams them as
+// Server-Sent Events, and the console shows them. No rules match here: nothing on the embedded
+// stack subscribes to these events but the stream.
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -108,6 +109,7 @@ export class LocalEvents {
     if (size > PUT_EVENTS_MAX_BYTES) return validation(`Total size of the entries in the request is over the limit (${size} > ${PUT_EVENTS_MAX_BYTES} bytes)`);
     const results = entries.map((e) => this.accept(e));
     const accepted = results.filter((r) => r.EventId !== undefined).length;
+    this.options.meter?.count('events', 'PutEvents', undefined);
     this.options.meter?.eventsPublished(accepted);
     return { status: 200, body: { FailedEntryCount: results.length - accepted, Entries: results } };
   }

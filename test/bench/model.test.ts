@@ -32,6 +32,7 @@ function input(overrides: Partial<Omit<ModelInput, 'perTransaction'>> & { perTra
     apiKind: 'HTTP',
     taskResults: 0,
     taskHeartbeats: 0,
+    putEventsRequests: 0,
     busiestTable: { name: 'log', writeUnitsPerTransaction: 0 },
     hottestKey: { table: 'log', index: null, key: 'tx-1', writeUnitsPerTransaction: 0 },
     ...overrides,

@@ -28,12 +28,15 @@ afterAll(async () => {
 const decided = (txId: string, bus?: string) => ({ Source: 'dtc', DetailType: 'Transaction Decided', Detail: JSON.stringify({ txId, outcome: 'COMMIT' }), ...(bus ? { EventBusName: bus } : {}) });
 
 describe('PutEvents', () => {
-  it('accepts entries on the default bus and on a bus of the app, metering each as an event published', async () => {
+  it('accepts entries on the default bus and on a bus of the app, metering each as an event published and the call as a request', async () => {
     const before = meter.reading().eventsPublished;
+    const calls = () => meter.snapshot().find((r) => r.service === 'events' && r.operation === 'PutEvents')?.count ?? 0;
+    const callsBefore = calls();
     const out = await client.send(new PutEventsCommand({ Entries: [decided('tx-00000001'), decided('tx-00000002', 'dtc-events'), decided('tx-00000003', `arn:aws:events:${LOCAL_REGION}:${LOCAL_ACCOUNT}:event-bus/dtc-events`)] }));
     expect(out.FailedEntryCount).toBe(0);
     expect(out.Entries?.map((e) => e.EventId)).toEqual([expect.any(String), expect.any(String), expect.any(String)]);
     expect(meter.reading().eventsPublished - before).toBe(3);
+    expect(calls() - callsBefore).toBe(1);
     const kept = events.recent().slice(-3);
     expect(kept.map((e) => [e.bus, (e.detail as { txId: string }).txId])).toEqual([
       ['default', 'tx-00000001'],
