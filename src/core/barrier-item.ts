@@ -45,15 +45,16 @@ export function decodeBarrier(raw: Record<string, unknown>, where: string): Stor
 
 /**
  * The restart scan's rule over a stored item (its projection: txId, state, vote, updatedAtMs): the
- * undecided records, PREPARING (its run may have died) and PREPARED with YES (waiting for the
- * decision). Nothing else needs a look after a crash: an effect is written only with the barrier
+ * undecided records, PREPARING (its run may have died) and PREPARED with YES or READ_ONLY (waiting
+ * for the decision: a READ_ONLY voter keeps its locks until phase two reaches it, and is watched
+ * for it as a YES voter is, src/participant/inquiry.ts). Nothing else needs a look after a crash: an effect is written only with the barrier
  * state that records it, so no cleanup can have been cut short. The DynamoDB adapter sends this as
  * a FilterExpression and applies it again to what comes back.
  */
 export function unsettled(item: Record<string, unknown>): UnsettledBarrier | undefined {
   if (typeof item.pk !== 'string' || !item.pk.startsWith(BARRIER_KEY_PREFIX) || typeof item.txId !== 'string') return undefined;
   const state = item.state;
-  if (state !== 'PREPARING' && !(state === 'PREPARED' && item.vote === 'YES')) return undefined;
+  if (state !== 'PREPARING' && !(state === 'PREPARED' && (item.vote === 'YES' || item.vote === 'READ_ONLY'))) return undefined;
   return { txId: item.txId, state, ...(typeof item.vote === 'string' ? { vote: item.vote as UnsettledBarrier['vote'] } : {}), updatedAtMs: Number(item.updatedAtMs ?? 0) };
 }
 

@@ -48,10 +48,10 @@ export class BarrierStore implements BarrierStorePort<TransactWrite> {
         new ScanCommand({
           TableName: this.table,
           ConsistentRead: true,
-          FilterExpression: 'begins_with(pk, :prefix) AND (#state = :preparing OR (#state = :prepared AND #vote = :yes))',
+          FilterExpression: 'begins_with(pk, :prefix) AND (#state = :preparing OR (#state = :prepared AND #vote IN (:yes, :readOnly)))',
           ProjectionExpression: 'pk, txId, #state, #vote, updatedAtMs',
           ExpressionAttributeNames: { '#state': 'state', '#vote': 'vote' },
-          ExpressionAttributeValues: { ':prefix': BARRIER_KEY_PREFIX, ':preparing': 'PREPARING', ':prepared': 'PREPARED', ':yes': 'YES' },
+          ExpressionAttributeValues: { ':prefix': BARRIER_KEY_PREFIX, ':preparing': 'PREPARING', ':prepared': 'PREPARED', ':yes': 'YES', ':readOnly': 'READ_ONLY' },
           ...(ExclusiveStartKey ? { ExclusiveStartKey } : {}),
         }),
       );

@@ -123,8 +123,8 @@ export interface InDoubtInquiry {
   /** Ask for the watched transactions whose time has come, at most `max`. Never throws. */
   inquireDue(max?: number): Promise<InquiryReport>;
   /**
-   * The restart scan (bounded): watch every barrier record left undecided (PREPARED with YES, or
-   * PREPARING whose run died). Run at start, since a restart forgets what was watched; a Lambda
+   * The restart scan (bounded): watch every barrier record left undecided (PREPARED with YES or
+   * READ_ONLY, or PREPARING whose run died). Run at start, since a restart forgets what was watched; a Lambda
    * participant runs it on a schedule. Nothing else needs redoing after a crash: an effect is
    * written only together with the barrier state that records it.
    */

@@ -134,7 +134,7 @@ describe.each(adapters)('BarrierStorePort on $name', ({ fresh }) => {
     expect(await store.read('tx-bare-vote')).toEqual({ rev: 1, record: { state: 'PREPARED', operation: undefined, vote: 'NO' } });
   });
 
-  it('finds for the restart scan what is undecided: PREPARING and PREPARED(YES), however old', async () => {
+  it('finds for the restart scan what is undecided: PREPARING and PREPARED(YES or READ_ONLY), however old', async () => {
     const { store: own } = await fresh();
     const old = NOW - 86_400_000;
     const writes: [string, BarrierRecord, number][] = [
@@ -151,6 +151,7 @@ describe.each(adapters)('BarrierStorePort on $name', ({ fresh }) => {
     const found = (await own.scanUnsettled()).sort((a, b) => a.txId.localeCompare(b.txId));
     expect(found).toEqual([
       { txId: 'preparing-old', state: 'PREPARING', updatedAtMs: old },
+      { txId: 'readonly-recent', state: 'PREPARED', vote: 'READ_ONLY', updatedAtMs: NOW },
       { txId: 'yes-old', state: 'PREPARED', vote: 'YES', updatedAtMs: old },
       { txId: 'yes-recent', state: 'PREPARED', vote: 'YES', updatedAtMs: NOW },
     ]);
