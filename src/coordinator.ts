@@ -194,7 +194,7 @@ export class Coordinator {
     const arn = this.deps.config.stateMachineArn;
     if (!arn) throw new Error('STATE_MACHINE_ARN is not set for this function');
     try {
-      const mine = this.claimedGroups.has(group) || (await this.deps.log.claimGroup(group, -1, new Date(this.now()).toISOString())) !== undefined;
+      const mine = this.claimedGroups.has(group) || (await this.deps.log.claimGroup(group, -1, this.isoNow())) !== undefined;
       if (mine) {
         remember(this.claimedGroups, group);
         await ensureSupervisor({ log: this.deps.log, workflow: this.deps.workflow, now: this.now }, arn, group, starter);
