@@ -4,11 +4,11 @@
 // is absolute, abort() answers by what the log says, and the reply batch knows a participant by the
 // queue its message came on. test/unit/supervisor.test.ts runs the supervisors.
 import { describe, expect, it } from 'vitest';
-import { Coordinator, type ReplyRecord, START_RESERVE_MS, replyBatch } from '../../src/coordinator';
+import { type ReplyRecord, START_RESERVE_MS, replyBatch } from '../../src/coordinator';
 import { type LockService, LockWaitTimeoutError } from '../../src/locks/service';
 import type { VoteEntry } from '../../src/core/transaction';
 import { MemoryTxLog } from '../../src/memory/log';
-import { coordinatorConfig, memoryLogger } from '../support/fixtures';
+import { memoryLogger } from '../support/fixtures';
 import { RecordingWorkflow, SERVICES, T0, iso, memoryStack } from './memory-stack';
 
 const [INVENTORY, PAYMENT, SHIPPING, ORDER] = SERVICES as [string, string, string, string];
@@ -50,18 +50,8 @@ describe('start', () => {
       }
     })();
     let ids = 0;
-    const instances = [1, 2, 3].map(
-      (i) =>
-        new Coordinator({
-          // One shard: every transaction of a bucket is in one group.
-          config: { ...coordinatorConfig('log', SERVICES), stateMachineArn: s.stateMachineArn, supervision: { shards: 1, bucketSeconds: 10 } },
-          log: s.log,
-          queues: s.queues,
-          workflow,
-          now: s.now,
-          newId: () => `tx-${i}-${String(++ids).padStart(6, '0')}`,
-        }),
-    );
+    // One shard: every transaction of a bucket is in one group.
+    const instances = [1, 2, 3].map((i) => s.newCoordinator({ workflow, supervision: { shards: 1, bucketSeconds: 10 }, newId: () => `tx-${i}-${String(++ids).padStart(6, '0')}` }));
     const start = async (i: number): Promise<string> => {
       const outcome = await instances[i]!.start(s.body());
       if (outcome.kind !== 'started') throw new Error(`start answered ${JSON.stringify(outcome)}`);

@@ -93,16 +93,19 @@ export function memoryStack(options: StackOptions = {}) {
   const recording = new RecordingWorkflow();
   const workflow: WorkflowPort = options.supervise === false ? recording : sfn;
   let ids = 0;
-  coordinator = new Coordinator({
-    config: { ...coordinatorConfig('log', services), stateMachineArn, supervision: options.supervision ?? DEFAULT_SUPERVISION },
-    log,
-    queues,
-    workflow,
-    events,
-    now,
-    newId: options.newId ?? (() => `tx-${String(++ids).padStart(8, '0')}`),
-    ...(options.locks ? { locks: options.locks } : {}),
-  });
+  /** A coordinator over this stack's log, queues and clock (another api instance, with `overrides`). */
+  const newCoordinator = (overrides: { workflow?: WorkflowPort; supervision?: SupervisionSettings; newId?: () => string } = {}): Coordinator =>
+    new Coordinator({
+      config: { ...coordinatorConfig('log', services), stateMachineArn, supervision: overrides.supervision ?? options.supervision ?? DEFAULT_SUPERVISION },
+      log,
+      queues,
+      workflow: overrides.workflow ?? workflow,
+      events,
+      now,
+      newId: overrides.newId ?? options.newId ?? (() => `tx-${String(++ids).padStart(8, '0')}`),
+      ...(options.locks ? { locks: options.locks } : {}),
+    });
+  coordinator = newCoordinator();
 
   /** Every message a queue holds now, oldest first, taken off it (received and deleted). */
   const drain = (queue: MemoryQueue): { body: string; sentAtMs: number; attributes: Record<string, { StringValue: string }> }[] => {
@@ -132,6 +135,7 @@ export function memoryStack(options: StackOptions = {}) {
     /** The decision events the coordinator took (`pending`) and flushed (`published`). */
     events,
     coordinator: coordinator,
+    newCoordinator,
     /** Every run of every supervisor, in order. */
     runs,
     supervisorDeps: { ...deps, workflow, stateMachineArn },
