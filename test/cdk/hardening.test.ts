@@ -10,6 +10,7 @@ import { buildApp, loadCdkContext, readConfig } from '../../cdk/build';
 import { ALARMS, API_THROTTLED_METRIC } from '../../cdk/observability';
 import { startRequestSchema } from '../../src/core/transaction';
 import { METRIC, METRICS_NAMESPACE } from '../../src/metrics';
+import { functionRoles, roleStatements, statementsOf } from './roles';
 
 type Json = Record<string, any>;
 
@@ -207,20 +208,10 @@ function toRawSchema(node: unknown): unknown {
 }
 
 describe('least privilege', () => {
-  const functionRoles = () => {
-    const functions = resources(coordinator, 'AWS::Lambda::Function');
-    return functions.map(([id, fn]) => ({ id, entry: fn.Metadata['dtc:entry'] as string, role: fn.Properties.Role['Fn::GetAtt'][0] as string }));
-  };
-  const statementsOf = (roleId: string) =>
-    resources(coordinator, 'AWS::IAM::Policy')
-      .filter(([, p]) => (p.Properties.Roles as Json[]).some((r) => r.Ref === roleId))
-      .flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Json[]);
-  const actions = (statements: Json[]) => statements.flatMap((s) => [s.Action].flat() as string[]);
-
   // What each function may do is derived from what its code calls: test/cdk/permissions.test.ts.
 
   it('gives each function its own role, with no AWS-managed policy', () => {
-    const roles = functionRoles();
+    const roles = functionRoles(coordinator);
     expect(new Set(roles.map((r) => r.role)).size).toBe(roles.length);
     for (const { role } of roles) {
       expect(coordinator.toJSON().Resources[role].Properties.ManagedPolicyArns).toBeUndefined();
@@ -228,8 +219,8 @@ describe('least privilege', () => {
   });
 
   it('names a resource in every statement, except X-Ray, which has no resource-level permissions', () => {
-    for (const { entry, role } of functionRoles()) {
-      for (const s of statementsOf(role)) {
+    for (const { entry, role } of functionRoles(coordinator)) {
+      for (const s of roleStatements(coordinator, role)) {
         for (const a of [s.Action].flat() as string[]) expect({ entry, action: a }).toEqual({ entry, action: expect.not.stringContaining('*') });
         if (s.Resource === '*') expect({ entry, actions: [s.Action].flat() }).toEqual({ entry, actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'] });
       }
@@ -237,8 +228,8 @@ describe('least privilege', () => {
   });
 
   it('lets each function write only to its own log group', () => {
-    for (const { entry, role } of functionRoles()) {
-      const logs = statementsOf(role).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('logs:')));
+    for (const { entry, role } of functionRoles(coordinator)) {
+      const logs = roleStatements(coordinator, role).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('logs:')));
       expect(logs).toHaveLength(1);
       expect(logs[0]!.Resource).toEqual({ 'Fn::GetAtt': [expect.any(String), 'Arn'] });
       const group = coordinator.toJSON().Resources[logs[0]!.Resource['Fn::GetAtt'][0]];
@@ -248,14 +239,13 @@ describe('least privilege', () => {
 
   it("lets supervise, and only supervise, put in-doubt copies in the participants' dead-letter queues; reply, and only reply, refused replies in the reply DLQ", () => {
     const sendTargets = (entry: string) => {
-      const [fn] = functionRoles().filter((r) => r.entry === entry);
-      return JSON.stringify(statementsOf(fn!.role).filter((s) => [s.Action].flat().includes('sqs:SendMessage')));
+      return JSON.stringify(statementsOf(coordinator, entry).filter((s) => [s.Action].flat().includes('sqs:SendMessage')));
     };
     for (const service of participants) {
       expect(sendTargets('lambdas/supervise.ts')).toContain(`${service}requestsdlq`);
       for (const entry of ['lambdas/api.ts', 'lambdas/reply.ts', 'lambdas/detector.ts']) expect(sendTargets(entry)).not.toContain(`${service}requestsdlq`);
       // Nobody on the coordinator's side sends on a participant's reply queue.
-      for (const { entry } of functionRoles()) expect(sendTargets(entry)).not.toMatch(new RegExp(`Queues${service}replies[0-9A-F]{8}Arn`));
+      for (const { entry } of functionRoles(coordinator)) expect(sendTargets(entry)).not.toMatch(new RegExp(`Queues${service}replies[0-9A-F]{8}Arn`));
     }
     expect(sendTargets('lambdas/reply.ts')).toContain('Queuesrepliesdlq');
     for (const entry of ['lambdas/api.ts', 'lambdas/supervise.ts', 'lambdas/detector.ts']) expect(sendTargets(entry)).not.toContain('Queuesrepliesdlq');
@@ -263,14 +253,13 @@ describe('least privilege', () => {
 
   it('lists the transactions through the one index it queries, and supervises through the other', () => {
     const queries = (entry: string) => {
-      const [fn] = functionRoles().filter((r) => r.entry === entry);
-      return JSON.stringify(statementsOf(fn!.role).filter((s) => [s.Action].flat().includes('dynamodb:Query')));
+      return JSON.stringify(statementsOf(coordinator, entry).filter((s) => [s.Action].flat().includes('dynamodb:Query')));
     };
     expect(queries('lambdas/api.ts')).toContain('/index/byCreated');
     expect(queries('lambdas/api.ts')).not.toContain('/index/open');
     expect(queries('lambdas/supervise.ts')).toContain('/index/open');
     expect(queries('lambdas/supervise.ts')).not.toContain('/index/byCreated');
-    for (const { entry } of functionRoles()) expect(queries(entry)).not.toContain('/index/*');
+    for (const { entry } of functionRoles(coordinator)) expect(queries(entry)).not.toContain('/index/*');
   });
 });
 

@@ -21,6 +21,7 @@ import { Transactions } from '../../src/locks/transactions';
 import { LocalLambda } from '../../src/local/lambda';
 import { RUNS_PER_EXECUTION } from '../../src/supervisor';
 import { orderBody, startHarness, type Harness } from '../e2e/harness';
+import { functionRoles, statementsOf } from './roles';
 
 type Json = Record<string, any>;
 
@@ -72,14 +73,14 @@ const UNREACHED: Record<string, Record<string, string>> = {
 const MAPPING_ACTIONS = ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'];
 
 let h: Harness;
-let template: Json;
+let template: Template;
 const running = new AsyncLocalStorage<string>();
 /** Function name (as the embedded stack names it) -> every action its invocations needed. */
 const used = new Map<string, Set<string>>();
 const restore: (() => void)[] = [];
 
 beforeAll(async () => {
-  template = Template.fromStack(buildApp({ bundle: false, context: loadCdkContext(CONTEXT) }).coordinator).toJSON() as Json;
+  template = Template.fromStack(buildApp({ bundle: false, context: loadCdkContext(CONTEXT) }).coordinator);
   h = await startHarness({ context: CONTEXT });
   // Every invocation (API routes, event source mappings, schedules, state machine tasks) goes through LocalLambda.invoke.
   const invoke = LocalLambda.prototype.invoke;
@@ -112,19 +113,13 @@ afterAll(async () => {
 function entryOfFunction(name: string): string | undefined {
   const [stack, ...rest] = name.split('-');
   if (stack !== 'DtcCoordinator') return undefined;
-  return template.Resources[rest.join('-')]?.Metadata?.['dtc:entry'] as string | undefined;
+  return functionRoles(template).find((f) => f.id === rest.join('-'))?.entry;
 }
 
 /** A function's granted actions (logs and X-Ray aside), Query/Scan per index as `action@index`. */
 function granted(entry: string): Set<string> {
-  const [roleId] = Object.values(template.Resources as Json)
-    .filter((r) => r.Type === 'AWS::Lambda::Function' && r.Metadata['dtc:entry'] === entry)
-    .map((r) => r.Properties.Role['Fn::GetAtt'][0] as string);
-  const statements = Object.values(template.Resources as Json)
-    .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties.Roles as Json[]).some((role) => role.Ref === roleId))
-    .flatMap((p) => p.Properties.PolicyDocument.Statement as Json[]);
   const out = new Set<string>();
-  for (const s of statements) {
+  for (const s of statementsOf(template, entry)) {
     const resources = JSON.stringify(s.Resource);
     for (const action of [s.Action].flat() as string[]) {
       if (action.startsWith('logs:') || action.startsWith('xray:')) continue;
@@ -136,7 +131,7 @@ function granted(entry: string): Set<string> {
   return out;
 }
 
-const fn = (id: string) => Object.keys(template.Resources as Json).find((k) => template.Resources[k].Metadata?.['dtc:entry'] === id)!;
+const fn = (entry: string) => functionRoles(template).find((f) => f.entry === entry)!.id;
 
 describe('each function may do exactly what its code does', () => {
   it('drives every handler through its routes and branches, then checks every role against what was called', async () => {
@@ -222,7 +217,7 @@ describe('each function may do exactly what its code does', () => {
       const entry = entryOfFunction(name);
       if (entry) calls.set(entry, new Set([...(calls.get(entry) ?? []), ...actions]));
     }
-    const entries = Object.values(template.Resources as Json).filter((r) => r.Type === 'AWS::Lambda::Function').map((r) => r.Metadata['dtc:entry'] as string);
+    const entries = functionRoles(template).map((f) => f.entry);
     expect([...calls.keys()].sort()).toEqual(entries.sort());
     for (const entry of entries) {
       const needed = [...calls.get(entry)!].sort();

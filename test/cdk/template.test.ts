@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, loadCdkContext } from '../../cdk/build';
 import { unsupportedResources } from '../../src/local/provision';
 import type { CfnTemplate } from '../../src/local/template';
+import { statementsOf } from './roles';
 
 type Json = Record<string, any>;
 type AslValidator = (
@@ -53,14 +54,6 @@ beforeAll(() => {
   principalCoordinator = Template.fromStack(withPrincipals.coordinator);
 });
 
-/** The IAM statements of a function's role (by its source entry). */
-function statementsOf(template: Template, entry: string): Json[] {
-  const [fnId] = Object.entries(template.findResources('AWS::Lambda::Function')).find(([, fn]) => fn.Metadata['dtc:entry'] === entry)!;
-  const role = (template.toJSON().Resources as Json)[fnId].Properties.Role['Fn::GetAtt'][0] as string;
-  return Object.values(template.findResources('AWS::IAM::Policy'))
-    .filter((p) => (p.Properties.Roles as Json[]).some((r) => r.Ref === role))
-    .flatMap((p) => p.Properties.PolicyDocument.Statement as Json[]);
-}
 const actionsOf = (statements: Json[]): string[] => statements.flatMap((s) => [s.Action].flat() as string[]).filter((a) => !a.startsWith('logs:') && !a.startsWith('xray:'));
 /** The statements granting `action`, as JSON text (to look for the resources they name). */
 const grantsOf = (statements: Json[], action: string): string => JSON.stringify(statements.filter((s) => [s.Action].flat().includes(action)));
