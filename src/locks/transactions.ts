@@ -6,7 +6,7 @@
 // access to the log table or to Step Functions.
 import type { AbortOutcome } from '../coordinator';
 import type { TxLogPort } from '../core/ports';
-import { type DecisionFacts, type DecisionRouteOptions, coordinatorRoute, decisionFacts, decisionRoute } from '../participant/decision-route';
+import { type DecisionFacts, type DecisionRouteOptions, coordinatorRoute, decisionFacts, decisionRoute, noSuchTransaction } from '../participant/decision-route';
 
 /** What a participant may know of a transaction: the facts the decision route shows. */
 export type TxFacts = DecisionFacts;
@@ -54,8 +54,8 @@ export function apiTransactions(options: ApiTransactionsOptions): TransactionPor
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ reason }),
       });
+      if (noSuchTransaction(res, txId, `POST /transactions/${txId}/abort`)) return { applied: false, record: undefined };
       const body = res.body as { decidedNow?: unknown; transaction?: unknown } | undefined;
-      if (res.status === 404) return { applied: false, record: undefined };
       const record = decisionFacts(body?.transaction);
       if ((res.status !== 202 && res.status !== 409) || !record) throw new Error(`POST /transactions/${txId}/abort answered ${res.status}: ${JSON.stringify(body)}`);
       return { applied: res.status === 202 && body?.decidedNow === true, record };

@@ -47,19 +47,25 @@ export function coordinatorRoute(options: DecisionRouteOptions): (path: string, 
 }
 
 /**
- * Reads the route: the transaction's facts, or undefined when the coordinator itself answers that it
- * has no such transaction. Any other answer throws (ask again later): a 404 from a wrong URL or a
- * missing route must never pass for "no record", which means presumed abort.
+ * True when the coordinator itself answered that it has no transaction `txId`; false for any answer
+ * but a 404. A 404 from anywhere else (a wrong URL, a missing route, a proxy) throws (ask again
+ * later): it must never pass for "no record", which means presumed abort, and would let a lock
+ * service take a lock from a transaction that may still commit.
  */
+export function noSuchTransaction({ status, body }: RouteAnswer, txId: string, route: string): boolean {
+  if (status !== 404) return false;
+  const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  if (error?.code === 'NotFound' && error.message === `no transaction ${txId}`) return true;
+  throw new Error(`${route}: 404 that is not the coordinator's (${JSON.stringify(body)}); check baseUrl`);
+}
+
+/** Reads the route: the transaction's facts, or undefined when the coordinator has no such transaction (`noSuchTransaction`). */
 export function decisionRoute(options: DecisionRouteOptions): (txId: string) => Promise<DecisionFacts | undefined> {
   const call = coordinatorRoute(options);
   return async (txId) => {
-    const { status, body } = await call(`/transactions/${encodeURIComponent(txId)}/decision`);
-    if (status === 404) {
-      const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-      if (error?.code === 'NotFound' && error.message === `no transaction ${txId}`) return undefined;
-      throw new Error(`GET /transactions/${txId}/decision: 404 that is not the coordinator's (${JSON.stringify(body)}); check baseUrl`);
-    }
+    const answer = await call(`/transactions/${encodeURIComponent(txId)}/decision`);
+    if (noSuchTransaction(answer, txId, `GET /transactions/${txId}/decision`)) return undefined;
+    const { status, body } = answer;
     const facts = decisionFacts(body);
     if (status !== 200 || !facts) throw new Error(`GET /transactions/${txId}/decision answered ${status}: ${JSON.stringify(body)}`);
     return facts;

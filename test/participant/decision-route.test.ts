@@ -19,6 +19,14 @@ describe("the decision route's one reader", () => {
     await expect(get(respond(500, { error: 'boom' }))).rejects.toThrow(/answered 500/);
   });
 
+  it('reads the abort route\'s 404 by the same rule: only the coordinator\'s own is "no record"', async () => {
+    const abort = (f: () => Promise<Response>) => apiTransactions({ baseUrl: 'http://coordinator.test/v1', fetch: f as typeof fetch }).abort(TX, 'deadlock victim');
+    expect(await abort(respond(404, notFound))).toEqual({ applied: false, record: undefined });
+    // A proxy's or a missing route's 404 must not read as "no such transaction": the lock service would free the lock.
+    await expect(abort(respond(404, { message: 'Not Found' }))).rejects.toThrow(/not the coordinator's/);
+    expect(await abort(respond(202, { decidedNow: true, transaction: found }))).toEqual({ applied: true, record: { txId: TX, status: 'COMMITTING', createdAt: found.createdAt } });
+  });
+
   it('gives the inquiry the same answers, as decisions', async () => {
     const read = (f: () => Promise<Response>) => apiDecisions({ baseUrl: 'http://coordinator.test/v1', fetch: f as typeof fetch }).read(TX);
     expect(await read(respond(200, found))).toBe('COMMIT');
