@@ -211,6 +211,19 @@ export const RAISES: Partial<Record<QuotaId, { limit: number; note: string }>> =
   putEvents: { limit: 20_000, note: 'EventBridge PutEvents 10,000 -> 20,000/s' },
 };
 
+/** Z / B: supervision groups a second (each started once), whatever the transaction rate. */
+export function groupsPerSecond(s: SupervisionUse, shards = s.shards): number {
+  return shards / s.bucketSeconds;
+}
+
+/**
+ * Write units per transaction of the group claims, an upper bound: a rate R keeps R x (api seconds
+ * per transaction) api instances busy, and each claims each of the Z / B groups a second once.
+ */
+export function groupClaimsPerTransaction(s: SupervisionUse, shards = s.shards): number {
+  return groupsPerSecond(s, shards) * s.apiSecondsPerTransaction;
+}
+
 /** A supervision group's key of the `open` index: `g-<bucket start>-<bucket length>-<shard>`. */
 const GROUP_KEY = /^g-\d+-\d+-\d+$/;
 
@@ -233,7 +246,7 @@ export function usePerTransaction(input: ModelInput, shards = input.supervision?
       : input.hottestKey.writeUnitsPerTransaction;
   // Upper bounds: every instance claims every group (the measured run's own claims are in the
   // busiest table's figure already, and counted again here).
-  const claims = supervised ? (shards / s.bucketSeconds) * s.apiSecondsPerTransaction : 0;
+  const claims = supervised ? groupClaimsPerTransaction(s, shards) : 0;
   const claimKey = supervised ? s.apiSecondsPerTransaction / s.bucketSeconds : 0;
   return {
     dynamodbTableWrites: input.busiestTable.writeUnitsPerTransaction + claims,
@@ -273,8 +286,8 @@ export function capacityRows(input: ModelInput, quotas: Record<QuotaId, Quota> =
     const q = quotas[id];
     const u = use[id];
     let txPerSecond = u > 0 && Number.isFinite(q.limit) ? q.limit / u : null;
-    if (id === 'stateTransitions' && s && shards !== undefined) txPerSecond = (shards / s.bucketSeconds) * s.transitionsPerGroup <= q.limit ? null : 0;
-    if (id === 'startExecution' && s && shards !== undefined) txPerSecond = shards / s.bucketSeconds <= q.limit ? null : 0;
+    if (id === 'stateTransitions' && s && shards !== undefined) txPerSecond = groupsPerSecond(s, shards) * s.transitionsPerGroup <= q.limit ? null : 0;
+    if (id === 'startExecution' && s && shards !== undefined) txPerSecond = groupsPerSecond(s, shards) <= q.limit ? null : 0;
     return { id, name: q.name, limit: q.limit, unit: q.unit, usePerTransaction: u, txPerSecond, source: q.source };
   });
 }

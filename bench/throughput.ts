@@ -22,6 +22,8 @@ import {
   costLines,
   costPerMillionUsd,
   functionConfigs,
+  groupClaimsPerTransaction,
+  groupsPerSecond,
   raisedQuotas,
   sqsSide,
   type FunctionUse,
@@ -462,10 +464,11 @@ table([
     raisedRows[i]!.txPerSecond === null ? '-' : fmt(raisedRows[i]!.txPerSecond!, 0),
   ]),
 ]);
+const supervisionUse = model.supervision!;
 console.log(
-  `  StartExecution: ${fmt(perTransaction.startExecutions, 3)} per transaction measured, once per group: ${fmt(supervision.shards / supervision.bucketSeconds, 2)} calls/s whatever the rate; group claims modelled at ${fmt((supervision.shards / supervision.bucketSeconds) * apiSeconds, 3)} write units per transaction = (${supervision.shards} shards / ${supervision.bucketSeconds} s) x ${fmt(apiSeconds, 3)} api seconds per transaction, as many api instances each claim every group they see`,
+  `  StartExecution: ${fmt(perTransaction.startExecutions, 3)} per transaction measured, once per group: ${fmt(groupsPerSecond(supervisionUse), 2)} calls/s whatever the rate; group claims modelled at ${fmt(groupClaimsPerTransaction(supervisionUse), 3)} write units per transaction = (${supervision.shards} shards / ${supervision.bucketSeconds} s) x ${fmt(apiSeconds, 3)} api seconds per transaction, as many api instances each claim every group they see`,
 );
-console.log(`  state transitions: ${fmt(model.supervision!.transitionsPerGroup, 1)} per group x ${fmt(supervision.shards / supervision.bucketSeconds, 2)} groups/s, whatever the rate`);
+console.log(`  state transitions: ${fmt(supervisionUse.transitionsPerGroup, 1)} per group x ${fmt(groupsPerSecond(supervisionUse), 2)} groups/s, whatever the rate`);
 console.log(`  default quotas: ${fmt(cap.defaultQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.defaultQuotas.bindingQuota}`);
 console.log(`  raised quotas:  ${fmt(cap.raisedQuotas.txPerSecond ?? NaN, 0)} tx/s, bound by ${cap.raisedQuotas.bindingQuota} (raises: ${cap.raisedQuotas.raises.join('; ') || 'none'})`);
 console.log('');

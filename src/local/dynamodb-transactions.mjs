@@ -96,7 +96,8 @@ const getTable = (store, name) =>
 /** The item stored under dynalite's `key` in `tableName`, undefined when there is none. */
 export const getItem = (store, tableName, key) =>
   new Promise((resolve, reject) => store.getItemDb(tableName).get(key, (err, item) => (err && err.name !== 'NotFoundError' ? reject(err) : resolve(item ?? undefined))));
-const batch = (store, ops) => new Promise((resolve, reject) => store.db.batch(ops, (err) => (err ? reject(err) : resolve())));
+/** One LevelDB batch of `ops` (writeOperations' and indexOperations' shape), atomically. */
+export const batch = (store, ops) => new Promise((resolve, reject) => store.db.batch(ops, (err) => (err ? reject(err) : resolve())));
 
 /**
  * Take dynalite's item locks for every (table, key) at once. All registrations happen in this one

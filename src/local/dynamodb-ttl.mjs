@@ -16,7 +16,7 @@
 // a table deleted and created again starts with TTL disabled, as on AWS.
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { getItem, lockAll, writeOperations } from './dynamodb-transactions.mjs';
+import { batch, getItem, lockAll, writeOperations } from './dynamodb-transactions.mjs';
 
 const require = createRequire(import.meta.url);
 const db = require(path.join(path.dirname(require.resolve('dynalite')), 'db'));
@@ -192,7 +192,7 @@ export function createTimeToLive(store, { onDelete, now = Date.now } = {}) {
       // Read again under the lock: the entry may be older than the item's last write.
       const item = await getItem(store, tableName, key);
       if (!isExpired(item, s.AttributeName, now())) return false;
-      await new Promise((resolve, reject) => store.db.batch(writeOperations(table, key, item, null), (err) => (err ? reject(err) : resolve())));
+      await batch(store, writeOperations(table, key, item, null));
       onDelete?.(table, item);
       return true;
     } finally {

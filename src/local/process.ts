@@ -14,6 +14,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { FaultInput, FaultKind } from './faults';
 import type { StackTemplate } from './provision';
 
+/** The demo's options a child takes (JSON in DTC_DEMO; startDemo in src/local/demo-routes.ts). */
+interface DemoProcessOptions {
+  inquireAfterMs?: number;
+  visibilityTimeoutSeconds?: number;
+  locks?: false;
+  leaseMs?: number;
+}
+
 export interface StackProcessOptions {
   /**
    * Data directory (DynamoDB on disk); the same directory across restarts. The first life also
@@ -23,7 +31,7 @@ export interface StackProcessOptions {
   faults?: FaultInput;
   /** CDK context overrides (participants, sweeperLocalRateSeconds ...). */
   context?: Record<string, unknown>;
-  demo?: { inquireAfterMs?: number; visibilityTimeoutSeconds?: number; locks?: false; leaseMs?: number };
+  demo?: DemoProcessOptions;
   /** Every line the child prints (stdout and stderr), for diagnosis. */
   onLine?: (line: string) => void;
   /** Give up waiting for DTC_READY after this long (default 120 s). */
@@ -127,7 +135,7 @@ async function childMain(): Promise<void> {
   const { startDemo } = await import('./demo-routes');
   const faults = installFaultsFromEnv();
   const context = process.env.DTC_CONTEXT ? (JSON.parse(process.env.DTC_CONTEXT) as Record<string, unknown>) : undefined;
-  const demoOptions = process.env.DTC_DEMO ? (JSON.parse(process.env.DTC_DEMO) as { inquireAfterMs?: number; visibilityTimeoutSeconds?: number; locks?: false; leaseMs?: number }) : {};
+  const demoOptions = process.env.DTC_DEMO ? (JSON.parse(process.env.DTC_DEMO) as DemoProcessOptions) : {};
   // The synth takes seconds; a restart in the same home reuses the first life's templates.
   const cacheFile = path.join(home, 'templates.json');
   let templates: StackTemplate[];

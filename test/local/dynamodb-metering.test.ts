@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   BatchWriteItemCommand,
   ConditionalCheckFailedException,
-  CreateTableCommand,
   DeleteItemCommand,
   DynamoDBClient,
   GetItemCommand,
@@ -13,8 +12,10 @@ import {
   QueryCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import { createTableAndWait } from '../../src/aws/tables';
 import { startDynamo, type LocalDynamo, type WatchedItem } from '../../src/local/dynamodb';
 import { Meter, type DynamoUnitsRow } from '../../src/local/meter';
+import { unitsChargedSince } from '../support/meter';
 
 let dynamo: LocalDynamo;
 let client: DynamoDBClient;
@@ -22,49 +23,34 @@ const meter = new Meter();
 meter.countKeys = true;
 const TABLE = 'log';
 
-/** Units charged since `before`, by table/index/key ('' = totals), once the worker's messages arrived. */
-async function chargedSince(before: DynamoUnitsRow[], expectedRows: number): Promise<Map<string, { w: number; r: number }>> {
-  const diff = () => {
-    const out = new Map<string, { w: number; r: number }>();
-    for (const row of meter.reading().dynamodb) {
-      const prev = before.find((b) => b.table === row.table && b.index === row.index && b.key === row.key);
-      const w = row.writeUnits - (prev?.writeUnits ?? 0);
-      const r = row.readUnits - (prev?.readUnits ?? 0);
-      if (w || r) out.set(`${row.index || '-'}/${row.key || '*'}`, { w, r });
-    }
-    return out;
-  };
-  await vi.waitFor(() => expect(diff().size).toBeGreaterThanOrEqual(expectedRows));
-  return diff();
-}
+/** Units charged since `before`, by index/key ('-' = the table, '*' = totals), once the worker's messages arrived. */
+const chargedSince = (before: DynamoUnitsRow[], expectedRows: number) => unitsChargedSince(meter, before, expectedRows, (row) => `${row.index || '-'}/${row.key || '*'}`);
 
 beforeAll(async () => {
   dynamo = await startDynamo({ meter });
   client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
-  await client.send(
-    new CreateTableCommand({
-      TableName: TABLE,
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'listPk', AttributeType: 'S' },
-        { AttributeName: 'createdAt', AttributeType: 'S' },
-        { AttributeName: 'openPk', AttributeType: 'S' },
-      ],
-      GlobalSecondaryIndexes: [
-        {
-          IndexName: 'byCreated',
-          KeySchema: [
-            { AttributeName: 'listPk', KeyType: 'HASH' },
-            { AttributeName: 'createdAt', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['status'] },
-        },
-        { IndexName: 'open', KeySchema: [{ AttributeName: 'openPk', KeyType: 'HASH' }], Projection: { ProjectionType: 'KEYS_ONLY' } },
-      ],
-    }),
-  );
+  await createTableAndWait(client, {
+    TableName: TABLE,
+    BillingMode: 'PAY_PER_REQUEST',
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    AttributeDefinitions: [
+      { AttributeName: 'pk', AttributeType: 'S' },
+      { AttributeName: 'listPk', AttributeType: 'S' },
+      { AttributeName: 'createdAt', AttributeType: 'S' },
+      { AttributeName: 'openPk', AttributeType: 'S' },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: 'byCreated',
+        KeySchema: [
+          { AttributeName: 'listPk', KeyType: 'HASH' },
+          { AttributeName: 'createdAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['status'] },
+      },
+      { IndexName: 'open', KeySchema: [{ AttributeName: 'openPk', KeyType: 'HASH' }], Projection: { ProjectionType: 'KEYS_ONLY' } },
+    ],
+  });
 });
 
 afterAll(async () => {

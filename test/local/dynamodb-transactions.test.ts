@@ -26,6 +26,7 @@ import { createTableAndWait } from '../../src/aws/tables';
 import { startDynamo, type LocalDynamo } from '../../src/local/dynamodb';
 import { installFaults } from '../../src/local/faults';
 import { Meter, type DynamoUnitsRow } from '../../src/local/meter';
+import { unitsChargedSince } from '../support/meter';
 
 const ACCOUNTS = 'tx-accounts';
 const OTHER = 'tx-other';
@@ -421,22 +422,9 @@ describe('ReturnValuesOnConditionCheckFailure on single writes', () => {
 });
 
 describe('billing', () => {
-  /** Units charged since `before` per "index/key", once at least `rows` rows arrived. */
-  async function chargedSince(before: DynamoUnitsRow[], rows: number) {
-    const diff = () => {
-      const out = new Map<string, { w: number; r: number }>();
-      for (const row of meter.reading().dynamodb) {
-        if (row.key === '') continue;
-        const prev = before.find((b) => b.table === row.table && b.index === row.index && b.key === row.key);
-        const w = row.writeUnits - (prev?.writeUnits ?? 0);
-        const r = row.readUnits - (prev?.readUnits ?? 0);
-        if (w || r) out.set(`${row.table}/${row.index || '-'}/${row.key}`, { w, r });
-      }
-      return out;
-    };
-    await vi.waitFor(() => expect(diff().size).toBeGreaterThanOrEqual(rows));
-    return diff();
-  }
+  /** Units charged since `before` per "table/index/key" (totals left out), once at least `rows` rows arrived. */
+  const chargedSince = (before: DynamoUnitsRow[], rows: number) =>
+    unitsChargedSince(meter, before, rows, (row) => (row.key === '' ? undefined : `${row.table}/${row.index || '-'}/${row.key}`));
 
   /** Wait until the charges of the writes that set up a test have arrived (they travel apart from the responses). */
   async function settled(...items: [table: string, key: string][]) {
