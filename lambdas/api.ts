@@ -8,7 +8,7 @@ import { LockApi } from '../src/locks/api';
 import { withTelemetry } from '../src/aws/telemetry';
 import { z } from 'zod';
 import { serviceName, txId as txIdSchema } from '../src/core/messages';
-import { MAX_BODY_BYTES, type FieldError, toView } from '../src/core/transaction';
+import { MAX_BODY_BYTES, type FieldError, type TxView, toView } from '../src/core/transaction';
 
 const json = (statusCode: number, body: unknown, headers: Record<string, string> = {}): APIGatewayProxyResult => ({
   statusCode,
@@ -175,15 +175,18 @@ async function getTransaction(event: APIGatewayProxyEvent, context?: Context): P
  * A caller that is one of the deployment's participants (by the role it signed with) may act on its
  * own transactions only; other callers are operators, as far as IAM lets them call this route.
  */
-async function refuseStranger(caller: string | undefined, txId: string): Promise<APIGatewayProxyResult | undefined> {
+async function refuseStranger(caller: string | undefined, txId: string, known?: TxView): Promise<APIGatewayProxyResult | undefined> {
   const service = participantOf(caller, readConfig().participantPrincipals ?? {});
   if (service === undefined) return undefined;
-  const view = await getCoordinator().get(txId);
+  const view = known ?? (await getCoordinator().get(txId));
   if (view && !view.participants.some((p) => p.service === service)) {
     return problem(403, 'Forbidden', `participant ${service} is not a member of transaction ${txId}`);
   }
   return undefined;
 }
+
+/** Who signed the request (IAM): its ARN, else the caller id API Gateway gives. */
+const callerOf = (event: APIGatewayProxyEvent): string | undefined => event.requestContext?.identity?.userArn ?? event.requestContext?.identity?.caller ?? undefined;
 
 /** `arn:aws:sts::<acct>:assumed-role/<role>/<session>` or the role's own ARN -> the participant whose role it is. */
 export function participantOf(caller: string | undefined, principals: Record<string, string>): string | undefined {
@@ -201,10 +204,11 @@ export function participantOf(caller: string | undefined, principals: Record<str
 async function getDecision(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
   const id = event.pathParameters?.id ?? '';
   if (!txIdSchema.safeParse(id).success) return problem(404, 'NotFound', `no transaction ${id}`);
-  const refused = await refuseStranger(event.requestContext?.identity?.userArn ?? undefined, id);
-  if (refused) return refused;
+  // One read: the membership check and the answer see the same record.
   const view = await getCoordinator().get(id);
   if (!view) return problem(404, 'NotFound', `no transaction ${id}`);
+  const refused = await refuseStranger(callerOf(event), id, view);
+  if (refused) return refused;
   return json(200, { txId: view.txId, status: view.status, createdAt: view.createdAt, decision: view.decision?.outcome ?? 'PENDING' });
 }
 
@@ -226,7 +230,7 @@ async function abortTransaction(event: APIGatewayProxyEvent): Promise<APIGateway
     }
     if (typeof given === 'string' && given.trim() !== '') reason = `aborted on request: ${given}`;
   }
-  const caller = event.requestContext?.identity?.userArn ?? event.requestContext?.identity?.caller ?? undefined;
+  const caller = callerOf(event);
   const refused = await refuseStranger(caller, id);
   if (refused) return refused;
   const outcome = await getCoordinator().abort(id, caller ? `${reason} (by ${caller})` : reason);
@@ -254,7 +258,7 @@ const releaseBody = z.strictObject({
 async function releaseParticipant(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
   const id = event.pathParameters?.id ?? '';
   if (!txIdSchema.safeParse(id).success) return problem(404, 'NotFound', `no transaction ${id}`);
-  const caller = event.requestContext?.identity?.userArn ?? event.requestContext?.identity?.caller ?? undefined;
+  const caller = callerOf(event);
   const service = participantOf(caller, readConfig().participantPrincipals ?? {});
   if (service !== undefined) return problem(403, 'Forbidden', `participant ${service} may not release participants: operators only`);
   const read = readJson(event, false);
