@@ -3,7 +3,7 @@
 // read back and select exactly the same thing. Pure: no I/O.
 import { z } from 'zod';
 import type { BarrierRecord, StoredBarrier } from './barrier';
-import { vote } from './messages';
+import { type Vote, vote } from './messages';
 import type { UnsettledBarrier } from './ports';
 
 export const BARRIER_KEY_PREFIX = 'barrier#';
@@ -44,17 +44,24 @@ export function decodeBarrier(raw: Record<string, unknown>, where: string): Stor
 }
 
 /**
+ * The votes of a PREPARED record that still waits for phase two: YES holds its effect, and a
+ * READ_ONLY voter keeps its locks until phase two reaches it (and is watched for it as a YES voter
+ * is, src/participant/inquiry.ts). A NO voter holds nothing.
+ */
+export const AWAITING_PHASE_TWO: readonly Vote[] = ['YES', 'READ_ONLY'];
+
+/**
  * The restart scan's rule over a stored item (its projection: txId, state, vote, updatedAtMs): the
- * undecided records, PREPARING (its run may have died) and PREPARED with YES or READ_ONLY (waiting
- * for the decision: a READ_ONLY voter keeps its locks until phase two reaches it, and is watched
- * for it as a YES voter is, src/participant/inquiry.ts). Nothing else needs a look after a crash: an effect is written only with the barrier
- * state that records it, so no cleanup can have been cut short. The DynamoDB adapter sends this as
- * a FilterExpression and applies it again to what comes back.
+ * undecided records, PREPARING (its run may have died) and PREPARED with a vote in
+ * AWAITING_PHASE_TWO. Nothing else needs a look after a crash: an effect is written only with the
+ * barrier state that records it, so no cleanup can have been cut short. The DynamoDB adapter sends
+ * the same rule as a FilterExpression built from AWAITING_PHASE_TWO, and reads what comes back
+ * through this function.
  */
 export function unsettled(item: Record<string, unknown>): UnsettledBarrier | undefined {
   if (typeof item.pk !== 'string' || !item.pk.startsWith(BARRIER_KEY_PREFIX) || typeof item.txId !== 'string') return undefined;
   const state = item.state;
-  if (state !== 'PREPARING' && !(state === 'PREPARED' && (item.vote === 'YES' || item.vote === 'READ_ONLY'))) return undefined;
+  if (state !== 'PREPARING' && !(state === 'PREPARED' && AWAITING_PHASE_TWO.includes(item.vote as Vote))) return undefined;
   return { txId: item.txId, state, ...(typeof item.vote === 'string' ? { vote: item.vote as UnsettledBarrier['vote'] } : {}), updatedAtMs: Number(item.updatedAtMs ?? 0) };
 }
 

@@ -23,7 +23,7 @@ export class MemoryBarrierStore implements BarrierStorePort<MemoryWrite> {
 
   async read(txId: string): Promise<StoredBarrier> {
     const item = this.items.get(barrierKey(txId));
-    return item ? decodeBarrier(item, `${barrierKey(txId)} of ${this.participant}`) : { rev: ABSENT.rev, record: { state: 'NONE' } };
+    return item ? decodeBarrier(item, `${barrierKey(txId)} of ${this.participant}`) : ABSENT;
   }
 
   async write(txId: string, expectedRev: number, next: BarrierRecord, nowMs: number, writes: readonly MemoryWrite[] = []): Promise<BarrierWriteResult> {

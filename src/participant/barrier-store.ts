@@ -8,7 +8,7 @@ import { ConditionalCheckFailedException, TransactionCanceledException } from '@
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, TransactWriteCommand, type TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
 import { systemRandom, systemSleep } from '../aws/system';
 import { ABSENT, type BarrierRecord, type BarrierWriteResult, type StoredBarrier } from '../core/barrier';
-import { BARRIER_KEY_PREFIX, barrierKey, decodeBarrier, encodeBarrier, unsettled } from '../core/barrier-item';
+import { AWAITING_PHASE_TWO, BARRIER_KEY_PREFIX, barrierKey, decodeBarrier, encodeBarrier, unsettled } from '../core/barrier-item';
 import type { BarrierStorePort, Sleep, UnsettledBarrier } from '../core/ports';
 import { backoffMs } from '../core/recovery';
 
@@ -22,6 +22,16 @@ export type TransactWrite = NonNullable<TransactWriteCommandInput['TransactItems
 export const MAX_EFFECT_WRITES = 99;
 /** A transaction that meets another in flight on one of its items is tried again, this many times in all. */
 const CONFLICT_ATTEMPTS = 5;
+
+// The restart scan's rule (core/barrier-item's `unsettled`) in DynamoDB's terms, its votes taken
+// from the same list, so that only the undecided items come back.
+const votes = AWAITING_PHASE_TWO.map((v, i) => [`:vote${i}`, v] as const);
+const UNSETTLED_SCAN = {
+  FilterExpression: `begins_with(pk, :prefix) AND (#state = :preparing OR (#state = :prepared AND #vote IN (${votes.map(([name]) => name).join(', ')})))`,
+  ProjectionExpression: 'pk, txId, #state, #vote, updatedAtMs',
+  ExpressionAttributeNames: { '#state': 'state', '#vote': 'vote' },
+  ExpressionAttributeValues: { ':prefix': BARRIER_KEY_PREFIX, ':preparing': 'PREPARING', ':prepared': 'PREPARED', ...Object.fromEntries(votes) },
+};
 
 export class BarrierStore implements BarrierStorePort<TransactWrite> {
   constructor(
@@ -48,10 +58,7 @@ export class BarrierStore implements BarrierStorePort<TransactWrite> {
         new ScanCommand({
           TableName: this.table,
           ConsistentRead: true,
-          FilterExpression: 'begins_with(pk, :prefix) AND (#state = :preparing OR (#state = :prepared AND #vote IN (:yes, :readOnly)))',
-          ProjectionExpression: 'pk, txId, #state, #vote, updatedAtMs',
-          ExpressionAttributeNames: { '#state': 'state', '#vote': 'vote' },
-          ExpressionAttributeValues: { ':prefix': BARRIER_KEY_PREFIX, ':preparing': 'PREPARING', ':prepared': 'PREPARED', ':yes': 'YES', ':readOnly': 'READ_ONLY' },
+          ...UNSETTLED_SCAN,
           ...(ExclusiveStartKey ? { ExclusiveStartKey } : {}),
         }),
       );

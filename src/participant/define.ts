@@ -4,7 +4,7 @@
 import type { z } from 'zod';
 import type { PrepareResult } from '../core/barrier';
 import type { Grant, LockMode } from '../core/locks';
-import { type Vote, clipReason, serviceName, vote as voteSchema } from '../core/messages';
+import { clipReason, serviceName, vote as voteSchema } from '../core/messages';
 import { LockWaitTimeoutError, TransactionAbortedError } from '../locks/service';
 import type { TransactWrite } from './barrier-store';
 

@@ -2,7 +2,6 @@
 // scan finds what a crash left half done, and messages that will not succeed reach the DLQ with
 // their reason. On loopback DynamoDB and SQS; the coordinator is a stub or a log table.
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import type { ReplyMessage } from '../../src/core/messages';

@@ -519,8 +519,7 @@ describe('runBarrier under duplicates, reordering and crashes (model participant
       state.stored = { rev: 2, record: { state: 'PREPARING', operation: op, claim: { runId: 'other', untilMs: 5 * LEASE_MS } } };
       return out;
     };
-    ports.read = async () => state.stored;
-    const outcome = await runBarrier('PREPARE', op, { ...ports, read: async () => state.stored }, { runId: 'r', leaseMs: LEASE_MS });
+    const outcome = await runBarrier('PREPARE', op, ports, { runId: 'r', leaseMs: LEASE_MS });
     expect(outcome).toEqual({ kind: 'done', why: 'another prepare run owns the barrier now' });
     expect(state.landed).toEqual([]);
     expect(state.stored.rev).toBe(2);
