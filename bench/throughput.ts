@@ -10,7 +10,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { readConfig } from '../src/aws/config';
-import { DEFAULT_SUPERVISION, supervisionGroup } from '../src/core/transaction';
+import { DEFAULT_SUPERVISION } from '../src/core/transaction';
 import { startDemo } from '../src/local/demo-routes';
 import type { MeterReading } from '../src/local/meter';
 import { startLocalStack, synthesize } from '../src/local/stack';
@@ -93,6 +93,13 @@ stack.watchItems(stack.outputs.txTable, STATUS_ATTRIBUTE, FINAL_STATUSES, (item)
     waiting.delete(txId);
     resolve(sample);
   } else ended.set(txId, sample);
+});
+
+// Each transaction's supervision group, as its record was created with it (`og`: the finished
+// record no longer has it). The coordinator deals it, so it is read, not computed from the id.
+const groupOfTx = new Map<string, string>();
+stack.watchItems(stack.outputs.txTable, STATUS_ATTRIBUTE, ['PREPARING'], (item) => {
+  if (typeof item.og === 'string') groupOfTx.set(String(item.txId ?? item.pk), item.og);
 });
 
 function deployedSchedules(stack: Templates): Templates {
@@ -212,7 +219,11 @@ await stack.stop();
  * were still running at the timeout (their transitions so far are counted: a lower bound).
  */
 async function groupSupervision(measuredSamples: Sample[]): Promise<{ transitions: number; wholeTransitions: number; groups: number; complete: boolean }> {
-  const groupOf = (s: Sample) => supervisionGroup(s.txId, s.createdMs, supervision);
+  const groupOf = (s: Sample) => {
+    const group = groupOfTx.get(s.txId);
+    if (group === undefined) throw new Error(`transaction ${s.txId} ended, but its creation was not seen`);
+    return group;
+  };
   const members = new Map<string, { all: number; measured: number }>();
   for (const s of allSamples) {
     const g = members.get(groupOf(s)) ?? { all: 0, measured: 0 };

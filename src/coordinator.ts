@@ -17,6 +17,7 @@ import {
   type TxView,
   awaitingAck,
   decisionReasonOf,
+  idSlot,
   keptUntil,
   newOps,
   newTransaction,
@@ -103,6 +104,8 @@ export class Coordinator {
   private readonly startedGroups = new Set<string>();
   /** Groups whose first start this instance claimed and has not yet made (its StartExecution failed). */
   private readonly claimedGroups = new Set<string>();
+  /** The slot dealt to this instance's last new record (`idSlot`): the next takes the next one. */
+  private slot?: number;
 
   constructor(private readonly deps: CoordinatorDeps) {
     this.now = deps.now ?? systemClock;
@@ -143,12 +146,16 @@ export class Coordinator {
       }
     }
     const nowMs = this.now();
+    // Slots in turn, from wherever this instance's first id hashes to: its starts spread evenly
+    // over the listing and supervision shards, so no group key takes more than its share.
+    const slot = (this.slot = this.slot === undefined ? idSlot(txId) : this.slot + 1);
     const record = newTransaction({
       txId,
       request: valid.value,
       nowMs,
       requestHash,
       supervision: this.supervision,
+      slot,
       ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
     });
     const created = existing === undefined && (await log.create(record, newOps(txId, valid.value, nowMs, config.retentionDays)));

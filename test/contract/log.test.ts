@@ -15,6 +15,7 @@ import {
   type PhaseTwoResult,
   type TxRecord,
   type VoteEntry,
+  idSlot,
   listShard,
   newOps,
   newTransaction,
@@ -443,7 +444,7 @@ describe.each(ADAPTERS)('the transaction log on $name', (adapter) => {
         expect(await create(r)).toBe(true);
         mine.push({ txId: r.txId, createdAt: r.createdAt });
       }
-      expect(new Set(mine.map((m) => listShard(m.txId))).size).toBe(LIST_SHARDS);
+      expect(new Set(mine.map((m) => listShard(idSlot(m.txId)))).size).toBe(LIST_SHARDS);
       await log.decideAbort('tx-list-0159', 'client', iso(base + 60_000));
       const expected = [...mine].sort(newestFirst).map((m) => m.txId);
 

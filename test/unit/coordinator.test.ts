@@ -80,6 +80,27 @@ describe('start', () => {
     expect(workflow.starts.map((x) => x.name)).toEqual([group, ...groups]);
   });
 
+  it('deals its starts over the shards in turn: each group key and listing shard takes its share exactly, not a hash\'s chance of it', async () => {
+    const s = memoryStack({ supervise: false });
+    const coordinator = s.newCoordinator({ supervision: { shards: 8, bucketSeconds: 10 } });
+    const ids: string[] = [];
+    for (let i = 0; i < 64; i++) {
+      const outcome = await coordinator.start(s.body());
+      if (outcome.kind !== 'started') throw new Error(outcome.kind);
+      ids.push(outcome.txId);
+    }
+    const count = (keys: string[]) => [...keys.reduce((m, k) => m.set(k, (m.get(k) ?? 0) + 1), new Map<string, number>()).values()];
+    // 64 starts in one bucket: 8 apiece in each of the 8 groups, 2 apiece in each of the 32 listing shards.
+    expect(count(ids.map((id) => s.record(id).og!))).toEqual(new Array(8).fill(8));
+    expect(count(ids.map((id) => s.record(id).lp))).toEqual(new Array(32).fill(2));
+    // A replay is not dealt again: it keeps its record's place.
+    const replayed = await coordinator.start(s.body(), 'key-deal');
+    const again = await coordinator.start(s.body(), 'key-deal');
+    expect(again).toMatchObject({ replayed: true });
+    if (replayed.kind !== 'started') throw new Error(replayed.kind);
+    expect(s.record(replayed.txId).og).toBe(s.record(ids[0]!).og);
+  });
+
   it('answers a retried start with the same idempotency key with the same transaction, re-sending PREPARE only to members still pending', async () => {
     const s = memoryStack({ supervise: false });
     const txId = await s.start(s.body(), 'key-1');

@@ -22,6 +22,7 @@ import {
   recordedReason,
   shardOf,
   supervisionGroup,
+  idSlot,
   tally,
   toView,
   validateStartRequest,
@@ -107,8 +108,8 @@ describe('a new transaction', () => {
       ok: 0,
       createdAt: '2026-01-01T00:00:07.000Z',
       prepareDeadlineAt: Date.UTC(2026, 0, 1, 0, 0, 17),
-      lp: listShard('tx-00000001'),
-      og: supervisionGroup('tx-00000001', Date.UTC(2026, 0, 1, 0, 0, 7), DEFAULT_SUPERVISION),
+      lp: listShard(idSlot('tx-00000001')),
+      og: supervisionGroup(idSlot('tx-00000001'), Date.UTC(2026, 0, 1, 0, 0, 7), DEFAULT_SUPERVISION),
     });
     expect(r).not.toHaveProperty('resources');
     expect(r).not.toHaveProperty('idempotencyKey');
@@ -140,17 +141,20 @@ describe('sharding', () => {
     for (const id of ids) counts[shardOf(id, LIST_SHARDS)]!++;
     for (const c of counts) expect(c).toBeGreaterThan((0.8 * ids.length) / LIST_SHARDS);
     expect(shardOf(ids[0]!, LIST_SHARDS)).toBe(shardOf(ids[0]!, LIST_SHARDS));
-    expect(new Set(ids.map(listShard))).toEqual(new Set(Array.from({ length: LIST_SHARDS }, (_, i) => `l${i}`)));
+    expect(new Set(ids.map((id) => listShard(idSlot(id))))).toEqual(new Set(Array.from({ length: LIST_SHARDS }, (_, i) => `l${i}`)));
   });
 
   it('puts a transaction in the group of its creation bucket and id shard, which closes at the bucket end', () => {
     const s = { shards: 4, bucketSeconds: 10 };
     const created = Date.UTC(2026, 0, 1, 0, 0, 19, 999);
-    const group = supervisionGroup('tx-00000001', created, s);
+    const group = supervisionGroup(idSlot('tx-00000001'), created, s);
     const bucket = Date.UTC(2026, 0, 1, 0, 0, 10) / 1000;
     expect(group).toBe(`g-${bucket}-10-${shardOf('tx-00000001', 4)}`);
     expect(groupInfo(group)).toEqual({ kind: 'bucket', closesAt: (bucket + 10) * 1000 });
-    expect(supervisionGroup('tx-00000001', created + 1, s)).not.toBe(group);
+    expect(supervisionGroup(idSlot('tx-00000001'), created + 1, s)).not.toBe(group);
+    // A slot goes to the shard it names, modulo each count.
+    expect(supervisionGroup(13, created, s)).toBe(`g-${bucket}-10-1`);
+    expect(listShard(LIST_SHARDS + 5)).toBe('l5');
     expect(groupInfo(parkingGroup('payment'))).toEqual({ kind: 'park', service: 'payment' });
     expect(() => groupInfo('tx-00000001')).toThrow(/not a supervision group/);
   });
