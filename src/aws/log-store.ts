@@ -5,6 +5,7 @@
 // sharded and written only when a record is created, parked or finished (cdk/log-table.ts).
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, type BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { toDynamo } from '../core/log-dsl';
 import { backoffMs } from '../core/recovery';
 import { systemRandom, systemSleep } from './system';
@@ -122,19 +123,30 @@ export class TxLog extends TableTxLog {
     }
   }
 
-  /** One state change of the table, asserted before and after; a failed condition answers the record as it is now. */
+  /**
+   * One state change of the table, asserted before and after; a failed condition answers the record
+   * as it is now, returned by the failed write itself (`ReturnValuesOnConditionCheckFailure`): a
+   * duplicate or a lost race costs no second request. No item back means there is no record.
+   */
   protected async update(txId: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): Promise<WriteResult> {
     assertTransition(name, before);
     try {
       const out = await this.doc.send(
-        new UpdateCommand({ TableName: this.table, Key: { pk: txId }, ...toDynamo(write.condition, write.update), ReturnValues: 'ALL_NEW' }),
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: txId },
+          ...toDynamo(write.condition, write.update),
+          ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
       );
       const record = out.Attributes as TxRecord | undefined;
       assertTransition(name, before, record);
       return { applied: true, record };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
-      return { applied: false, record: await this.get(txId) };
+      // The document client does not convert an error's item: it comes as DynamoDB's attribute values.
+      return { applied: false, record: err.Item ? (unmarshall(err.Item) as TxRecord) : undefined };
     }
   }
 }

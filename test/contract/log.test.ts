@@ -596,3 +596,26 @@ describe('memory and dynalite, on random sequences of operations', () => {
     );
   });
 });
+
+describe('the DynamoDB adapter', () => {
+  it('answers a failed condition with the item the failed write returned: no second request, and no record when there is none', async () => {
+    const aws = await startLocalAws({ tables: ['log'] });
+    try {
+      const doc = documentClient(aws.dynamodb);
+      const sent: string[] = [];
+      doc.middlewareStack.add((next, context) => (args) => (sent.push(context.commandName ?? '?'), next(args)), { step: 'initialize', name: 'countCommands' });
+      const log = new TxLog(doc, aws.tables.log);
+      const r = record('tx-failed-0001');
+      expect(await log.create(r, opsOf(r.txId))).toBe(true);
+      const first = await log.recordYes(r.txId, 'inventory', yes(T0 + 1), T0 + 1);
+      sent.length = 0;
+      // A duplicate vote and a stranger's: one UpdateItem each, answered with the record as it is.
+      expect(await log.recordYes(r.txId, 'inventory', yes(T0 + 2), T0 + 2)).toEqual({ applied: false, record: first.record });
+      expect(await log.recordYes(r.txId, 'shipping', yes(T0 + 2), T0 + 2)).toEqual({ applied: false, record: first.record });
+      expect(await log.recordYes('tx-failed-none', 'inventory', yes(T0 + 2), T0 + 2)).toEqual({ applied: false, record: undefined });
+      expect(sent).toEqual(['UpdateItemCommand', 'UpdateItemCommand', 'UpdateItemCommand']);
+    } finally {
+      await aws.stop();
+    }
+  });
+});
