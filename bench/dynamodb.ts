@@ -14,6 +14,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient, PutItemCommand, TransactWriteItemsCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { createTableAndWait } from '../src/aws/tables';
+import { percentile } from '../src/console/series';
 import { startDynamo } from '../src/local/dynamodb';
 
 const { values } = parseArgs({
@@ -112,8 +113,8 @@ async function measure(operation: string, run: () => Promise<boolean>): Promise<
     }),
   );
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => Number((latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0).toFixed(2));
-  return { operation, perSecond: Number((done / seconds).toFixed(1)), done, canceled, p50Ms: at(0.5), p99Ms: at(0.99) };
+  const at = (p: number) => Number((percentile(latencies, p) ?? 0).toFixed(2));
+  return { operation, perSecond: Number((done / seconds).toFixed(1)), done, canceled, p50Ms: at(50), p99Ms: at(99) };
 }
 
 const loadBefore = loadavg();

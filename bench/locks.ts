@@ -7,6 +7,7 @@
 //   api         POST /locks/{r} + DELETE over HTTP (API Gateway -> api λ -> lock service)
 // Prints acquires/s and acquire latency p50/p99 (ms).
 import { parseArgs } from 'node:util';
+import { percentile } from '../src/console/series';
 import { DEFAULT_SUPERVISION, newOps, newTransaction } from '../src/core/transaction';
 import { TxLog, documentClient } from '../src/aws/log-store';
 import { Transactions, createLocks } from '../src/locks';
@@ -26,10 +27,6 @@ const log = new TxLog(documentClient(stack.dynamodb), stack.outputs.txTable);
 const { getCoordinator } = await import('../src/aws/runtime');
 const { locks } = createLocks({ lockTable: stack.outputs.lockTable, transactions: new Transactions(log, getCoordinator()), dynamodb: stack.dynamodb });
 
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
 async function scenario(name: string, once: (client: number, i: number) => Promise<number>): Promise<void> {
   const latencies: number[] = [];
   const until = Date.now() + seconds * 1000;
@@ -43,7 +40,7 @@ async function scenario(name: string, once: (client: number, i: number) => Promi
   latencies.sort((a, b) => a - b);
   console.log(
     `${name.padEnd(8)} ${String(latencies.length).padStart(6)} acquires  ${(latencies.length / elapsed).toFixed(0).padStart(5)}/s  ` +
-      `p50 ${percentile(latencies, 50).toFixed(1)} ms  p99 ${percentile(latencies, 99).toFixed(1)} ms`,
+      `p50 ${(percentile(latencies, 50) ?? NaN).toFixed(1)} ms  p99 ${(percentile(latencies, 99) ?? NaN).toFixed(1)} ms`,
   );
 }
 

@@ -10,6 +10,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { readConfig } from '../src/aws/config';
+import { percentile } from '../src/console/series';
 import { DEFAULT_SUPERVISION } from '../src/core/transaction';
 import { startDemo } from '../src/local/demo-routes';
 import type { MeterReading } from '../src/local/meter';
@@ -171,10 +172,8 @@ async function client(): Promise<void> {
   }
 }
 
-const pct = (xs: number[], p: number) => {
-  const sorted = [...xs].sort((x, y) => x - y);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-};
+/** The console's nearest-rank percentile, of unsorted values; NaN for none. */
+const pct = (xs: number[], p: number) => percentile([...xs].sort((x, y) => x - y), p) ?? NaN;
 
 /** Run the clients until `durationS` has passed, printing progress every few seconds. */
 async function phase(name: string, durationS: number): Promise<{ samples: Sample[]; elapsedS: number }> {
