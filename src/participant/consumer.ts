@@ -1,9 +1,11 @@
 // A long-running participant consumer (containers, `npm start`): long-polls the request queue and
 // runs each message through the barrier with bounded concurrency. A message is deleted only after
 // its reply was sent; anything else leaves it for SQS to redeliver and, in the end, dead-letter.
+// Handled messages are deleted together, in DeleteMessageBatch requests of up to 10.
 import { Logger } from '@aws-lambda-powertools/logger';
 import {
   ChangeMessageVisibilityCommand,
+  DeleteMessageBatchCommand,
   DeleteMessageCommand,
   type Message,
   ReceiveMessageCommand,
@@ -38,6 +40,13 @@ const MAX_BATCH = 10;
 const RECEIVE_RETRY_MS = 1_000;
 /** In-doubt questions asked per inquiry tick, at most. */
 const INQUIRIES_PER_TICK = 16;
+/**
+ * How long a handled message waits, at most, for others to be deleted with it. Off the critical
+ * path (its reply is sent), and far inside the shortest visibility timeout (1 s).
+ */
+export const DELETE_LINGER_MS = 200;
+/** The reason a linger is cut short (without one, abort() builds a DOMException each time). */
+const FLUSHED = new Error('flushed');
 
 export function startConsumer(options: ConsumerOptions): Consumer {
   const { queueUrl } = options;
@@ -66,6 +75,12 @@ export function startConsumer(options: ConsumerOptions): Consumer {
   const runner = createRunner({ ...options, sqs, logger, onLockWait });
   const poll = new AbortController();
   const inFlight = new Set<Promise<void>>();
+  /** Messages whose handler is running (the rest of `inFlight` waits on locks or deletes). */
+  let handling = 0;
+  /** Handled messages waiting to be deleted, and the deletes under way (stop waits for them). */
+  const toDelete: { message: Message; done: (err?: unknown) => void }[] = [];
+  const deleting = new Set<Promise<void>>();
+  let lingering: AbortController | undefined;
   let stopping = false;
   const inquiry = runner.inDoubt ? startInquiry(sleep, runner.inDoubt, options.inquiryIntervalMs ?? 1_000, logger) : undefined;
   let redrive: Promise<DeadLetterTarget | undefined> | undefined;
@@ -109,6 +124,46 @@ export function startConsumer(options: ConsumerOptions): Consumer {
     logger.error(`${log}: ${moved ? 'moved to the dead-letter queue' : 'left for the dead-letter queue'}`, { messageId: message.MessageId, reason });
   }
 
+  /**
+   * Deletes a handled message together with others: at once when 10 are waiting or when no other
+   * message is being handled (none would join soon), else after DELETE_LINGER_MS at most. Resolves
+   * once SQS deleted it; rejects with its entry's failure.
+   */
+  function deleteHandled(message: Message): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      toDelete.push({ message, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      if (toDelete.length >= MAX_BATCH || handling === 0) flushDeletes();
+      else if (!lingering) {
+        const linger = (lingering = new AbortController());
+        sleep(DELETE_LINGER_MS, linger.signal).then(
+          () => lingering === linger && flushDeletes(),
+          () => undefined,
+        );
+      }
+    });
+  }
+
+  function flushDeletes(): void {
+    lingering?.abort(FLUSHED);
+    lingering = undefined;
+    while (toDelete.length > 0) {
+      const batch = toDelete.splice(0, MAX_BATCH);
+      const Entries = batch.map((e, i) => ({ Id: String(i), ReceiptHandle: e.message.ReceiptHandle }));
+      void sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries })).then(
+        (out) => {
+          const failed = new Map((out.Failed ?? []).map((f) => [f.Id, f]));
+          const deleted = new Set((out.Successful ?? []).map((ok) => ok.Id));
+          batch.forEach((e, i) => {
+            const f = failed.get(String(i));
+            if (f) e.done(Object.assign(new Error(`DeleteMessageBatch entry failed: ${f.Code}${f.Message ? `: ${f.Message}` : ''}`), { name: f.Code ?? 'DeleteFailed' }));
+            else e.done(deleted.has(String(i)) ? undefined : new Error('DeleteMessageBatch answered nothing for this message'));
+          });
+        },
+        (err: unknown) => batch.forEach((e) => e.done(err)),
+      );
+    }
+  }
+
   async function changeVisibility(message: Message, seconds: number): Promise<void> {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle, VisibilityTimeout: seconds }));
   }
@@ -126,6 +181,7 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       (err) => logger.warn('could not extend message visibility', { messageId: message.MessageId, error: err as Error }),
     );
     let failure: { err: unknown } | undefined;
+    handling++;
     try {
       await runner.handleBody(message.Body ?? '');
     } catch (err) {
@@ -134,16 +190,20 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       // Before the message is deleted or rescheduled: an extension still in flight would race the
       // delete (and fail with MessageNotInflight) or undo the new visibility.
       await extender.stop();
+      handling--;
     }
     if (failure) {
+      // The last handler to end sends what waits to be deleted.
+      if (handling === 0 && toDelete.length > 0) flushDeletes();
       await onFailure(message, failure.err);
       return;
     }
-    try {
-      await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
-    } catch (err) {
-      await onFailure(message, err);
-    }
+    // Off the message's slot: the next receive need not wait for the batch to fill.
+    const deleted: Promise<void> = deleteHandled(message)
+      .catch((err: unknown) => onFailure(message, err))
+      .catch((err: unknown) => logger.error('could not handle a failed delete; SQS will redeliver the message', { messageId: message.MessageId, error: err as Error }))
+      .finally(() => deleting.delete(deleted));
+    deleting.add(deleted);
   }
 
   async function onFailure(message: Message, err: unknown): Promise<void> {
@@ -216,6 +276,8 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       await inquiry?.stop();
       await loop;
       await Promise.all(inFlight);
+      flushDeletes();
+      await Promise.all(deleting);
     },
   };
 }

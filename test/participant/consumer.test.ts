@@ -144,6 +144,40 @@ describe('startConsumer', () => {
     expect(await local.drain(replyQueueUrl)).toHaveLength(1);
     expect(logger.lines.filter((l) => l.level !== 'info')).toEqual([]);
   });
+
+  it('deletes the messages it handled together, in DeleteMessageBatch requests, and none twice', async () => {
+    const queueUrl = await local.scratchQueue('requests-4');
+    const replyQueueUrl = await local.scratchQueue('replies-4');
+    const t = counting();
+    const deletes: number[] = [];
+    let singleDeletes = 0;
+    local.sqs.middlewareStack.add(
+      (next, context) => (args) => {
+        const input = args.input as { QueueUrl?: string; Entries?: unknown[] };
+        if (input.QueueUrl === queueUrl && context.commandName === 'DeleteMessageBatchCommand') deletes.push(input.Entries!.length);
+        if (input.QueueUrl === queueUrl && context.commandName === 'DeleteMessageCommand') singleDeletes++;
+        return next(args);
+      },
+      { step: 'initialize', name: 'countDeletes' },
+    );
+    try {
+      const txIds = Array.from({ length: 10 }, () => newTxId());
+      for (const txId of txIds) await local.send(queueUrl, message('PREPARE', txId, 'tester', { slowMs: 300 }));
+      const consumer = startConsumer({ participant: t.participant, queueUrl, replyQueueUrl, table, sqs: local.sqs, dynamodb: local.dynamodb, logger: memoryLogger() });
+      const votes: string[] = [];
+      await vi.waitFor(async () => expect(votes.push(...(await local.drain(replyQueueUrl)))).toBeGreaterThanOrEqual(10), { timeout: 10_000, interval: 50 });
+      await vi.waitFor(() => expect(deletes.reduce((a, b) => a + b, 0)).toBe(10), { timeout: 5_000, interval: 20 });
+      await consumer.stop();
+      expect(singleDeletes).toBe(0);
+      // Handled side by side: deleted in fewer requests than messages (each of up to 10).
+      expect(deletes.length).toBeLessThan(10);
+      expect(Math.max(...deletes)).toBeLessThanOrEqual(10);
+      expect(await local.queueDepth(queueUrl)).toBe(0);
+      expect(t.prepares.sort()).toEqual([...txIds].sort());
+    } finally {
+      local.sqs.middlewareStack.remove('countDeletes');
+    }
+  });
 });
 
 describe('sqsHandler', () => {
