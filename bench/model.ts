@@ -134,6 +134,20 @@ export function costPerMillionUsd(input: ModelInput): number {
   return costLines(input).reduce((sum, l) => sum + l.usdPerMillion, 0);
 }
 
+/**
+ * The same use at a sustained `rate`: a group's supervision (its StartExecution and its state
+ * transitions, measured per group) is spent once per group whatever its size, (Z / B) groups a
+ * second, so its share per transaction is that over `rate`. Everything else stays as measured,
+ * including what only falls as batches fill (receives, deletes, invocations, PutEvents calls): at a
+ * higher rate those are lower still, which this does not assume.
+ */
+export function atRate(input: ModelInput, rate: number): ModelInput {
+  const s = input.supervision;
+  if (!s || !(rate > 0)) return input;
+  const groups = groupsPerSecond(s);
+  return { ...input, perTransaction: { ...input.perTransaction, stateTransitions: (groups * s.transitionsPerGroup) / rate, startExecutions: groups / rate } };
+}
+
 // ---- capacity -----------------------------------------------------------------------------------
 
 export interface Quota {

@@ -20,6 +20,7 @@ import {
   apiKind as readApiKind,
   capacity,
   capacityRows,
+  atRate,
   costLines,
   costPerMillionUsd,
   functionConfigs,
@@ -393,6 +394,7 @@ const model: ModelInput = {
 const round = (x: number, digits = 3) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x);
 const roundAll = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v])) as T;
 const cap = capacity(model);
+const atCapacity = cap.defaultQuotas.txPerSecond === null ? null : { rate: cap.defaultQuotas.txPerSecond, model: atRate(model, cap.defaultQuotas.txPerSecond) };
 const roundCap = (c: { txPerSecond: number | null }) => ({ ...c, txPerSecond: c.txPerSecond === null ? null : Math.round(c.txPerSecond) });
 const decisions = measured.samples.map((s) => s.decisionMs);
 const result = {
@@ -407,6 +409,9 @@ const result = {
   hottestKey: roundAll(model.hottestKey),
   costPerMillionUsd: round(costPerMillionUsd(model), 2),
   capacity: { defaultQuotas: roundCap(cap.defaultQuotas), raisedQuotas: roundCap(cap.raisedQuotas) },
+  // The cost per million if transactions came at the default-quota capacity: supervision's
+  // per-group share spread over that rate, everything else as measured (bench/model.ts atRate).
+  costAtCapacity: atCapacity && { txPerSecond: Math.round(atCapacity.rate), costPerMillionUsd: round(costPerMillionUsd(atCapacity.model), 2) },
 };
 
 const fmt = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
@@ -460,6 +465,10 @@ console.log(`Participant side: ${fmt(result.participantSide.sqsRequests)} SQS re
 console.log('');
 console.log('Cost per million transactions, coordinator side (us-east-1 list prices, bench/model.ts):');
 table([['item', 'per tx', 'unit', 'USD/M'], ...costLines(model).map((l) => [l.item, fmt(l.usePerTransaction, l.unit === 'bytes' ? 0 : 3), l.unit, fmt(l.usdPerMillion)]), ['total', '', '', fmt(costPerMillionUsd(model))]]);
+if (atCapacity) {
+  console.log(`At the default-quota capacity (${fmt(atCapacity.rate, 0)} tx/s), supervision's per-group share spread over that rate, the rest as measured:`);
+  table([['item', 'per tx', 'unit', 'USD/M'], ...costLines(atCapacity.model).map((l) => [l.item, fmt(l.usePerTransaction, l.unit === 'bytes' ? 0 : 4), l.unit, fmt(l.usdPerMillion)]), ['total', '', '', fmt(costPerMillionUsd(atCapacity.model))]]);
+}
 console.log('');
 console.log('Capacity: transactions per second each quota allows (quota / use per transaction):');
 const raised = raisedQuotas(model);

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   apiKind,
+  atRate,
   capacity,
   capacityRows,
   costLines,
@@ -53,6 +54,20 @@ describe('cost per million transactions', () => {
     expect(line(i, 'Lambda requests')).toBeCloseTo(0.6, 6);
     expect(line(i, 'EventBridge')).toBeCloseTo(1, 6);
     expect(costPerMillionUsd(i)).toBeCloseTo(125 + 7.5 + 0.25 + 4 + 1 + 0.6 + 1, 6);
+  });
+
+  it('at a sustained rate, spreads supervision (per group) over that rate and keeps every other use as measured', () => {
+    const supervision = { shards: 8, bucketSeconds: 10, transitionsPerGroup: 7, apiSecondsPerTransaction: 0.02 };
+    const measured = input({ supervision, perTransaction: { stateTransitions: 0.7, startExecutions: 0.08, dynamodbWriteUnits: 20, sqsRequests: 19 } });
+    const at3000 = atRate(measured, 3_000);
+    // 0.8 groups a second x 7 transitions = 5.6 a second, over 3,000 transactions a second.
+    expect(at3000.perTransaction.stateTransitions).toBeCloseTo(5.6 / 3_000, 9);
+    expect(at3000.perTransaction.startExecutions).toBeCloseTo(0.8 / 3_000, 9);
+    expect(line(at3000, 'Step Functions')).toBeCloseTo((5.6 / 3_000) * 25, 6);
+    expect(line(at3000, 'DynamoDB writes')).toBe(line(measured, 'DynamoDB writes'));
+    expect(line(at3000, 'SQS')).toBe(line(measured, 'SQS'));
+    // Without supervision there is nothing per group.
+    expect(atRate(input({ perTransaction: { stateTransitions: 5 } }), 3_000).perTransaction.stateTransitions).toBe(5);
   });
 
   it('prices a REST API request at $3.50 per million and an HTTP API request at $1.00', () => {
