@@ -14,6 +14,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApp, loadCdkContext } from '../../cdk/build';
+import { EventBridgeDecisionEvents } from '../../src/aws/events';
 import { LockStore } from '../../src/aws/lock-store';
 import { TxLog, documentClient } from '../../src/aws/log-store';
 import { LockService } from '../../src/locks/service';
@@ -89,19 +90,29 @@ beforeAll(async () => {
     return running.run(name, () => invoke.call(this, nameOrArn, payload));
   };
   restore.push(() => (LocalLambda.prototype.invoke = invoke));
+  const record = (fn: string, actions: string[]) => {
+    const set = used.get(fn) ?? new Set<string>();
+    for (const a of actions) set.add(a);
+    used.set(fn, set);
+  };
   // Every SDK v3 client shares this base class and its send.
   const base = Object.getPrototypeOf(DynamoDBClient.prototype) as { send: (...args: unknown[]) => unknown };
   const send = base.send;
   base.send = function (this: object, ...args: unknown[]) {
     const fn = running.getStore();
-    if (fn !== undefined) {
-      const set = used.get(fn) ?? new Set<string>();
-      for (const a of actionsOf(this, args[0] as never)) set.add(a);
-      used.set(fn, set);
-    }
+    // PutEvents is the publisher's, below: here every handler shares one events buffer, and any
+    // invocation's end flushes what waits in it (on AWS each function's container flushes its own).
+    if (fn !== undefined && (args[0] as { constructor: { name: string } }).constructor.name !== 'PutEventsCommand') record(fn, actionsOf(this, args[0] as never));
     return send.apply(this, args);
   };
   restore.push(() => (base.send = send));
+  const publish = EventBridgeDecisionEvents.prototype.publish;
+  EventBridgeDecisionEvents.prototype.publish = function (this: EventBridgeDecisionEvents, event) {
+    const fn = running.getStore();
+    if (fn !== undefined) record(fn, ['events:PutEvents']);
+    return publish.call(this, event);
+  };
+  restore.push(() => (EventBridgeDecisionEvents.prototype.publish = publish));
 }, 120_000);
 
 afterAll(async () => {
