@@ -9,7 +9,7 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { toDynamo } from '../core/log-dsl';
 import { backoffMs } from '../core/recovery';
 import { systemRandom, systemSleep } from './system';
-import { type ListKey, TableTxLog } from '../core/log';
+import { type ListKey, type PutResult, TableTxLog } from '../core/log';
 import { type ItemUpdate, type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
 import type { GroupsPage, MembersPage, WriteResult } from '../core/ports';
 import type { TxRecord, TxStatus } from '../core/transaction';
@@ -101,13 +101,13 @@ export class TxLog extends TableTxLog {
     return found;
   }
 
-  /** A conditional put; false when the condition failed. */
-  protected async put(write: PutWrite): Promise<boolean> {
+  /** A conditional put; when the condition failed, the item the failed write returned (no second request). */
+  protected async put(write: PutWrite): Promise<PutResult> {
     try {
-      await this.doc.send(new PutCommand({ TableName: this.table, Item: write.item, ...toDynamo(write.condition) }));
-      return true;
+      await this.doc.send(new PutCommand({ TableName: this.table, Item: write.item, ...toDynamo(write.condition), ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }));
+      return { written: true };
     } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return false;
+      if (err instanceof ConditionalCheckFailedException) return { written: false, existing: currentItem(err) };
       throw err;
     }
   }
@@ -145,8 +145,16 @@ export class TxLog extends TableTxLog {
       return { applied: true, record };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
-      // The document client does not convert an error's item: it comes as DynamoDB's attribute values.
-      return { applied: false, record: err.Item ? (unmarshall(err.Item) as TxRecord) : undefined };
+      return { applied: false, record: currentItem(err) as TxRecord | undefined };
     }
   }
+}
+
+/**
+ * The item a failed conditional write returned (`ReturnValuesOnConditionCheckFailure: ALL_OLD`), as
+ * the document client would give it: it does not convert an error's item, which comes as DynamoDB's
+ * attribute values. Undefined when there is no item.
+ */
+function currentItem(err: ConditionalCheckFailedException): Record<string, unknown> | undefined {
+  return err.Item ? unmarshall(err.Item) : undefined;
 }

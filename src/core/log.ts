@@ -44,11 +44,14 @@ function decodeListCursor(cursor: string, shards: readonly string[]): Record<str
   return state;
 }
 
+/** How a conditional put ended: written, or not, with the item that made its condition fail. */
+export type PutResult = { written: true } | { written: false; existing: Record<string, unknown> | undefined };
+
 export abstract class TableTxLog implements TxLogPort {
   /** Apply `write` to item `pk` if its condition holds (asserting `name` around it); else answer the item as it is. */
   protected abstract update(pk: string, name: TransitionName, before: TxStatus | undefined, write: UpdateWrite): Promise<WriteResult>;
-  /** Put `write.item` if its condition holds; false when it does not. */
-  protected abstract put(write: PutWrite): Promise<boolean>;
+  /** Put `write.item` if its condition holds; when it does not, the item as it is (absent: undefined). */
+  protected abstract put(write: PutWrite): Promise<PutResult>;
   /** A conditional update of an item that is not a record (no state change); false when its condition failed. */
   protected abstract updateItem(u: ItemUpdate): Promise<boolean>;
   /** A strongly consistent read of any item of the table. */
@@ -68,7 +71,7 @@ export abstract class TableTxLog implements TxLogPort {
     assertTransition('create', null);
     if (ops.pk !== opsPk(record.txId)) throw new Error(`operations item ${ops.pk} does not belong to ${record.txId}`);
     await this.put(createOpsWrite(ops));
-    return this.put(LOG_TRANSITIONS.create.write(record));
+    return (await this.put(LOG_TRANSITIONS.create.write(record))).written;
   }
 
   async get(txId: string): Promise<TxRecord | undefined> {
@@ -178,10 +181,10 @@ export abstract class TableTxLog implements TxLogPort {
   /** Claim an idempotency key for a transaction id; answers the existing claim if there is one. */
   async claimIdempotencyKey(key: string, txId: string, requestHash: string, at: string, expiresAt: number): Promise<IdempotencyRecord> {
     const item: IdempotencyRecord = { pk: idempotencyPk(key), txId, requestHash, createdAt: at, expiresAt };
-    if (await this.put(claimIdempotencyKeyWrite(item))) return item;
-    const existing = await this.read(item.pk);
-    if (!existing) throw new Error(`idempotency key ${key} vanished after a failed claim`);
-    return existing as unknown as IdempotencyRecord;
+    const claim = await this.put(claimIdempotencyKeyWrite(item));
+    if (claim.written) return item;
+    if (!claim.existing) throw new Error(`idempotency key ${key} vanished after a failed claim`);
+    return claim.existing as unknown as IdempotencyRecord;
   }
 
   async finishIdempotencyKey(key: string, txId: string, expiresAt: number, at: string): Promise<boolean> {
@@ -199,6 +202,6 @@ export abstract class TableTxLog implements TxLogPort {
 
   async claimGroup(group: string, seenGen: number, at: string): Promise<GroupRecord | undefined> {
     const write = claimGroupWrite(group, seenGen, at);
-    return (await this.put(write)) ? (write.item as unknown as GroupRecord) : undefined;
+    return (await this.put(write)).written ? (write.item as unknown as GroupRecord) : undefined;
   }
 }

@@ -5,7 +5,7 @@
 // way the `byCreated` and `open` indexes do. Records are copied in and out: a caller mutating what
 // it passed or got back never changes the store. Deterministic: no clock, no randomness, no timers.
 import { apply, evaluate, withoutUndefined } from '../core/log-dsl';
-import { type ListKey, TableTxLog } from '../core/log';
+import { type ListKey, type PutResult, TableTxLog } from '../core/log';
 import { type ItemUpdate, type PutWrite, type TransitionName, type UpdateWrite, assertTransition } from '../core/log-transitions';
 import type { GroupsPage, MembersPage, WriteResult } from '../core/ports';
 import type { TxRecord, TxStatus } from '../core/transaction';
@@ -86,11 +86,12 @@ export class MemoryTxLog extends TableTxLog {
     });
   }
 
-  protected async put(write: PutWrite): Promise<boolean> {
+  protected async put(write: PutWrite): Promise<PutResult> {
     const pk = write.item.pk as string;
-    if (!evaluate(write.condition, this.items.get(pk))) return false;
+    const current = this.items.get(pk);
+    if (!evaluate(write.condition, current)) return { written: false, existing: current === undefined ? undefined : structuredClone(current) };
     this.items.set(pk, withoutUndefined(write.item));
-    return true;
+    return { written: true };
   }
 
   protected async updateItem(u: ItemUpdate): Promise<boolean> {
