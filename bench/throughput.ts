@@ -419,6 +419,9 @@ const table = (rows: string[][]) => {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) console.log('  ' + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
 };
+/** The cost lines of a model and their total, uses to `digits` decimals (bytes as whole numbers). */
+const costTable = (m: typeof model, digits: number) =>
+  table([['item', 'per tx', 'unit', 'USD/M'], ...costLines(m).map((l) => [l.item, fmt(l.usePerTransaction, l.unit === 'bytes' ? 0 : digits), l.unit, fmt(l.usdPerMillion)]), ['total', '', '', fmt(costPerMillionUsd(m))]]);
 const committed = measured.samples.filter((s) => s.status === 'COMMITTED').length;
 console.log('');
 console.log(`${n} transactions in ${fmt(measured.elapsedS, 1)} s with ${clients} clients: ${fmt(n / measured.elapsedS, 1)} tx/s, ${committed} committed`);
@@ -464,10 +467,10 @@ console.log(`  hottest key shared by transactions: ${model.hottestKey.table}${mo
 console.log(`Participant side: ${fmt(result.participantSide.sqsRequests)} SQS requests (${[...sqs.participant].sort().map(([op, c]) => `${op} ${fmt(per(c))}`).join(', ')}), ${fmt(result.participantSide.dynamodbWriteUnits)} DynamoDB write units`);
 console.log('');
 console.log('Cost per million transactions, coordinator side (us-east-1 list prices, bench/model.ts):');
-table([['item', 'per tx', 'unit', 'USD/M'], ...costLines(model).map((l) => [l.item, fmt(l.usePerTransaction, l.unit === 'bytes' ? 0 : 3), l.unit, fmt(l.usdPerMillion)]), ['total', '', '', fmt(costPerMillionUsd(model))]]);
+costTable(model, 3);
 if (atCapacity) {
   console.log(`At the default-quota capacity (${fmt(atCapacity.rate, 0)} tx/s), supervision's per-group share spread over that rate, the rest as measured:`);
-  table([['item', 'per tx', 'unit', 'USD/M'], ...costLines(atCapacity.model).map((l) => [l.item, fmt(l.usePerTransaction, l.unit === 'bytes' ? 0 : 4), l.unit, fmt(l.usdPerMillion)]), ['total', '', '', fmt(costPerMillionUsd(atCapacity.model))]]);
+  costTable(atCapacity.model, 4);
 }
 console.log('');
 console.log('Capacity: transactions per second each quota allows (quota / use per transaction):');

@@ -615,9 +615,9 @@ describe('the DynamoDB adapter', () => {
       expect(await log.recordYes('tx-failed-none', 'inventory', yes(T0 + 2), T0 + 2)).toEqual({ applied: false, record: undefined });
       expect(sent).toEqual(['UpdateItemCommand', 'UpdateItemCommand', 'UpdateItemCommand']);
       // A failed put too: a replayed idempotency key answers the first claim from its failed put.
-      const first = await log.claimIdempotencyKey('key-failed-0001', 'tx-failed-0002', 'hash-a', iso(T0), 1_900_000_000);
+      const claimed = await log.claimIdempotencyKey('key-failed-0001', 'tx-failed-0002', 'hash-a', iso(T0), 1_900_000_000);
       sent.length = 0;
-      expect(await log.claimIdempotencyKey('key-failed-0001', 'tx-failed-0003', 'hash-b', iso(T0 + 1), 1_900_000_000)).toEqual(first);
+      expect(await log.claimIdempotencyKey('key-failed-0001', 'tx-failed-0003', 'hash-b', iso(T0 + 1), 1_900_000_000)).toEqual(claimed);
       expect(sent).toEqual(['PutItemCommand']);
     } finally {
       await aws.stop();
