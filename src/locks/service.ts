@@ -157,17 +157,19 @@ export class LockService {
     const me = ownerKey(owner);
     const startMs = this.now();
     const waitUntilMs = startMs + input.waitMs;
-    if (owner.kind === 'tx') {
-      if (!this.deps.transactions) throw new Error('a transaction owner needs the transaction log (LockServiceDeps.transactions)');
-      await this.deps.store.addHeld(me, scope, resource, startMs);
-    }
+    if (owner.kind === 'tx' && !this.deps.transactions) throw new Error('a transaction owner needs the transaction log (LockServiceDeps.transactions)');
+    // The held-list entry must exist before any grant is written (releaseAll finds locks through it),
+    // not before the first read: the two go out together, one round trip instead of two.
+    const held = owner.kind === 'tx' ? this.deps.store.addHeld(me, scope, resource, startMs) : undefined;
     const verdicts = new Map<string, OwnerVerdict>();
     let conflicts = 0;
     let attempt = 0;
     let nextDetectMs = startMs + this.detectAfterMs;
     let nextStatusMs = startMs;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const item = await this.deps.store.get(resource);
+      const read = this.deps.store.get(resource);
+      if (round === 0 && held) await Promise.all([held, read]);
+      const item = await read;
       const nowMs = this.now();
       const request: AcquireRequest = { owner, mode, scope, leaseMs, waitUntilMs, nowMs };
       const decision = decideAcquire(item, request, verdicts);

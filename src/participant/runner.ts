@@ -168,6 +168,8 @@ export function createRunner<W = TransactWrite>(options: RunnerOptions<W>): Part
     // concurrent ABORT's releaseAll can forget a resource just before a waiting acquire here is
     // granted it; releasing what this run acquired, too, closes that window.
     const acquired = new Set<string>();
+    /** The earliest lease end among this run's grants (heartbeats only move leases later). */
+    let leasedUntilMs = Number.POSITIVE_INFINITY;
     const releaseLocks = async () => {
       if (!locks) return;
       const released = new Set(await locks.releaseAll(owner, scope));
@@ -185,6 +187,7 @@ export function createRunner<W = TransactWrite>(options: RunnerOptions<W>): Part
             ...(options.onLockWait ? { onWait: options.onLockWait } : {}),
           });
           acquired.add(resource);
+          leasedUntilMs = Math.min(leasedUntilMs, grant.leaseUntilMs);
           return grant;
         }
       : undefined;
@@ -217,8 +220,11 @@ export function createRunner<W = TransactWrite>(options: RunnerOptions<W>): Part
     // COMMIT or ABORT and waits for its ACK): releasing them at the vote would break two-phase
     // locking (docs/consistency.md). They go with its ACK.
     if (outcome.kind === 'ack' || (outcome.kind === 'vote' && outcome.vote === 'NO')) await releaseLocks();
-    else if (locks && outcome.kind === 'vote') {
-      // YES or READ_ONLY: nothing runs for this transaction here until the decision arrives, so cover the undecided window.
+    else if (locks && outcome.kind === 'vote' && !(acquired.size > 0 && leasedUntilMs >= message.deadlineAt + LOCK_DEADLINE_GRACE_MS)) {
+      // YES or READ_ONLY: nothing runs for this transaction here until the decision arrives, so cover
+      // the undecided window. Not needed (two round trips before the vote saved) when every lock this
+      // run was granted already covers it, as a default lease does a default deadline; a replayed
+      // PREPARE, whose vote was stored, was granted nothing here and renews what the first run took.
       const coverMs = Math.min(LOCK_LIMITS.maxLeaseMs, Math.max(lockLeaseMs, message.deadlineAt - nowMs() + LOCK_DEADLINE_GRACE_MS));
       const lost = await locks.renewAll(owner, scope, coverMs);
       // A lost lock was taken over, which only happens once the transaction can no longer commit.

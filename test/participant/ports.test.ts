@@ -118,6 +118,49 @@ describe('a runner built from ports', () => {
     expect(await lockStore.held('tx#tx-ports-1', 'tester')).toEqual([]);
   });
 
+  it("votes without renewing its locks when this run's grants already cover the deadline and its grace; renews when they do not", async () => {
+    const time = new VirtualTime();
+    const { replies, sent, lockStore, locks } = runnerPorts(() => time.nowMs, time.sleep);
+    let heldReads = 0;
+    const held = lockStore.held.bind(lockStore);
+    lockStore.held = (owner, scope) => {
+      heldReads++;
+      return held(owner, scope);
+    };
+    const participant = defineParticipant({
+      service: 'tester',
+      async prepare({ lock }) {
+        await lock!('sku-1');
+        return { vote: 'YES' };
+      },
+      commit: async () => [],
+      abort: async () => [],
+    });
+    const runner = createRunner({ participant, barrierStore: new MemoryBarrierStore('tester'), replies, locks, nowMs: () => time.nowMs, sleep: time.sleep, lockLeaseMs: 15_000, logger: memoryLogger() });
+    const lease = async (txId: string) => (await lockStore.get('sku-1')).owners[`tx#${txId}`]!.leaseUntilMs;
+
+    // A 10 s deadline: the 15 s lease granted now already covers it and the 5 s grace.
+    const near = { ...message('PREPARE', 'tx-near-1', 'tester'), deadlineAt: time.nowMs + 10_000 };
+    await expect(runner.handle(near)).resolves.toEqual({ kind: 'vote', vote: 'YES' });
+    expect(heldReads).toBe(0);
+    expect(await lease('tx-near-1')).toBe(time.nowMs + 15_000);
+    expect(await lease('tx-near-1')).toBeGreaterThanOrEqual(near.deadlineAt + 5_000);
+    await expect(runner.handle(message('ABORT', 'tx-near-1', 'tester'))).resolves.toEqual({ kind: 'ack', phase: 'ABORT' });
+
+    // A 60 s deadline: the grant does not cover it, so the locks are renewed to the deadline and its grace.
+    const far = { ...message('PREPARE', 'tx-far-01', 'tester'), deadlineAt: time.nowMs + 60_000 };
+    await expect(runner.handle(far)).resolves.toEqual({ kind: 'vote', vote: 'YES' });
+    expect(heldReads).toBeGreaterThan(0);
+    expect(await lease('tx-far-01')).toBe(far.deadlineAt + 5_000);
+
+    // A replayed PREPARE (its vote stored) is granted nothing in this run: it renews what the first run took.
+    const before = heldReads;
+    await time.advance(1_000);
+    await expect(runner.handle(far)).resolves.toEqual({ kind: 'vote', vote: 'YES' });
+    expect(heldReads).toBeGreaterThan(before);
+    expect(sent().map((r) => (r.type === 'VOTE' ? r.vote : r.type))).toEqual(['YES', 'ACK', 'YES', 'YES']);
+  });
+
   it('says which option is missing when neither a port nor its AWS setting is given', () => {
     const participant = defineParticipant({ service: 'tester', prepare: async () => ({ vote: 'YES' }), commit: async () => [], abort: async () => [] });
     expect(() => createRunner({ participant, replies: new MemoryReplySender(new MemoryQueue('replies', { clock: () => 0 })) })).toThrow(/needs `barrierStore` or `table`/);

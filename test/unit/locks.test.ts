@@ -2,7 +2,7 @@
 // takeover only with the log's verdict, fencing tokens, waiters; and a property over random
 // operation sequences that no two conflicting owners ever hold a resource and tokens only rise.
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   type AcquireRequest,
   type LockItem,
@@ -22,6 +22,9 @@ import {
   resourceName,
   withoutWaiter,
 } from '../../src/core/locks';
+import { LockService } from '../../src/locks/service';
+import type { TransactionPort } from '../../src/locks/transactions';
+import { MemoryLockStore } from '../../src/memory/locks';
 
 const T0 = 1_000_000;
 const tx = (id: string): OwnerRef => ({ kind: 'tx', id });
@@ -226,5 +229,40 @@ describe('property: random operations', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('the lock service acquiring for a transaction (memory store)', () => {
+  it("reads the lock while its held-list entry is written, and writes the grant only once that entry is stored", async () => {
+    const store = new MemoryLockStore();
+    const calls: string[] = [];
+    let storeHeld: () => void = () => undefined;
+    const addHeld = store.addHeld.bind(store);
+    store.addHeld = (owner, scope, resource, nowMs) => {
+      calls.push('addHeld:start');
+      // Held back until the test lets it through: the read must not wait for it.
+      return new Promise<void>((resolve) => (storeHeld = resolve)).then(async () => {
+        await addHeld(owner, scope, resource, nowMs);
+        calls.push('addHeld:done');
+      });
+    };
+    const get = store.get.bind(store);
+    store.get = (resource) => {
+      calls.push('get');
+      return get(resource);
+    };
+    const put = store.put.bind(store);
+    store.put = (next, expectedVersion, nowMs) => {
+      calls.push('put');
+      return put(next, expectedVersion, nowMs);
+    };
+    const transactions: TransactionPort = { get: (txId) => Promise.resolve({ txId, status: 'PREPARING', createdAt: new Date(T0).toISOString() }), abort: () => Promise.reject(new Error('nobody is aborted here')) };
+    const service = new LockService({ store, transactions, nowMs: () => T0, random: () => 0.5, sleep: () => Promise.resolve() });
+    const granted = service.acquire({ resource: 'sku-1', owner: tx('t1'), mode: 'X', scope: 'inventory', leaseMs: 10_000, waitMs: 0 });
+    await vi.waitFor(() => expect(calls).toEqual(['addHeld:start', 'get']));
+    storeHeld();
+    await expect(granted).resolves.toMatchObject({ resource: 'sku-1', mode: 'X', leaseUntilMs: T0 + 10_000 });
+    expect(calls).toEqual(['addHeld:start', 'get', 'addHeld:done', 'put']);
+    expect(await store.held('tx#t1', 'inventory')).toEqual(['sku-1']);
   });
 });
