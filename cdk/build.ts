@@ -57,6 +57,11 @@ export interface DtcConfig {
   alarmEmail?: string;
   /** Publish decision events (docs/events.md); false switches them off. */
   decisionEvents: boolean;
+  /**
+   * Also publish `Transaction Finished` (every participant acknowledged). Off by default: waiting
+   * services act on `Transaction Decided`, and a finish event would double what events cost.
+   */
+  finishEvents: boolean;
   /** The bus they go to: `default` (the account's default bus) or the name of a bus the data stack creates (default `<prefix>-events`). */
   eventBus: string;
   /** The sweeper's period on the embedded local stack (EventBridge's floor on AWS is 1 minute; default 2). */
@@ -117,6 +122,12 @@ function senderIdsOf(value: unknown, participants: string[]): { participantSende
     Object.entries(parsed).every(([k, ids]) => participants.includes(k) && Array.isArray(ids) && ids.every((id) => typeof id === 'string' && /^[A-Z0-9]{16,128}$/.test(id)));
   if (!valid) throw new Error(`context 'participantSenderIds' must map participants to arrays of IAM unique ids (AROA...), got ${show(value)}`);
   return { participantSenderIds: parsed as Record<string, string[]> };
+}
+
+/** `finishEvents` adds to the decision events: asking for it with them switched off is a mistake worth saying. */
+function finishEventsOf(finishEvents: boolean, decisionEvents: boolean): boolean {
+  if (finishEvents && !decisionEvents) throw new Error("context 'finishEvents' is true but 'decisionEvents' is false: finish events are decision events; switch both on or leave finishEvents off");
+  return finishEvents;
 }
 
 function booleanOf(key: string, value: unknown, fallback: boolean): boolean {
@@ -209,6 +220,7 @@ export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
     ...(alarmTopicArn === undefined ? {} : { alarmTopicArn }),
     ...(alarmEmail === undefined ? {} : { alarmEmail }),
     decisionEvents: booleanOf('decisionEvents', get('decisionEvents'), true),
+    finishEvents: finishEventsOf(booleanOf('finishEvents', get('finishEvents'), false), booleanOf('decisionEvents', get('decisionEvents'), true)),
     eventBus,
     reservedConcurrency: booleanOf('reservedConcurrency', get('reservedConcurrency'), true),
     replyConcurrency,

@@ -56,6 +56,7 @@ export class Functions extends Construct {
       REPLY_QUEUE_ARNS: Stack.of(this).toJsonString(replyArns),
       REPLY_DEAD_LETTER_QUEUE_URL: replyDeadLetterQueue.queueUrl,
       ...(eventBus ? { DECISION_EVENT_BUS: eventBus.eventBusName } : {}),
+      ...(eventBus && config.finishEvents ? { FINISH_EVENTS: 'true' } : {}),
       ...(config.participantPrincipals ? { PARTICIPANT_PRINCIPALS: Stack.of(this).toJsonString(config.participantPrincipals) } : {}),
       ...(config.participantSenderIds ? { PARTICIPANT_SENDER_IDS: JSON.stringify(config.participantSenderIds) } : {}),
       SUPERVISION_SHARDS: String(config.supervisionShards),

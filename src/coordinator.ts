@@ -360,7 +360,7 @@ export class Coordinator {
     }
     const { applied, record: after } = await this.deps.log.finalize(record.txId, result, this.isoNow());
     if (!after) throw new Error(`finish: transaction ${record.txId} vanished`);
-    if (applied && after.decision) {
+    if (applied && after.decision && this.deps.config.finishEvents) {
       this.events.publish({ detailType: 'Transaction Finished', detail: { v: 1, txId: after.txId, outcome: after.decision, finishedAt: after.finishedAt ?? this.isoNow() } });
     }
     if ((after.resources?.length ?? 0) > 0 && this.deps.locks) {

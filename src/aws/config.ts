@@ -31,6 +31,8 @@ const envSchema = z.object({
   STATE_MACHINE_ARN: z.string().optional(),
   /** The EventBridge bus decision events go to (a name, `default`, or an ARN); absent: decision events are off. */
   DECISION_EVENT_BUS: z.string().min(1).max(1600).optional(),
+  /** `true`: also publish `Transaction Finished` (context `finishEvents`). */
+  FINISH_EVENTS: z.enum(['true', 'false']).default('false'),
   RETENTION_DAYS: z.coerce.number().int().positive().default(30),
   DEFAULT_PREPARE_SECONDS: z.coerce
     .number()
@@ -66,6 +68,8 @@ export interface CoordinatorConfig {
   stateMachineArn?: string;
   /** Where decision events go (docs/events.md); absent: not published. */
   decisionEventBus?: string;
+  /** Whether `Transaction Finished` is published too (off: only decisions and doubt). */
+  finishEvents?: boolean;
   retentionDays: number;
   defaults: TimeoutDefaults;
 }
@@ -104,6 +108,7 @@ function parseConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     participantDeadLetterQueues: e.PARTICIPANT_DEAD_LETTER_QUEUES ?? {},
     ...(e.STATE_MACHINE_ARN ? { stateMachineArn: e.STATE_MACHINE_ARN } : {}),
     ...(e.DECISION_EVENT_BUS ? { decisionEventBus: e.DECISION_EVENT_BUS } : {}),
+    ...(e.FINISH_EVENTS === 'true' ? { finishEvents: true } : {}),
     retentionDays: e.RETENTION_DAYS,
     defaults: { prepareSeconds: e.DEFAULT_PREPARE_SECONDS, commitSeconds: e.DEFAULT_COMMIT_SECONDS },
   };

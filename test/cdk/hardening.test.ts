@@ -597,4 +597,12 @@ describe('decision events', () => {
     expect(resources(offCoordinator, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties.AlarmName)).not.toContain('dtc-decision-events-failed');
     expect(() => buildApp({ bundle: false, context: loadCdkContext({ eventBus: 'aws.partner/x' }) })).toThrow(/'eventBus' must be "default" or an event bus name/);
   });
+
+  it('publish Transaction Finished only with finishEvents=true (FINISH_EVENTS on every function that decides), never with decision events off', () => {
+    for (const [, fn] of resources(coordinator, 'AWS::Lambda::Function')) expect(fn.Properties.Environment.Variables.FINISH_EVENTS).toBeUndefined();
+    const on = Template.fromStack(buildApp({ bundle: false, context: loadCdkContext({ finishEvents: 'true' }) }).coordinator);
+    const withFinish = resources(on, 'AWS::Lambda::Function').filter(([, fn]) => fn.Properties.Environment.Variables.FINISH_EVENTS === 'true').map(([, fn]) => fn.Metadata['dtc:entry'] as string);
+    expect(withFinish).toEqual(expect.arrayContaining(deciders));
+    expect(() => buildApp({ bundle: false, context: loadCdkContext({ finishEvents: 'true', decisionEvents: 'false' }) })).toThrow(/'finishEvents' is true but 'decisionEvents' is false/);
+  });
 });

@@ -146,7 +146,7 @@ describe.skipIf(!hasChromium)('the console in Chromium', () => {
 
     // The coordinator's decision events show up live, and so does one published with the real EventBridge client.
     const eventTexts = () => page.locator('#events li').allTextContents();
-    await expect.poll(eventTexts, { timeout: 10_000 }).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`Transaction Finished ${committed.slice(0, 8)}… COMMIT`))]));
+    await expect.poll(eventTexts, { timeout: 10_000 }).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`Transaction Decided ${committed.slice(0, 8)}… COMMIT`))]));
     const events = new EventBridgeClient({ endpoint: stack.outputs.endpoints.events!, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
     const put = await events.send(new PutEventsCommand({ Entries: [{ Source: 'test', DetailType: 'Console Test', Detail: JSON.stringify({ txId: 'console-test-event' }) }] }));
     expect(put.FailedEntryCount).toBe(0);

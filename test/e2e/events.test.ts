@@ -11,7 +11,8 @@ let h: Harness;
 const seen: PublishedEvent[] = [];
 
 beforeAll(async () => {
-  h = await startHarness({ context: { participants: ['inventory', 'payment', 'shipping', 'order', 'silent'] } });
+  // finishEvents: Transaction Finished too (off by default; test/unit/decision-events.test.ts checks that).
+  h = await startHarness({ context: { participants: ['inventory', 'payment', 'shipping', 'order', 'silent'], finishEvents: true } });
   h.stack.events.subscribe((e) => seen.push(e));
 });
 

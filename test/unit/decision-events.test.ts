@@ -28,8 +28,8 @@ async function published(s: MemoryStack): Promise<DecisionEvent[]> {
 const types = (events: DecisionEvent[]) => events.map((e) => `${e.detailType}:${e.detail.txId}`);
 
 describe('the coordinator takes decision events where it decides', () => {
-  it('one Transaction Decided from the last YES, none from a duplicate; one Transaction Finished from the last ACK, none from a duplicate', async () => {
-    const s = memoryStack({ supervise: false });
+  it('one Transaction Decided from the last YES, none from a duplicate; with finishEvents, one Transaction Finished from the last ACK, none from a duplicate', async () => {
+    const s = memoryStack({ supervise: false, finishEvents: true });
     const txId = await s.start(s.body([INVENTORY, PAYMENT]));
     await s.vote(txId, INVENTORY, 'YES');
     expect(await published(s)).toEqual([]);
@@ -50,8 +50,17 @@ describe('the coordinator takes decision events where it decides', () => {
     expect((await published(s)).slice(1)).toEqual([{ detailType: 'Transaction Finished', detail: { v: 1, txId, outcome: 'COMMIT', finishedAt: iso(T0 + 2_000) } }]);
   });
 
-  it('a NO decides ABORT with the voter\'s reason; a transaction nobody else prepared finishes at once', async () => {
+  it('publishes no Transaction Finished unless asked to (finishEvents): a commit takes one event, its decision', async () => {
     const s = memoryStack({ supervise: false });
+    const txId = await s.start(s.body([INVENTORY, PAYMENT]));
+    for (const p of [INVENTORY, PAYMENT]) await s.vote(txId, p, 'YES');
+    for (const p of [INVENTORY, PAYMENT]) await s.ack(txId, p, 'COMMIT');
+    expect(s.record(txId).status).toBe('COMMITTED');
+    expect(types(await published(s))).toEqual([`Transaction Decided:${txId}`]);
+  });
+
+  it('a NO decides ABORT with the voter\'s reason; a transaction nobody else prepared finishes at once', async () => {
+    const s = memoryStack({ supervise: false, finishEvents: true });
     const txId = await s.start(s.body([INVENTORY, PAYMENT]));
     await s.vote(txId, PAYMENT, 'NO', 'card declined');
     const events = await published(s);
@@ -96,7 +105,7 @@ describe('the coordinator takes decision events where it decides', () => {
   });
 
   it("an operator's release of the last participant owed an acknowledgement finishes the transaction: one Transaction Finished", async () => {
-    const s = memoryStack({ supervise: false });
+    const s = memoryStack({ supervise: false, finishEvents: true });
     const txId = await s.start(s.body([INVENTORY, SHIPPING]));
     for (const p of [INVENTORY, SHIPPING]) await s.vote(txId, p, 'YES');
     await s.ack(txId, INVENTORY, 'COMMIT');

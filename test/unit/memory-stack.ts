@@ -52,6 +52,8 @@ export interface StackOptions {
   newId?: () => string;
   /** The lock service for declared resources (none by default). */
   locks?: LockService;
+  /** Publish `Transaction Finished` too (context `finishEvents`; off by default, as deployed). */
+  finishEvents?: boolean;
 }
 
 export interface StartBody {
@@ -96,7 +98,12 @@ export function memoryStack(options: StackOptions = {}) {
   /** A coordinator over this stack's log, queues and clock (another api instance, with `overrides`). */
   const newCoordinator = (overrides: { workflow?: WorkflowPort; supervision?: SupervisionSettings; newId?: () => string } = {}): Coordinator =>
     new Coordinator({
-      config: { ...coordinatorConfig('log', services), stateMachineArn, supervision: overrides.supervision ?? options.supervision ?? DEFAULT_SUPERVISION },
+      config: {
+        ...coordinatorConfig('log', services),
+        stateMachineArn,
+        supervision: overrides.supervision ?? options.supervision ?? DEFAULT_SUPERVISION,
+        ...(options.finishEvents ? { finishEvents: true } : {}),
+      },
       log,
       queues,
       workflow: overrides.workflow ?? workflow,
