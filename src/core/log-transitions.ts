@@ -208,7 +208,7 @@ export function keepItemWrite(pk: string, expiresAt: number, txId?: string): Ite
 
 export const idempotencyPk = (key: string): string => `idem#${key}`;
 
-/** A transaction's operations, written once before its record. */
+/** A transaction's operations, written once, beside its record (the two puts go out together). */
 export function createOpsWrite(item: OpsRecord): PutWrite {
   return { kind: 'put', condition: notExists('pk'), item: { ...item } };
 }

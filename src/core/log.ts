@@ -70,8 +70,11 @@ export abstract class TableTxLog implements TxLogPort {
   async create(record: TxRecord, ops: OpsRecord): Promise<boolean> {
     assertTransition('create', null);
     if (ops.pk !== opsPk(record.txId)) throw new Error(`operations item ${ops.pk} does not belong to ${record.txId}`);
-    await this.put(createOpsWrite(ops));
-    return (await this.put(LOG_TRANSITIONS.create.write(record))).written;
+    // Side by side, one round trip: nothing reads the operations item to decide anything (it is the
+    // request as stored, for people), so a record whose operations write failed is only a record
+    // without them. The start then fails like a crash after the record, which supervision covers.
+    const [, created] = await Promise.all([this.put(createOpsWrite(ops)), this.put(LOG_TRANSITIONS.create.write(record))]);
+    return created.written;
   }
 
   async get(txId: string): Promise<TxRecord | undefined> {

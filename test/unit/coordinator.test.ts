@@ -512,3 +512,25 @@ describe('declared-resource lock waits', () => {
     expect(none).toEqual([0]);
   });
 });
+
+describe('the start writes', () => {
+  it('put the operations item and the record side by side: the record does not wait for the operations', async () => {
+    const calls: string[] = [];
+    let releaseOps: () => void = () => undefined;
+    class HeldOpsLog extends MemoryTxLog {
+      protected override async put(write: Parameters<MemoryTxLog['put']>[0]) {
+        const pk = String(write.item.pk);
+        calls.push(`put ${pk.endsWith('#ops') ? 'ops' : 'record'}`);
+        if (pk.endsWith('#ops')) await new Promise<void>((resolve) => (releaseOps = resolve));
+        return super.put(write);
+      }
+    }
+    const s = memoryStack({ supervise: false, log: new HeldOpsLog() });
+    const started = s.start(s.body([INVENTORY, PAYMENT]));
+    await expect.poll(() => calls).toEqual(['put ops', 'put record']);
+    releaseOps();
+    const txId = await started;
+    expect(s.record(txId).status).toBe('PREPARING');
+    expect(JSON.parse((await s.log.getOps(txId))!.participants)).toEqual(s.body([INVENTORY, PAYMENT]).participants);
+  });
+});
