@@ -405,9 +405,24 @@ export class Coordinator {
 
   /** Send the decided phase's message to `to`. */
   async phaseTwo(record: TxRecord, to: readonly string[], attempt = 1): Promise<ParticipantMessage[]> {
-    const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
-    const recipients = mutated('phaseTwoGivesUp') && attempt > 2 ? [] : to;
-    return this.sendTo(type, record.txId, recipients, attempt, this.now() + record.timeouts.commitSeconds * 1000);
+    return this.phaseTwoAll([{ record, to, attempt }]);
+  }
+
+  /**
+   * Phase two for several decided transactions in one send (supervision's re-sends): the queues
+   * adapter then sends each participant's messages together, ten to a request.
+   */
+  async phaseTwoAll(sends: readonly { record: TxRecord; to: readonly string[]; attempt: number }[]): Promise<ParticipantMessage[]> {
+    const messages = sends.flatMap(({ record, to, attempt }) => {
+      const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
+      const recipients = mutated('phaseTwoGivesUp') && attempt > 2 ? [] : to;
+      const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
+      return recipients.map((p) => this.message(type, record.txId, p, deadlineAt, attempt));
+    });
+    if (messages.length === 0) return messages;
+    await this.deps.queues.send(messages);
+    this.metrics.count(METRIC.MessagesSent, messages.length);
+    return messages;
   }
 
   /**

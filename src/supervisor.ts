@@ -142,6 +142,8 @@ export async function superviseRun(
   const probeRecord = parking ? records.find((r) => r.txId === input.probe) : undefined;
   const back = parking && input.probe !== undefined && (probeRecord === undefined || probeRecord.acks[info.service] !== undefined);
   let probe = back ? undefined : input.probe;
+  /** Re-sends of phase two, made together after the pass: each participant's go ten to a request. */
+  const resends: { record: TxRecord; to: readonly string[]; attempt: number }[] = [];
 
   for (const record of records) {
     const action = memberAction(record, nowMs, input.lastRunAt, parking);
@@ -191,7 +193,7 @@ export async function superviseRun(
           send = back || (send && record.txId === probe);
         }
         if (send) {
-          await coordinator.phaseTwo(record, action.to, action.attempt);
+          resends.push({ record, to: action.to, attempt: action.attempt });
           report.resent++;
         }
         open++;
@@ -209,6 +211,7 @@ export async function superviseRun(
     }
   }
 
+  await coordinator.phaseTwoAll(resends);
   for (const service of parkedWith) await ensureSupervisor(deps, deps.stateMachineArn, parkingGroup(service));
 
   const closed = info.kind === 'park' || nowMs >= info.closesAt + GROUP_GRACE_MS;

@@ -1,5 +1,5 @@
 // Messages to participants, one SQS queue per participant service, each with its dead-letter queue.
-import { GetQueueAttributesCommand, GetQueueUrlCommand, SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, GetQueueUrlCommand, SQSClient, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { type ParticipantMessage, clipReason } from '../core/messages';
 import type { ParticipantQueuesPort } from '../core/ports';
 
@@ -67,9 +67,37 @@ export class ParticipantQueues implements ParticipantQueuesPort {
     return Object.keys(this.queueUrls);
   }
 
-  /** One SendMessage per participant: each has its own queue, so there is nothing to batch. */
+  /**
+   * Every message to its participant's queue: one SendMessage for a participant with one message (a
+   * start's PREPARE, a decision's phase two), SendMessageBatch of up to 10 for a participant with
+   * more (supervision re-sending to a participant that came back), all at once. Rejects if any
+   * message was not accepted, naming them; the caller's retry re-sends, and the barrier makes a
+   * duplicate a no-op.
+   */
   async send(messages: ParticipantMessage[]): Promise<void> {
-    await Promise.all(messages.map((m) => this.sendTo(m.participant, m)));
+    const byQueue = new Map<string, ParticipantMessage[]>();
+    for (const m of messages) {
+      const QueueUrl = this.queueUrls[m.participant];
+      if (!QueueUrl) throw new Error(`no request queue is configured for participant '${m.participant}'`);
+      byQueue.set(QueueUrl, [...(byQueue.get(QueueUrl) ?? []), m]);
+    }
+    const sends: Promise<string[]>[] = [];
+    for (const [QueueUrl, queued] of byQueue) {
+      if (queued.length === 1) {
+        sends.push(this.sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: sqsBody(queued[0]) })).then(() => []));
+        continue;
+      }
+      for (const chunk of sendBatches(queued.map((m) => sqsBody(m)))) {
+        const Entries = chunk.map((MessageBody, i) => ({ Id: String(i), MessageBody }));
+        sends.push(
+          this.sqs.send(new SendMessageBatchCommand({ QueueUrl, Entries })).then((out) =>
+            (out.Failed ?? []).map((f) => `${QueueUrl} entry ${f.Id}: ${f.Code}${f.Message ? ` (${f.Message})` : ''}`),
+          ),
+        );
+      }
+    }
+    const failed = (await Promise.all(sends)).flat();
+    if (failed.length > 0) throw new Error(`SendMessageBatch refused ${failed.length} of ${messages.length} messages: ${failed.slice(0, 5).join('; ')}`);
   }
 
   /**
@@ -105,9 +133,27 @@ export class ParticipantQueues implements ParticipantQueuesPort {
     );
   }
 
-  private async sendTo(service: string, message: ParticipantMessage): Promise<void> {
-    const QueueUrl = this.queueUrls[service];
-    if (!QueueUrl) throw new Error(`no request queue is configured for participant '${service}'`);
-    await this.sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: sqsBody(message) }));
+}
+
+/** SendMessageBatch takes at most 10 entries and 256 KiB of bodies (the smaller of SQS's limits, old and new). */
+const BATCH_ENTRIES = 10;
+const BATCH_BYTES = 256 * 1024;
+
+/** Bodies in sending order, cut into batches SendMessageBatch takes. */
+export function sendBatches(bodies: readonly string[]): string[][] {
+  const batches: string[][] = [];
+  let current: string[] = [];
+  let bytes = 0;
+  for (const body of bodies) {
+    const size = Buffer.byteLength(body);
+    if (current.length > 0 && (current.length === BATCH_ENTRIES || bytes + size > BATCH_BYTES)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(body);
+    bytes += size;
   }
+  if (current.length > 0) batches.push(current);
+  return batches;
 }

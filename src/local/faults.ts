@@ -286,15 +286,16 @@ async function sendMessageBatch(injector: Injector, next: Next, args: Args) {
   const entries = (args.input.Entries as Entry[] | undefined) ?? [];
   const dropped: Entry[] = [];
   const sent: Entry[] = [];
-  for (const entry of entries) {
+  entries.forEach((entry, i) => {
     if (injector.roll('sqs.drop')) {
       dropped.push(entry);
-      continue;
+      return;
     }
     const delayed = injector.roll('sqs.delay') ? { ...entry, DelaySeconds: injector.random.int(1, injector.config['sqs.delayMaxSeconds']) } : entry;
     sent.push(delayed);
-    if (injector.roll('sqs.duplicate')) sent.push({ ...delayed, Id: `${delayed.Id}-dup` });
-  }
+    // A copy only where the request stays within SendMessageBatch's 10 entries (the rest still to come included).
+    if (injector.roll('sqs.duplicate') && sent.length + (entries.length - i - 1) < 10) sent.push({ ...delayed, Id: `${delayed.Id}-dup` });
+  });
   const fakeSuccess = dropped.map((e) => ({ Id: e.Id, MessageId: `dropped-${injector.random.int(0, 2 ** 31)}`, MD5OfMessageBody: md5(e.MessageBody ?? '') }));
   if (sent.length === 0) return { output: { Successful: fakeSuccess, Failed: [], $metadata: { httpStatusCode: 200 } }, response: {} };
   const result = await next({ ...args, input: { ...args.input, Entries: sent } });

@@ -12,7 +12,7 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ParticipantQueues } from '../../src/aws/queues';
+import { ParticipantQueues, sendBatches } from '../../src/aws/queues';
 import type { ParticipantMessage } from '../../src/core/messages';
 import type { ParticipantQueuesPort } from '../../src/core/ports';
 import { startSqs, type LocalSqs } from '../../src/local/sqs';
@@ -253,5 +253,39 @@ describe.each(drivers)('SQS standard queue: %s', (_name, make) => {
       'dtc-participant': { DataType: 'String', StringValue: 'inventory' },
       'dtc-source': { DataType: 'String', StringValue: 'reply' },
     });
+  });
+});
+
+describe('ParticipantQueues on fauxqs: several messages for one participant', () => {
+  it('go ten to a SendMessageBatch, one alone in a SendMessage, and every message arrives once', async () => {
+    const queueUrls: Record<string, string> = {};
+    for (const service of ['inventory', 'payment']) queueUrls[service] = (await client.send(new CreateQueueCommand({ QueueName: `bulk-${service}-${Date.now()}` }))).QueueUrl!;
+    const port = new ParticipantQueues(queueUrls, client);
+    const message = (txId: string, participant: string): ParticipantMessage => ({ v: 1, type: 'COMMIT', txId, participant, deadlineAt: 1, attempt: 2 });
+    const inventory = Array.from({ length: 23 }, (_, i) => message(`tx-bulk-${String(i).padStart(4, '0')}`, 'inventory'));
+    const sent = vi.spyOn(client, 'send');
+    try {
+      await port.send([...inventory, message('tx-bulk-alone', 'payment')]);
+      const commands = sent.mock.calls.map(([command]) => command.constructor.name).sort();
+      expect(commands).toEqual(['SendMessageBatchCommand', 'SendMessageBatchCommand', 'SendMessageBatchCommand', 'SendMessageCommand']);
+    } finally {
+      sent.mockRestore();
+    }
+    const received: string[] = [];
+    for (;;) {
+      const out = await client.send(new ReceiveMessageCommand({ QueueUrl: queueUrls.inventory, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+      if (!out.Messages?.length) break;
+      received.push(...out.Messages.map((m) => (JSON.parse(m.Body!) as ParticipantMessage).txId));
+    }
+    expect(received.sort()).toEqual(inventory.map((m) => m.txId));
+    const payment = await client.send(new ReceiveMessageCommand({ QueueUrl: queueUrls.payment, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+    expect(payment.Messages?.map((m) => (JSON.parse(m.Body!) as ParticipantMessage).txId)).toEqual(['tx-bulk-alone']);
+  });
+
+  it('cuts batches at 10 entries and at 256 KiB of bodies', () => {
+    expect(sendBatches(Array.from({ length: 21 }, () => 'x')).map((b) => b.length)).toEqual([10, 10, 1]);
+    const big = 'y'.repeat(100 * 1024);
+    expect(sendBatches([big, big, big, 'z']).map((b) => b.length)).toEqual([2, 2]);
+    expect(sendBatches([])).toEqual([]);
   });
 });

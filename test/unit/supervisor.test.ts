@@ -4,12 +4,13 @@
 // The deadline abort comes at, not before, the deadline; a transaction with every YES recorded and no
 // decision commits; phase two is re-sent to the unacknowledged on its schedule; a group ends only when
 // empty and closed; parking; continuing as a new generation; retried starts change no decision.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { executionArn } from '../../src/aws/workflow';
 import { PARK_AFTER_MS } from '../../src/core/recovery';
 import { groupInfo, type TxRecord } from '../../src/core/transaction';
 import { workflowDefinition } from '../../src/memory/definition';
 import { MemoryTxLog } from '../../src/memory/log';
+import { MemoryParticipantQueues } from '../../src/memory/sqs';
 import { MemoryStepFunctions } from '../../src/memory/stepfunctions';
 import { VirtualTimers } from '../../src/memory/timers';
 import { GROUP_GRACE_MS, RUNS_PER_EXECUTION, ensureSupervisor, superviseRun } from '../../src/supervisor';
@@ -153,6 +154,31 @@ describe('a group\'s supervisor', () => {
     expect(s.record(other).status).toBe('COMMITTED');
     await s.timers.advanceTo(s.now() + 60_000);
     expect(s.supervisor('park-payment')).toBe('SUCCEEDED');
+  });
+});
+
+describe('re-sending in bulk', () => {
+  it("sends a returning participant's parked transactions in one send once its probe is acknowledged, not one send each", async () => {
+    const s = memoryStack();
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push(await committed(s, [INVENTORY, PAYMENT], 2));
+    for (const id of ids) await s.ack(id, INVENTORY, 'COMMIT');
+    await s.timers.advanceTo(T0 + PARK_AFTER_MS + 60_000);
+    for (const id of ids) expect(s.record(id)).toMatchObject({ status: 'COMMITTING', og: 'park-payment' });
+    const probe = s.take(PAYMENT).filter((m) => m.sentAtMs > T0 + PARK_AFTER_MS)[0]!.txId;
+    const sends = vi.spyOn(MemoryParticipantQueues.prototype, 'send');
+    try {
+      await s.ack(probe, PAYMENT, 'COMMIT');
+      await s.timers.advanceTo(s.now() + 60_000);
+      const bulk = sends.mock.calls.filter(([messages]) => messages.length > 1);
+      expect(bulk).toHaveLength(1);
+      expect(bulk[0]![0].map((m) => m.txId).sort()).toEqual(ids.filter((id) => id !== probe).sort());
+      expect(new Set(bulk[0]![0].map((m) => `${m.participant} ${m.type}`))).toEqual(new Set([`${PAYMENT} COMMIT`]));
+    } finally {
+      sends.mockRestore();
+    }
+    for (const id of ids.filter((id) => id !== probe)) await s.ack(id, PAYMENT, 'COMMIT');
+    for (const id of ids) expect(s.record(id).status).toBe('COMMITTED');
   });
 });
 
