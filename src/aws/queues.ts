@@ -79,7 +79,9 @@ export class ParticipantQueues implements ParticipantQueuesPort {
     for (const m of messages) {
       const QueueUrl = this.queueUrls[m.participant];
       if (!QueueUrl) throw new Error(`no request queue is configured for participant '${m.participant}'`);
-      byQueue.set(QueueUrl, [...(byQueue.get(QueueUrl) ?? []), m]);
+      const queued = byQueue.get(QueueUrl);
+      if (queued) queued.push(m);
+      else byQueue.set(QueueUrl, [m]);
     }
     const sends: Promise<string[]>[] = [];
     for (const [QueueUrl, queued] of byQueue) {
