@@ -171,8 +171,7 @@ export class Coordinator {
         const prepares = current.services
           .filter((s) => current!.pending[s])
           .map((s) => this.message('PREPARE', current!.txId, s, current!.prepareDeadlineAt, 1, operations.get(s)));
-        await this.deps.queues.send(prepares);
-        this.metrics.count(METRIC.MessagesSent, prepares.length);
+        await this.send(prepares);
       } else {
         current = (await log.get(txId)) ?? current;
       }
@@ -413,16 +412,14 @@ export class Coordinator {
    * adapter then sends each participant's messages together, ten to a request.
    */
   async phaseTwoAll(sends: readonly { record: TxRecord; to: readonly string[]; attempt: number }[]): Promise<ParticipantMessage[]> {
-    const messages = sends.flatMap(({ record, to, attempt }) => {
-      const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
-      const recipients = mutated('phaseTwoGivesUp') && attempt > 2 ? [] : to;
-      const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
-      return recipients.map((p) => this.message(type, record.txId, p, deadlineAt, attempt));
-    });
-    if (messages.length === 0) return messages;
-    await this.deps.queues.send(messages);
-    this.metrics.count(METRIC.MessagesSent, messages.length);
-    return messages;
+    return this.send(
+      sends.flatMap(({ record, to, attempt }) => {
+        const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
+        const recipients = mutated('phaseTwoGivesUp') && attempt > 2 ? [] : to;
+        const deadlineAt = this.now() + record.timeouts.commitSeconds * 1000;
+        return recipients.map((p) => this.message(type, record.txId, p, deadlineAt, attempt));
+      }),
+    );
   }
 
   /**
@@ -444,14 +441,13 @@ export class Coordinator {
     );
   }
 
-  private async sendTo(
-    type: 'COMMIT' | 'ABORT',
-    txId: string,
-    to: readonly string[],
-    attempt = 1,
-    deadlineAt = this.now(),
-): Promise<ParticipantMessage[]> {
-    const messages = to.map((p) => this.message(type, txId, p, deadlineAt, attempt));
+  private sendTo(type: 'COMMIT' | 'ABORT', txId: string, to: readonly string[]): Promise<ParticipantMessage[]> {
+    const deadlineAt = this.now();
+    return this.send(to.map((p) => this.message(type, txId, p, deadlineAt, 1)));
+  }
+
+  /** Every message sent to participants goes here: one send (each participant's together), counted. */
+  private async send(messages: ParticipantMessage[]): Promise<ParticipantMessage[]> {
     if (messages.length === 0) return messages;
     await this.deps.queues.send(messages);
     this.metrics.count(METRIC.MessagesSent, messages.length);
