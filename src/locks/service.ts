@@ -167,9 +167,8 @@ export class LockService {
     let nextDetectMs = startMs + this.detectAfterMs;
     let nextStatusMs = startMs;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const read = this.deps.store.get(resource);
-      if (round === 0 && held) await Promise.all([held, read]);
-      const item = await read;
+      // After the first round `held` is settled: waiting on it again costs nothing.
+      const [item] = await Promise.all([this.deps.store.get(resource), held]);
       const nowMs = this.now();
       const request: AcquireRequest = { owner, mode, scope, leaseMs, waitUntilMs, nowMs };
       const decision = decideAcquire(item, request, verdicts);
