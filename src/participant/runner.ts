@@ -167,13 +167,12 @@ export function createRunner<W = TransactWrite>(options: RunnerOptions<W>): Part
     // Locks this delivery was granted. releaseAll works from the transaction's held-list, and a
     // concurrent ABORT's releaseAll can forget a resource just before a waiting acquire here is
     // granted it; releasing what this run acquired, too, closes that window.
-    const acquired = new Set<string>();
-    /** The earliest lease end among this run's grants (heartbeats only move leases later). */
-    let leasedUntilMs = Number.POSITIVE_INFINITY;
+    // Each with the lease end of its grant (heartbeats only move leases later).
+    const acquired = new Map<string, number>();
     const releaseLocks = async () => {
       if (!locks) return;
       const released = new Set(await locks.releaseAll(owner, scope));
-      for (const resource of acquired) if (!released.has(resource)) await locks.release(resource, owner, scope);
+      for (const resource of acquired.keys()) if (!released.has(resource)) await locks.release(resource, owner, scope);
     };
     const lock = locks
       ? async (resource: string, mode: LockMode = 'X') => {
@@ -186,8 +185,7 @@ export function createRunner<W = TransactWrite>(options: RunnerOptions<W>): Part
             waitMs: Math.min(LOCK_LIMITS.maxWaitMs, Math.max(0, message.deadlineAt - nowMs())),
             ...(options.onLockWait ? { onWait: options.onLockWait } : {}),
           });
-          acquired.add(resource);
-          leasedUntilMs = Math.min(leasedUntilMs, grant.leaseUntilMs);
+          acquired.set(resource, grant.leaseUntilMs);
           return grant;
         }
       : undefined;
@@ -220,7 +218,7 @@ export function createRunner<W = TransactWrite>(options: RunnerOptions<W>): Part
     // COMMIT or ABORT and waits for its ACK): releasing them at the vote would break two-phase
     // locking (docs/consistency.md). They go with its ACK.
     if (outcome.kind === 'ack' || (outcome.kind === 'vote' && outcome.vote === 'NO')) await releaseLocks();
-    else if (locks && outcome.kind === 'vote' && !(acquired.size > 0 && leasedUntilMs >= message.deadlineAt + LOCK_DEADLINE_GRACE_MS)) {
+    else if (locks && outcome.kind === 'vote' && !(acquired.size > 0 && Math.min(...acquired.values()) >= message.deadlineAt + LOCK_DEADLINE_GRACE_MS)) {
       // YES or READ_ONLY: nothing runs for this transaction here until the decision arrives, so cover
       // the undecided window. Not needed (two round trips before the vote saved) when every lock this
       // run was granted already covers it, as a default lease does a default deadline; a replayed
