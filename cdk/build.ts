@@ -180,6 +180,7 @@ export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
   if (alarmEmail !== undefined && (typeof alarmEmail !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(alarmEmail))) {
     throw new Error(`context 'alarmEmail' must be an email address, got ${show(alarmEmail)}`);
   }
+  const decisionEvents = booleanOf('decisionEvents', get('decisionEvents'), true);
   const eventBus = get('eventBus') ?? `${prefix}-events`;
   // EventBridge's rule for bus names; `aws.` names belong to partner buses.
   if (typeof eventBus !== 'string' || !/^[/.\-_A-Za-z0-9]{1,256}$/.test(eventBus) || eventBus.startsWith('aws.')) {
@@ -219,8 +220,8 @@ export function readConfig(getRaw: (key: string) => unknown): DtcConfig {
     abortRateAlarmPercent,
     ...(alarmTopicArn === undefined ? {} : { alarmTopicArn }),
     ...(alarmEmail === undefined ? {} : { alarmEmail }),
-    decisionEvents: booleanOf('decisionEvents', get('decisionEvents'), true),
-    finishEvents: finishEventsOf(booleanOf('finishEvents', get('finishEvents'), false), booleanOf('decisionEvents', get('decisionEvents'), true)),
+    decisionEvents,
+    finishEvents: finishEventsOf(booleanOf('finishEvents', get('finishEvents'), false), decisionEvents),
     eventBus,
     reservedConcurrency: booleanOf('reservedConcurrency', get('reservedConcurrency'), true),
     replyConcurrency,
