@@ -22,9 +22,7 @@ import {
   resourceName,
   withoutWaiter,
 } from '../../src/core/locks';
-import { LockService } from '../../src/locks/service';
-import type { TransactionPort } from '../../src/locks/transactions';
-import { MemoryLockStore } from '../../src/memory/locks';
+import { runnerPorts } from '../support/runner-ports';
 
 const T0 = 1_000_000;
 const tx = (id: string): OwnerRef => ({ kind: 'tx', id });
@@ -234,7 +232,7 @@ describe('property: random operations', () => {
 
 describe('the lock service acquiring for a transaction (memory store)', () => {
   it("reads the lock while its held-list entry is written, and writes the grant only once that entry is stored", async () => {
-    const store = new MemoryLockStore();
+    const { lockStore: store, locks: service } = runnerPorts(() => T0, () => Promise.resolve());
     const calls: string[] = [];
     let storeHeld: () => void = () => undefined;
     const addHeld = store.addHeld.bind(store);
@@ -256,8 +254,6 @@ describe('the lock service acquiring for a transaction (memory store)', () => {
       calls.push('put');
       return put(next, expectedVersion, nowMs);
     };
-    const transactions: TransactionPort = { get: (txId) => Promise.resolve({ txId, status: 'PREPARING', createdAt: new Date(T0).toISOString() }), abort: () => Promise.reject(new Error('nobody is aborted here')) };
-    const service = new LockService({ store, transactions, nowMs: () => T0, random: () => 0.5, sleep: () => Promise.resolve() });
     const granted = service.acquire({ resource: 'sku-1', owner: tx('t1'), mode: 'X', scope: 'inventory', leaseMs: 10_000, waitMs: 0 });
     await vi.waitFor(() => expect(calls).toEqual(['addHeld:start', 'get']));
     storeHeld();
