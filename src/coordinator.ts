@@ -179,6 +179,15 @@ export class Coordinator {
     return { kind: 'started', txId, status: current.status, replayed };
   }
 
+  /**
+   * This coordinator for one reply batch: the same log, clock and ports, with its sends to
+   * participants going to `queues` (the batch's outbox). Only replies go through it: it keeps none
+   * of the starts' state (claimed groups, dealt slots).
+   */
+  forBatch(queues: ParticipantQueuesPort): Coordinator {
+    return new Coordinator({ ...this.deps, queues });
+  }
+
   async get(txId: string): Promise<TxView | undefined> {
     const record = await this.deps.log.get(txId);
     return record ? toView(record) : undefined;
@@ -536,6 +545,8 @@ export async function replyBatch(
   logger: Pick<HandlerLogger, 'error' | 'warn'>,
   metrics: MetricsPort = noMetrics,
 ): Promise<{ batchItemFailures: BatchItemFailure[] }> {
+  const outbox = new BatchOutbox(queues, records.length);
+  const batchCoordinator = coordinator.forBatch(outbox);
   const handle = async (record: ReplyRecord): Promise<void> => {
     try {
       const parsed = parseMessage(replyMessage, record.body);
@@ -555,18 +566,72 @@ export async function replyBatch(
         metrics.count(METRIC.RepliesRefused);
         return;
       }
-      await coordinator.onReply(parsed.value);
+      await batchCoordinator.onReply(parsed.value);
     } catch (err) {
       logger.error('reply failed', { messageId: record.messageId, error: err as Error });
       throw err;
+    } finally {
+      outbox.done();
     }
   };
-  // A processor keeps the batch it works on: one per call, since invocations may run at once.
+  // A processor keeps the batch it works on: one per call, since invocations may run at once. In
+  // parallel: the outbox sends once every handler waits on it or is done.
   const processor = new BatchProcessor(EventType.SQS);
   const response = await processPartialResponse({ Records: records as unknown as SQSRecord[] }, (r: SQSRecord) => handle(r as unknown as ReplyRecord), processor, {
     throwOnFullBatchFailure: false,
+    processInParallel: true,
   });
   return { batchItemFailures: response.batchItemFailures.map((f) => ({ itemIdentifier: f.itemIdentifier })) };
+}
+
+/**
+ * The messages to participants of one reply batch, sent together. A handler's send waits until every
+ * handler of the batch still running is waiting on the outbox too; then all their messages go in one
+ * send, in which the queues adapter puts each participant's messages ten to a request. So a batch
+ * whose k votes decide k transactions of n members sends n requests (k <= 10), not k * n, and a
+ * decision's phase two waits at most for the batch's slowest other reply. A send that fails fails
+ * every handler that waited on it: their replies are redelivered, and a redelivered reply for a
+ * decided transaction re-sends its phase two.
+ */
+class BatchOutbox implements ParticipantQueuesPort {
+  private waiting: { messages: ParticipantMessage[]; sent: () => void; failed: (err: unknown) => void }[] = [];
+
+  /** `running`: the batch's handlers that have not finished. */
+  constructor(
+    private readonly queues: ParticipantQueuesPort,
+    private running: number,
+  ) {}
+
+  send(messages: ParticipantMessage[]): Promise<void> {
+    return new Promise((sent, failed) => {
+      this.waiting.push({ messages, sent, failed });
+      this.sendIfAllWait();
+    });
+  }
+
+  /** A handler of the batch has finished (whatever its outcome). */
+  done(): void {
+    this.running--;
+    this.sendIfAllWait();
+  }
+
+  deadLetter(messages: ParticipantMessage[], reason: string): Promise<string[]> {
+    return this.queues.deadLetter(messages, reason);
+  }
+
+  deadLetterReply(body: string, reason: string, owner: string): Promise<void> {
+    return this.queues.deadLetterReply(body, reason, owner);
+  }
+
+  private sendIfAllWait(): void {
+    if (this.waiting.length === 0 || this.waiting.length < this.running) return;
+    const waiting = this.waiting;
+    this.waiting = [];
+    this.queues.send(waiting.flatMap((w) => w.messages)).then(
+      () => waiting.forEach((w) => w.sent()),
+      (err: unknown) => waiting.forEach((w) => w.failed(err)),
+    );
+  }
 }
 
 function senderAllowed(authority: ReplyAuthority, owner: string, senderId: string | undefined): boolean {

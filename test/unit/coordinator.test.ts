@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { type ReplyRecord, START_RESERVE_MS, replyBatch } from '../../src/coordinator';
 import { type LockService, LockWaitTimeoutError } from '../../src/locks/service';
+import type { ParticipantQueuesPort } from '../../src/core/ports';
 import type { VoteEntry } from '../../src/core/transaction';
 import { MemoryTxLog } from '../../src/memory/log';
 import { memoryLogger } from '../support/fixtures';
@@ -357,6 +358,65 @@ describe('replyBatch', () => {
     // A participant without named principals is known by its queue alone.
     await replyBatch(s.coordinator, s.queues, authority, [rec(yes(txId, INVENTORY), s.replyArn(INVENTORY))], logger);
     expect(s.record(txId)).toMatchObject({ status: 'COMMITTING' });
+  });
+
+  /** `s.queues` behind a wrapper that records each send's messages and can fail the next sends. */
+  const recordingQueues = (s: ReturnType<typeof setup>['s']) => {
+    const sends: string[][] = [];
+    let failures = 0;
+    const queues: ParticipantQueuesPort = {
+      send: (messages) => {
+        sends.push(messages.map((m) => `${m.type}:${m.participant}:${m.txId}`));
+        if (failures > 0) {
+          failures--;
+          return Promise.reject(new Error('SQS is down'));
+        }
+        return s.queues.send(messages);
+      },
+      deadLetter: (messages, reason) => s.queues.deadLetter(messages, reason),
+      deadLetterReply: (body, reason, owner) => s.queues.deadLetterReply(body, reason, owner),
+    };
+    return { queues, sends, failNext: (n: number) => (failures = n) };
+  };
+
+  it('sends the phase two of every transaction one batch decides in one send, and waits for the replies that decide nothing', async () => {
+    const { s, authority } = setup();
+    const decided = [await s.start(), await s.start(), await s.start()];
+    const open = await s.start();
+    for (const txId of decided) for (const p of [PAYMENT, SHIPPING, ORDER]) await s.vote(txId, p, 'YES');
+    s.takeAll();
+    const { queues, sends } = recordingQueues(s);
+    const batch = [...decided, open].map((txId) => rec(yes(txId, INVENTORY), s.replyArn(INVENTORY)));
+    const out = await replyBatch(s.coordinator, queues, authority, batch, memoryLogger());
+    expect(out).toEqual({ batchItemFailures: [] });
+    // One send of 3 x 4 messages (the SQS adapter puts each participant's 3 in one SendMessageBatch), not 3 sends.
+    expect(sends).toHaveLength(1);
+    expect([...sends[0]!].sort()).toEqual(SERVICES.flatMap((p) => decided.map((txId) => `COMMIT:${p}:${txId}`)).sort());
+    for (const txId of decided) expect(s.record(txId).status).toBe('COMMITTING');
+    expect(s.record(open)).toMatchObject({ status: 'PREPARING', ok: 1 });
+    const taken = s.takeAll();
+    for (const p of SERVICES) expect([...taken[p]!].sort()).toEqual(decided.map((txId) => `COMMIT:${txId}`).sort());
+  });
+
+  it('reports every reply whose phase two was in a failed send; their redelivery sends it', async () => {
+    const { s, authority } = setup();
+    const decided = [await s.start(), await s.start()];
+    for (const txId of decided) for (const p of [PAYMENT, SHIPPING, ORDER]) await s.vote(txId, p, 'YES');
+    s.takeAll();
+    const { queues, sends, failNext } = recordingQueues(s);
+    failNext(1);
+    const batch = decided.map((txId) => rec(yes(txId, INVENTORY), s.replyArn(INVENTORY)));
+    const out = await replyBatch(s.coordinator, queues, authority, batch, memoryLogger());
+    expect(out.batchItemFailures.map((f) => f.itemIdentifier).sort()).toEqual(batch.map((r) => r.messageId).sort());
+    expect(sends).toHaveLength(1);
+    // The decision is written; nothing reached the participants.
+    for (const txId of decided) expect(s.record(txId).status).toBe('COMMITTING');
+    expect(s.takeAll()).toEqual(none);
+    // SQS redelivers the batch: the duplicate votes re-drive phase two, again in one send.
+    expect(await replyBatch(s.coordinator, queues, authority, batch, memoryLogger())).toEqual({ batchItemFailures: [] });
+    expect(sends).toHaveLength(2);
+    const taken = s.takeAll();
+    for (const p of SERVICES) expect([...taken[p]!].sort()).toEqual(decided.map((txId) => `COMMIT:${txId}`).sort());
   });
 
   it('reports a reply that failed for redelivery, and takes the rest of the batch', async () => {
