@@ -627,10 +627,13 @@ class BatchOutbox implements ParticipantQueuesPort {
     if (this.waiting.length === 0 || this.waiting.length < this.running) return;
     const waiting = this.waiting;
     this.waiting = [];
-    this.queues.send(waiting.flatMap((w) => w.messages)).then(
-      () => waiting.forEach((w) => w.sent()),
-      (err: unknown) => waiting.forEach((w) => w.failed(err)),
-    );
+    // Through a promise even if the adapter throws at once: every waiting handler must hear of it.
+    Promise.resolve()
+      .then(() => this.queues.send(waiting.flatMap((w) => w.messages)))
+      .then(
+        () => waiting.forEach((w) => w.sent()),
+        (err: unknown) => waiting.forEach((w) => w.failed(err)),
+      );
   }
 }
 

@@ -369,7 +369,8 @@ describe('replyBatch', () => {
         sends.push(messages.map((m) => `${m.type}:${m.participant}:${m.txId}`));
         if (failures > 0) {
           failures--;
-          return Promise.reject(new Error('SQS is down'));
+          // Thrown at once, not a rejected promise: the outbox must still fail every reply that waited.
+          throw new Error('SQS is down');
         }
         return s.queues.send(messages);
       },
