@@ -411,16 +411,16 @@ export class Coordinator {
     await this.deps.log.keepItems(record, keptUntil(this.now(), this.deps.config.retentionDays));
   }
 
-  /** Send the decided phase's message to `to`. */
-  async phaseTwo(record: TxRecord, to: readonly string[], attempt = 1): Promise<ParticipantMessage[]> {
-    return this.phaseTwoAll([{ record, to, attempt }]);
+  /** Send the decided phase's message to `to` (a first send: supervision's re-sends use phaseTwoAll). */
+  private phaseTwo(record: TxRecord, to: readonly string[]): Promise<void> {
+    return this.phaseTwoAll([{ record, to, attempt: 1 }]);
   }
 
   /**
    * Phase two for several decided transactions in one send (supervision's re-sends): the queues
    * adapter then sends each participant's messages together, ten to a request.
    */
-  async phaseTwoAll(sends: readonly { record: TxRecord; to: readonly string[]; attempt: number }[]): Promise<ParticipantMessage[]> {
+  phaseTwoAll(sends: readonly { record: TxRecord; to: readonly string[]; attempt: number }[]): Promise<void> {
     return this.send(
       sends.flatMap(({ record, to, attempt }) => {
         const type = record.decision === 'COMMIT' ? 'COMMIT' : 'ABORT';
@@ -450,17 +450,16 @@ export class Coordinator {
     );
   }
 
-  private sendTo(type: 'COMMIT' | 'ABORT', txId: string, to: readonly string[]): Promise<ParticipantMessage[]> {
+  private sendTo(type: 'COMMIT' | 'ABORT', txId: string, to: readonly string[]): Promise<void> {
     const deadlineAt = this.now();
     return this.send(to.map((p) => this.message(type, txId, p, deadlineAt, 1)));
   }
 
   /** Every message sent to participants goes here: one send (each participant's together), counted. */
-  private async send(messages: ParticipantMessage[]): Promise<ParticipantMessage[]> {
-    if (messages.length === 0) return messages;
+  private async send(messages: ParticipantMessage[]): Promise<void> {
+    if (messages.length === 0) return;
     await this.deps.queues.send(messages);
     this.metrics.count(METRIC.MessagesSent, messages.length);
-    return messages;
   }
 
   /** Once per transaction, by whoever wrote its decision: the counts, the latency and the `Transaction Decided` event. */
