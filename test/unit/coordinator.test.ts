@@ -3,12 +3,12 @@
 // the first NO aborts, a redelivered reply re-drives phase two, the last ACK finishes, the deadline
 // is absolute, abort() answers by what the log says, and the reply batch knows a participant by the
 // queue its message came on. test/unit/supervisor.test.ts runs the supervisors.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { type ReplyRecord, START_RESERVE_MS, replyBatch } from '../../src/coordinator';
 import { type LockService, LockWaitTimeoutError } from '../../src/locks/service';
-import type { ParticipantQueuesPort } from '../../src/core/ports';
 import type { VoteEntry } from '../../src/core/transaction';
 import { MemoryTxLog } from '../../src/memory/log';
+import { MemoryParticipantQueues } from '../../src/memory/sqs';
 import { memoryLogger } from '../support/fixtures';
 import { RecordingWorkflow, SERVICES, T0, iso, memoryStack } from './memory-stack';
 
@@ -360,24 +360,11 @@ describe('replyBatch', () => {
     expect(s.record(txId)).toMatchObject({ status: 'COMMITTING' });
   });
 
-  /** `s.queues` behind a wrapper that records each send's messages and can fail the next sends. */
-  const recordingQueues = (s: ReturnType<typeof setup>['s']) => {
-    const sends: string[][] = [];
-    let failures = 0;
-    const queues: ParticipantQueuesPort = {
-      send: (messages) => {
-        sends.push(messages.map((m) => `${m.type}:${m.participant}:${m.txId}`));
-        if (failures > 0) {
-          failures--;
-          // Thrown at once, not a rejected promise: the outbox must still fail every reply that waited.
-          throw new Error('SQS is down');
-        }
-        return s.queues.send(messages);
-      },
-      deadLetter: (messages, reason) => s.queues.deadLetter(messages, reason),
-      deadLetterReply: (body, reason, owner) => s.queues.deadLetterReply(body, reason, owner),
-    };
-    return { queues, sends, failNext: (n: number) => (failures = n) };
+  /** A spy on the memory queues' sends (restored after the test): each send's messages as `type:participant:txId`. */
+  const spySends = () => {
+    const spy = vi.spyOn(MemoryParticipantQueues.prototype, 'send');
+    onTestFinished(() => spy.mockRestore());
+    return { spy, sends: () => spy.mock.calls.map(([messages]) => messages.map((m) => `${m.type}:${m.participant}:${m.txId}`)) };
   };
 
   it('sends the phase two of every transaction one batch decides in one send, and waits for the replies that decide nothing', async () => {
@@ -386,13 +373,13 @@ describe('replyBatch', () => {
     const open = await s.start();
     for (const txId of decided) for (const p of [PAYMENT, SHIPPING, ORDER]) await s.vote(txId, p, 'YES');
     s.takeAll();
-    const { queues, sends } = recordingQueues(s);
+    const { sends } = spySends();
     const batch = [...decided, open].map((txId) => rec(yes(txId, INVENTORY), s.replyArn(INVENTORY)));
-    const out = await replyBatch(s.coordinator, queues, authority, batch, memoryLogger());
+    const out = await replyBatch(s.coordinator, s.queues, authority, batch, memoryLogger());
     expect(out).toEqual({ batchItemFailures: [] });
     // One send of 3 x 4 messages (the SQS adapter puts each participant's 3 in one SendMessageBatch), not 3 sends.
-    expect(sends).toHaveLength(1);
-    expect([...sends[0]!].sort()).toEqual(SERVICES.flatMap((p) => decided.map((txId) => `COMMIT:${p}:${txId}`)).sort());
+    expect(sends()).toHaveLength(1);
+    expect([...sends()[0]!].sort()).toEqual(SERVICES.flatMap((p) => decided.map((txId) => `COMMIT:${p}:${txId}`)).sort());
     for (const txId of decided) expect(s.record(txId).status).toBe('COMMITTING');
     expect(s.record(open)).toMatchObject({ status: 'PREPARING', ok: 1 });
     const taken = s.takeAll();
@@ -404,18 +391,21 @@ describe('replyBatch', () => {
     const decided = [await s.start(), await s.start()];
     for (const txId of decided) for (const p of [PAYMENT, SHIPPING, ORDER]) await s.vote(txId, p, 'YES');
     s.takeAll();
-    const { queues, sends, failNext } = recordingQueues(s);
-    failNext(1);
+    const { spy, sends } = spySends();
+    // Thrown at once, not a rejected promise: the outbox must still fail every reply that waited.
+    spy.mockImplementationOnce(() => {
+      throw new Error('SQS is down');
+    });
     const batch = decided.map((txId) => rec(yes(txId, INVENTORY), s.replyArn(INVENTORY)));
-    const out = await replyBatch(s.coordinator, queues, authority, batch, memoryLogger());
+    const out = await replyBatch(s.coordinator, s.queues, authority, batch, memoryLogger());
     expect(out.batchItemFailures.map((f) => f.itemIdentifier).sort()).toEqual(batch.map((r) => r.messageId).sort());
-    expect(sends).toHaveLength(1);
+    expect(sends()).toHaveLength(1);
     // The decision is written; nothing reached the participants.
     for (const txId of decided) expect(s.record(txId).status).toBe('COMMITTING');
     expect(s.takeAll()).toEqual(none);
     // SQS redelivers the batch: the duplicate votes re-drive phase two, again in one send.
-    expect(await replyBatch(s.coordinator, queues, authority, batch, memoryLogger())).toEqual({ batchItemFailures: [] });
-    expect(sends).toHaveLength(2);
+    expect(await replyBatch(s.coordinator, s.queues, authority, batch, memoryLogger())).toEqual({ batchItemFailures: [] });
+    expect(sends()).toHaveLength(2);
     const taken = s.takeAll();
     for (const p of SERVICES) expect([...taken[p]!].sort()).toEqual(decided.map((txId) => `COMMIT:${txId}`).sort());
   });
